@@ -1,0 +1,133 @@
+//! The ADO simulator: a synthetic organisation behind an ADO-shaped REST server.
+//!
+//! No machine here reaches Azure DevOps, so this is how tollgate is developed, tested,
+//! demonstrated and benchmarked. It serves the published REST shapes (routes come from the
+//! same endpoint table as the client; payload shapes follow ado-fixtures), pages as ADO pages,
+//! meters a TSTU-style budget, injects faults on request and counts every call.
+//!
+//! Control endpoints: `GET /_sim/manifest` (counts per kind and planted misconfigurations),
+//! `GET|DELETE /_sim/calls`, `GET|POST /_sim/faults`, `POST /_sim/mutate`.
+
+pub mod model;
+pub mod mutate;
+pub mod profile;
+mod rng;
+mod server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tollgate_domain::ResourceKind;
+
+pub use model::{Org, Planted};
+pub use mutate::{MutateRequest, MutationKind};
+pub use profile::Profile;
+pub use server::Faults;
+
+/// How to run a simulator.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub organization: String,
+    pub seed: u64,
+    pub profile: Profile,
+    pub faults: Faults,
+    /// Requests allowed per `tstu_window` before 429 (0: unlimited). Real ADO meters TSTUs,
+    /// an unpublished cost per call; one request per unit is the simulator's stand-in.
+    pub tstu_budget: u32,
+    pub tstu_window: Duration,
+    /// Accept only this PAT (any non-empty PAT when unset).
+    pub pat: Option<String>,
+    /// Accept only this client secret at the token endpoint (any non-empty one when unset).
+    pub client_secret: Option<String>,
+    pub token_lifetime_secs: u64,
+    /// Kinds whose endpoints answer 403, as for an identity without permission.
+    pub forbidden: Vec<ResourceKind>,
+    /// The organisation's "today" in Unix milliseconds; default: today's midnight UTC, so one
+    /// seed gives the same organisation all day.
+    pub now_ms: Option<i64>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            organization: "fabrikam".to_owned(),
+            seed: 1,
+            profile: Profile::Small,
+            faults: Faults::default(),
+            tstu_budget: 0,
+            tstu_window: Duration::from_secs(10),
+            pat: None,
+            client_secret: None,
+            token_lifetime_secs: 3600,
+            forbidden: Vec::new(),
+            now_ms: None,
+        }
+    }
+}
+
+/// A simulator bound to a listener.
+pub struct Simulator {
+    shared: Arc<server::Shared>,
+}
+
+impl Simulator {
+    pub fn new(config: SimConfig) -> Self {
+        const DAY_MS: i64 = 86_400_000;
+        let now_ms = config
+            .now_ms
+            .unwrap_or_else(|| server::now_ms().div_euclid(DAY_MS) * DAY_MS);
+        let org = Org::generate(&config.organization, config.seed, config.profile, now_ms);
+        Self {
+            shared: Arc::new(server::Shared::new(config, org)),
+        }
+    }
+
+    pub fn router(&self) -> axum::Router {
+        server::router(self.shared.clone())
+    }
+
+    /// Object counts per kind right now.
+    pub fn counts(&self) -> std::collections::BTreeMap<ResourceKind, usize> {
+        self.shared.read_org().counts()
+    }
+
+    /// Serve until the task is dropped.
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        axum::serve(listener, self.router()).await
+    }
+
+    /// Bind a loopback port and serve in the background (for tests and `tollgate demo`).
+    pub async fn spawn(self, address: &str) -> std::io::Result<RunningSimulator> {
+        let listener = TcpListener::bind(address).await?;
+        let local = listener.local_addr()?;
+        let organization = self.shared.read_org().name.clone();
+        let router = self.router();
+        let task = tokio::spawn(async move { axum::serve(listener, router).await });
+        Ok(RunningSimulator {
+            base_url: format!("http://{local}"),
+            organization,
+            task,
+        })
+    }
+}
+
+/// A simulator serving in the background; dropping it stops the server.
+pub struct RunningSimulator {
+    pub base_url: String,
+    pub organization: String,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningSimulator {
+    /// The organisation URL to give `tollgate sync --org`.
+    pub fn org_url(&self) -> String {
+        format!("{}/{}", self.base_url, self.organization)
+    }
+}
+
+impl Drop for RunningSimulator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,172 @@
+//! Storage: the traits services use, and their implementations.
+//!
+//! The traits speak domain types only (no SQLite or PostgreSQL types), so a PostgreSQL
+//! implementation slots in without changing a caller. Queries are written at run time
+//! (`sqlx::query`), one implementation per backend; see docs/adr/0002-store-per-backend.md.
+
+mod migrate;
+mod sqlite;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use time::OffsetDateTime;
+use tollgate_domain::{InventoryItem, ResourceKind, SyncRunId, TenantId};
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("could not open the database at {location}: {source}")]
+    Open {
+        location: String,
+        source: sqlx::Error,
+    },
+    #[error("database migration {version} failed: {source}")]
+    Migration { version: i64, source: sqlx::Error },
+    #[error(
+        "the database is at schema version {found}, newer than this tollgate understands ({known}); upgrade tollgate"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("sync run {0} does not exist")]
+    UnknownRun(SyncRunId),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// A full sync replaces everything; an incremental one patches what changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    Full,
+    Incremental,
+}
+
+impl SyncMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncMode::Full => "full",
+            SyncMode::Incremental => "incremental",
+        }
+    }
+}
+
+/// What a committed kind replaces before the staged rows go in. Rows matching any of the
+/// criteria are deleted; staged rows are then upserted by key.
+#[derive(Clone, Debug, Default)]
+pub struct Replace {
+    /// Every row of the kind.
+    pub all: bool,
+    /// Rows listed under these scopes.
+    pub scopes: Vec<String>,
+    /// Rows belonging to these projects.
+    pub projects: Vec<String>,
+    /// These keys.
+    pub keys: Vec<String>,
+}
+
+impl Replace {
+    pub fn all() -> Self {
+        Self {
+            all: true,
+            ..Self::default()
+        }
+    }
+
+    pub fn upsert_only() -> Self {
+        Self::default()
+    }
+}
+
+/// A row's place in the hierarchy, for listing children.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredKey {
+    pub key: String,
+    pub scope: String,
+    pub project: String,
+    pub ado_id: String,
+}
+
+/// A finished or running sync.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyncRecord {
+    pub id: SyncRunId,
+    pub mode: SyncMode,
+    pub started_at: OffsetDateTime,
+    pub finished_at: Option<OffsetDateTime>,
+    pub status: String,
+    pub summary: Option<Value>,
+}
+
+/// The inventory of ADO objects per tenant.
+#[async_trait]
+pub trait InventoryStore: Send + Sync {
+    async fn begin_sync(&self, tenant: &TenantId, mode: SyncMode)
+    -> Result<SyncRecord, StoreError>;
+
+    /// Stage a page of items for a run. Nothing is visible until [`InventoryStore::commit_kind`].
+    async fn stage(
+        &self,
+        tenant: &TenantId,
+        run: SyncRunId,
+        items: &[InventoryItem],
+    ) -> Result<(), StoreError>;
+
+    /// Atomically apply a kind's staged rows (after deleting what `replace` names) and set
+    /// the watermarks. Returns the kind's row count afterwards.
+    async fn commit_kind(
+        &self,
+        tenant: &TenantId,
+        run: SyncRunId,
+        kind: ResourceKind,
+        replace: &Replace,
+        watermarks: &[(String, String)],
+    ) -> Result<u64, StoreError>;
+
+    /// Throw away a kind's staged rows (its sync failed; the stored rows stay as they were).
+    async fn discard_staged(
+        &self,
+        tenant: &TenantId,
+        run: SyncRunId,
+        kind: ResourceKind,
+    ) -> Result<(), StoreError>;
+
+    async fn finish_sync(
+        &self,
+        tenant: &TenantId,
+        run: SyncRunId,
+        status: &str,
+        summary: &Value,
+    ) -> Result<(), StoreError>;
+
+    /// The most recent sync that finished with status "ok".
+    async fn last_successful_sync(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<SyncRecord>, StoreError>;
+
+    async fn watermark(&self, tenant: &TenantId, name: &str) -> Result<Option<String>, StoreError>;
+
+    /// The keys of a kind, optionally within one scope, ordered by key.
+    async fn keys(
+        &self,
+        tenant: &TenantId,
+        kind: ResourceKind,
+        scope: Option<&str>,
+    ) -> Result<Vec<StoredKey>, StoreError>;
+
+    /// A page of items of a kind, ordered by key, after `after_key`.
+    async fn items(
+        &self,
+        tenant: &TenantId,
+        kind: ResourceKind,
+        after_key: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<InventoryItem>, StoreError>;
+
+    /// Row counts per kind (every kind present, zero where empty).
+    async fn counts(&self, tenant: &TenantId) -> Result<BTreeMap<ResourceKind, u64>, StoreError>;
+}

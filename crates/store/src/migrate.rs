@@ -1,0 +1,15 @@
+//! A small, embedded migration runner: numbered SQL files compiled into the binary, applied
+//! in order inside one transaction each, recorded in `schema_migrations`. Migrations are
+//! never edited once released; a database newer than the binary is refused.
+
+pub(crate) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub(crate) const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "inventory",
+    sql: include_str!("../migrations/sqlite/0001_inventory.sql"),
+}];

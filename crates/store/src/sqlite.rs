@@ -1,0 +1,412 @@
+//! The embedded default: SQLite in WAL mode.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Row, SqlitePool};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tollgate_domain::{InventoryItem, ResourceKind, SyncRunId, TenantId};
+
+use crate::migrate::SQLITE as MIGRATIONS;
+use crate::{InventoryStore, Replace, StoreError, StoredKey, SyncMode, SyncRecord};
+
+/// IN-lists are chunked well below SQLite's bound-parameter limit.
+const CHUNK: usize = 500;
+
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn now_text() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+fn parse_time(raw: &str) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::parse(raw, &Rfc3339)
+        .map_err(|error| StoreError::Corrupt(format!("timestamp {raw:?}: {error}")))
+}
+
+fn parse_kind(raw: &str) -> Result<ResourceKind, StoreError> {
+    raw.parse()
+        .map_err(|error| StoreError::Corrupt(format!("{error}")))
+}
+
+impl SqliteStore {
+    /// Open (creating if missing) the database at `path` and apply pending migrations.
+    pub async fn open(path: &str) -> Result<Self, StoreError> {
+        let location = path.to_owned();
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+            .map_err(|source| StoreError::Open {
+                location: location.clone(),
+                source,
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // Inventory rows can always be synced again, so NORMAL (durable at checkpoints)
+            // is enough here; acknowledged webhook events will use FULL on their own writes.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open { location, source })?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            .execute(&self.pool)
+            .await?;
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&self.pool)
+                .await?;
+        let known = MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0);
+        if applied > known {
+            return Err(StoreError::SchemaTooNew {
+                found: applied,
+                known,
+            });
+        }
+        for migration in MIGRATIONS.iter().filter(|m| m.version > applied) {
+            let failed = |source| StoreError::Migration {
+                version: migration.version,
+                source,
+            };
+            let mut transaction = self.pool.begin().await.map_err(failed)?;
+            sqlx::raw_sql(AssertSqlSafe(migration.sql))
+                .execute(&mut *transaction)
+                .await
+                .map_err(failed)?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            )
+            .bind(migration.version)
+            .bind(migration.name)
+            .bind(now_text())
+            .execute(&mut *transaction)
+            .await
+            .map_err(failed)?;
+            transaction.commit().await.map_err(failed)?;
+        }
+        Ok(())
+    }
+
+    fn record(row: &sqlx::sqlite::SqliteRow) -> Result<SyncRecord, StoreError> {
+        let mode: String = row.try_get("mode")?;
+        let summary: Option<String> = row.try_get("summary")?;
+        let finished: Option<String> = row.try_get("finished_at")?;
+        Ok(SyncRecord {
+            id: SyncRunId(row.try_get("id")?),
+            mode: if mode == "full" {
+                SyncMode::Full
+            } else {
+                SyncMode::Incremental
+            },
+            started_at: parse_time(&row.try_get::<String, _>("started_at")?)?,
+            finished_at: finished.as_deref().map(parse_time).transpose()?,
+            status: row.try_get("status")?,
+            summary: summary.and_then(|s| serde_json::from_str(&s).ok()),
+        })
+    }
+}
+
+#[async_trait]
+impl InventoryStore for SqliteStore {
+    async fn begin_sync(
+        &self,
+        tenant: &TenantId,
+        mode: SyncMode,
+    ) -> Result<SyncRecord, StoreError> {
+        let started = OffsetDateTime::now_utc();
+        let id: i64 = sqlx::query_scalar("INSERT INTO sync_runs (tenant_id, mode, started_at, status) VALUES (?, ?, ?, 'running') RETURNING id")
+            .bind(tenant.as_str())
+            .bind(mode.as_str())
+            .bind(started.format(&Rfc3339).unwrap_or_default())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(SyncRecord {
+            id: SyncRunId(id),
+            mode,
+            started_at: started,
+            finished_at: None,
+            status: "running".to_owned(),
+            summary: None,
+        })
+    }
+
+    async fn stage(
+        &self,
+        tenant: &TenantId,
+        run: SyncRunId,
+        items: &[InventoryItem],
+    ) -> Result<(), StoreError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut transaction = self.pool.begin().await?;
+        for item in items {
+            sqlx::query(
+                "INSERT INTO inventory_staging (run_id, tenant_id, kind, key, scope, project, ado_id, name, revision, raw) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(run.0)
+            .bind(tenant.as_str())
+            .bind(item.kind.as_str())
+            .bind(&item.key)
+            .bind(&item.scope)
+            .bind(&item.project)
+            .bind(&item.ado_id)
+            .bind(&item.name)
+            .bind(&item.revision)
+            .bind(&item.raw)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn commit_kind(
+        &self,
+        tenant: &TenantId,
+        run: SyncRunId,
+        kind: ResourceKind,
+        replace: &Replace,
+        watermarks: &[(String, String)],
+    ) -> Result<u64, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        if replace.all {
+            sqlx::query("DELETE FROM inventory WHERE tenant_id = ? AND kind = ?")
+                .bind(tenant.as_str())
+                .bind(kind.as_str())
+                .execute(&mut *transaction)
+                .await?;
+        }
+        for (column, values) in [
+            ("scope", &replace.scopes),
+            ("project", &replace.projects),
+            ("key", &replace.keys),
+        ] {
+            for chunk in values.chunks(CHUNK) {
+                let placeholders = vec!["?"; chunk.len()].join(", ");
+                let sql = format!(
+                    "DELETE FROM inventory WHERE tenant_id = ? AND kind = ? AND {column} IN ({placeholders})"
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql))
+                    .bind(tenant.as_str())
+                    .bind(kind.as_str());
+                for value in chunk {
+                    query = query.bind(value);
+                }
+                query.execute(&mut *transaction).await?;
+            }
+        }
+        // `WHERE true` disambiguates INSERT … SELECT … ON CONFLICT for SQLite's parser.
+        sqlx::query(
+            "INSERT INTO inventory (tenant_id, kind, key, scope, project, ado_id, name, revision, raw, synced_at, sync_run) \
+             SELECT tenant_id, kind, key, scope, project, ado_id, name, revision, raw, ?, run_id \
+             FROM inventory_staging WHERE run_id = ? AND tenant_id = ? AND kind = ? AND true \
+             ON CONFLICT (tenant_id, kind, key) DO UPDATE SET scope = excluded.scope, project = excluded.project, \
+             ado_id = excluded.ado_id, name = excluded.name, revision = excluded.revision, raw = excluded.raw, \
+             synced_at = excluded.synced_at, sync_run = excluded.sync_run",
+        )
+        .bind(now_text())
+        .bind(run.0)
+        .bind(tenant.as_str())
+        .bind(kind.as_str())
+        .execute(&mut *transaction)
+        .await?;
+        sqlx::query(
+            "DELETE FROM inventory_staging WHERE run_id = ? AND tenant_id = ? AND kind = ?",
+        )
+        .bind(run.0)
+        .bind(tenant.as_str())
+        .bind(kind.as_str())
+        .execute(&mut *transaction)
+        .await?;
+        for (name, value) in watermarks {
+            sqlx::query(
+                "INSERT INTO watermarks (tenant_id, name, value, updated_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (tenant_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(tenant.as_str())
+            .bind(name)
+            .bind(value)
+            .bind(now_text())
+            .execute(&mut *transaction)
+            .await?;
+        }
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM inventory WHERE tenant_id = ? AND kind = ?")
+                .bind(tenant.as_str())
+                .bind(kind.as_str())
+                .fetch_one(&mut *transaction)
+                .await?;
+        transaction.commit().await?;
+        Ok(count as u64)
+    }
+
+    async fn discard_staged(
+        &self,
+        tenant: &TenantId,
+        run: SyncRunId,
+        kind: ResourceKind,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM inventory_staging WHERE run_id = ? AND tenant_id = ? AND kind = ?",
+        )
+        .bind(run.0)
+        .bind(tenant.as_str())
+        .bind(kind.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn finish_sync(
+        &self,
+        tenant: &TenantId,
+        run: SyncRunId,
+        status: &str,
+        summary: &Value,
+    ) -> Result<(), StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        let updated = sqlx::query("UPDATE sync_runs SET finished_at = ?, status = ?, summary = ? WHERE id = ? AND tenant_id = ?")
+            .bind(now_text())
+            .bind(status)
+            .bind(summary.to_string())
+            .bind(run.0)
+            .bind(tenant.as_str())
+            .execute(&mut *transaction)
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::UnknownRun(run));
+        }
+        // Whatever a run staged and did not commit is dead weight now.
+        sqlx::query("DELETE FROM inventory_staging WHERE run_id = ? AND tenant_id = ?")
+            .bind(run.0)
+            .bind(tenant.as_str())
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn last_successful_sync(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<SyncRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM sync_runs WHERE tenant_id = ? AND status = 'ok' ORDER BY id DESC LIMIT 1")
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::record).transpose()
+    }
+
+    async fn watermark(&self, tenant: &TenantId, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM watermarks WHERE tenant_id = ? AND name = ?")
+                .bind(tenant.as_str())
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn keys(
+        &self,
+        tenant: &TenantId,
+        kind: ResourceKind,
+        scope: Option<&str>,
+    ) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = match scope {
+            Some(scope) => {
+                sqlx::query("SELECT key, scope, project, ado_id FROM inventory WHERE tenant_id = ? AND kind = ? AND scope = ? ORDER BY key")
+                    .bind(tenant.as_str())
+                    .bind(kind.as_str())
+                    .bind(scope)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query("SELECT key, scope, project, ado_id FROM inventory WHERE tenant_id = ? AND kind = ? ORDER BY key")
+                    .bind(tenant.as_str())
+                    .bind(kind.as_str())
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|row| {
+                Ok(StoredKey {
+                    key: row.try_get("key")?,
+                    scope: row.try_get("scope")?,
+                    project: row.try_get("project")?,
+                    ado_id: row.try_get("ado_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn items(
+        &self,
+        tenant: &TenantId,
+        kind: ResourceKind,
+        after_key: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<InventoryItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, key, scope, project, ado_id, name, revision, raw FROM inventory \
+             WHERE tenant_id = ? AND kind = ? AND key > ? ORDER BY key LIMIT ?",
+        )
+        .bind(tenant.as_str())
+        .bind(kind.as_str())
+        .bind(after_key.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(InventoryItem {
+                    kind: parse_kind(&row.try_get::<String, _>("kind")?)?,
+                    key: row.try_get("key")?,
+                    scope: row.try_get("scope")?,
+                    project: row.try_get("project")?,
+                    ado_id: row.try_get("ado_id")?,
+                    name: row.try_get("name")?,
+                    revision: row.try_get("revision")?,
+                    raw: row.try_get("raw")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn counts(&self, tenant: &TenantId) -> Result<BTreeMap<ResourceKind, u64>, StoreError> {
+        let mut counts: BTreeMap<ResourceKind, u64> =
+            ResourceKind::ALL.iter().map(|k| (*k, 0)).collect();
+        let rows = sqlx::query(
+            "SELECT kind, COUNT(*) AS n FROM inventory WHERE tenant_id = ? GROUP BY kind",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let kind = parse_kind(&row.try_get::<String, _>("kind")?)?;
+            counts.insert(kind, row.try_get::<i64, _>("n")? as u64);
+        }
+        Ok(counts)
+    }
+}

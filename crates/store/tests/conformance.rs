@@ -1,0 +1,365 @@
+//! The store conformance story: behaviour every `InventoryStore` implementation must show.
+//! Written against the trait, so the PostgreSQL store runs the same story when it lands.
+
+use serde_json::json;
+use tollgate_domain::{InventoryItem, ResourceKind, TenantId};
+use tollgate_store::{InventoryStore, Replace, SqliteStore, SyncMode};
+
+fn item(kind: ResourceKind, scope: &str, project: &str, ado_id: &str, raw: &str) -> InventoryItem {
+    InventoryItem {
+        kind,
+        key: InventoryItem::key_for(scope, ado_id),
+        scope: scope.to_owned(),
+        project: project.to_owned(),
+        ado_id: ado_id.to_owned(),
+        name: Some(format!("name-{ado_id}")),
+        revision: Some("1".to_owned()),
+        raw: raw.to_owned(),
+    }
+}
+
+async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("conformance.db");
+    let store = SqliteStore::open(path.to_str().expect("utf-8 path"))
+        .await
+        .expect("open store");
+    (dir, store)
+}
+
+async fn staged_rows_are_invisible_until_their_kind_commits(store: &dyn InventoryStore) {
+    let tenant = TenantId::default_tenant();
+    let run = store
+        .begin_sync(&tenant, SyncMode::Full)
+        .await
+        .expect("begin")
+        .id;
+    let repos = [
+        item(ResourceKind::Repositories, "p1", "p1", "r1", "{}"),
+        item(ResourceKind::Repositories, "p1", "p1", "r2", "{}"),
+    ];
+    store.stage(&tenant, run, &repos).await.expect("stage");
+    assert_eq!(
+        store.counts(&tenant).await.expect("counts")[&ResourceKind::Repositories],
+        0
+    );
+    let count = store
+        .commit_kind(
+            &tenant,
+            run,
+            ResourceKind::Repositories,
+            &Replace::all(),
+            &[],
+        )
+        .await
+        .expect("commit");
+    assert_eq!(count, 2);
+    assert_eq!(
+        store.counts(&tenant).await.expect("counts")[&ResourceKind::Repositories],
+        2
+    );
+}
+
+async fn a_discarded_kind_leaves_the_previous_rows_untouched(store: &dyn InventoryStore) {
+    let tenant = TenantId::default_tenant();
+    let first = store
+        .begin_sync(&tenant, SyncMode::Full)
+        .await
+        .expect("begin")
+        .id;
+    store
+        .stage(
+            &tenant,
+            first,
+            &[item(ResourceKind::Teams, "p1", "p1", "t1", r#"{"v":1}"#)],
+        )
+        .await
+        .expect("stage");
+    store
+        .commit_kind(&tenant, first, ResourceKind::Teams, &Replace::all(), &[])
+        .await
+        .expect("commit");
+    store
+        .finish_sync(&tenant, first, "ok", &json!({}))
+        .await
+        .expect("finish");
+
+    let second = store
+        .begin_sync(&tenant, SyncMode::Full)
+        .await
+        .expect("begin")
+        .id;
+    store
+        .stage(
+            &tenant,
+            second,
+            &[item(ResourceKind::Teams, "p1", "p1", "t2", r#"{"v":2}"#)],
+        )
+        .await
+        .expect("stage");
+    store
+        .discard_staged(&tenant, second, ResourceKind::Teams)
+        .await
+        .expect("discard");
+    store
+        .finish_sync(&tenant, second, "failed", &json!({"error": "boom"}))
+        .await
+        .expect("finish");
+
+    let items = store
+        .items(&tenant, ResourceKind::Teams, None, 10)
+        .await
+        .expect("items");
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].ado_id, "t1");
+    assert_eq!(items[0].raw, r#"{"v":1}"#);
+    let last = store
+        .last_successful_sync(&tenant)
+        .await
+        .expect("last")
+        .expect("a successful run");
+    assert_eq!(last.id, first, "a failed run is not a successful one");
+}
+
+async fn replace_by_scope_project_and_key_deletes_only_what_it_names(store: &dyn InventoryStore) {
+    let tenant = TenantId::default_tenant();
+    let kind = ResourceKind::Refs;
+    let run = store
+        .begin_sync(&tenant, SyncMode::Full)
+        .await
+        .expect("begin")
+        .id;
+    let refs = [
+        item(kind, "repoA", "p1", "main", "{}"),
+        item(kind, "repoA", "p1", "dev", "{}"),
+        item(kind, "repoB", "p1", "main", "{}"),
+        item(kind, "repoC", "p2", "main", "{}"),
+        item(kind, "repoD", "p3", "main", "{}"),
+    ];
+    store.stage(&tenant, run, &refs).await.expect("stage");
+    store
+        .commit_kind(&tenant, run, kind, &Replace::all(), &[])
+        .await
+        .expect("commit");
+
+    // repoA is re-listed with only `main`; repoB vanished; project p2 vanished; one key goes.
+    store
+        .stage(
+            &tenant,
+            run,
+            &[item(kind, "repoA", "p1", "main", r#"{"new":true}"#)],
+        )
+        .await
+        .expect("stage");
+    let replace = Replace {
+        scopes: vec!["repoA".into(), "repoB".into()],
+        projects: vec!["p2".into()],
+        keys: vec!["repoD/main".into()],
+        ..Replace::default()
+    };
+    let count = store
+        .commit_kind(&tenant, run, kind, &replace, &[])
+        .await
+        .expect("commit");
+    assert_eq!(count, 1);
+    let left = store.items(&tenant, kind, None, 10).await.expect("items");
+    assert_eq!(
+        left.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(),
+        vec!["repoA/main"]
+    );
+    assert_eq!(left[0].raw, r#"{"new":true}"#);
+}
+
+async fn upserts_replace_rows_with_the_same_key_and_watermarks_commit_with_them(
+    store: &dyn InventoryStore,
+) {
+    let tenant = TenantId::default_tenant();
+    let kind = ResourceKind::WorkItems;
+    let run = store
+        .begin_sync(&tenant, SyncMode::Incremental)
+        .await
+        .expect("begin")
+        .id;
+    store
+        .stage(&tenant, run, &[item(kind, "p1", "p1", "7", r#"{"rev":1}"#)])
+        .await
+        .expect("stage");
+    store
+        .commit_kind(&tenant, run, kind, &Replace::upsert_only(), &[])
+        .await
+        .expect("commit");
+    store
+        .stage(&tenant, run, &[item(kind, "p1", "p1", "7", r#"{"rev":2}"#)])
+        .await
+        .expect("stage");
+    let watermark = [(
+        "work_items.changed".to_owned(),
+        "2026-11-23T00:00:00Z".to_owned(),
+    )];
+    store
+        .commit_kind(&tenant, run, kind, &Replace::upsert_only(), &watermark)
+        .await
+        .expect("commit");
+    let items = store.items(&tenant, kind, None, 10).await.expect("items");
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].raw, r#"{"rev":2}"#);
+    assert_eq!(
+        store
+            .watermark(&tenant, "work_items.changed")
+            .await
+            .expect("read"),
+        Some("2026-11-23T00:00:00Z".to_owned())
+    );
+    assert_eq!(
+        store.watermark(&tenant, "missing").await.expect("read"),
+        None
+    );
+}
+
+async fn tenants_never_see_each_others_rows(store: &dyn InventoryStore) {
+    let a = TenantId::parse("tenant-a").expect("id");
+    let b = TenantId::parse("tenant-b").expect("id");
+    let run = store
+        .begin_sync(&a, SyncMode::Full)
+        .await
+        .expect("begin")
+        .id;
+    store
+        .stage(&a, run, &[item(ResourceKind::Projects, "", "", "pa", "{}")])
+        .await
+        .expect("stage");
+    store
+        .commit_kind(&a, run, ResourceKind::Projects, &Replace::all(), &[])
+        .await
+        .expect("commit");
+    // Tenant b's commit of the same run id and kind must neither see nor delete a's rows.
+    store
+        .commit_kind(&b, run, ResourceKind::Projects, &Replace::all(), &[])
+        .await
+        .expect("commit");
+    assert_eq!(
+        store.counts(&a).await.expect("counts")[&ResourceKind::Projects],
+        1
+    );
+    assert_eq!(
+        store.counts(&b).await.expect("counts")[&ResourceKind::Projects],
+        0
+    );
+    assert!(
+        store
+            .keys(&b, ResourceKind::Projects, None)
+            .await
+            .expect("keys")
+            .is_empty()
+    );
+}
+
+async fn items_page_in_key_order(store: &dyn InventoryStore) {
+    let tenant = TenantId::parse("paging").expect("id");
+    let run = store
+        .begin_sync(&tenant, SyncMode::Full)
+        .await
+        .expect("begin")
+        .id;
+    let many: Vec<InventoryItem> = (0..25)
+        .map(|i| item(ResourceKind::Builds, "p", "p", &format!("{i:03}"), "{}"))
+        .collect();
+    store.stage(&tenant, run, &many).await.expect("stage");
+    store
+        .commit_kind(&tenant, run, ResourceKind::Builds, &Replace::all(), &[])
+        .await
+        .expect("commit");
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .items(&tenant, ResourceKind::Builds, after.as_deref(), 10)
+            .await
+            .expect("page");
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|i| i.key.clone());
+        seen.extend(page.into_iter().map(|i| i.key));
+    }
+    assert_eq!(seen.len(), 25);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+    let scoped = store
+        .keys(&tenant, ResourceKind::Builds, Some("p"))
+        .await
+        .expect("keys");
+    assert_eq!(scoped.len(), 25);
+    assert_eq!(scoped[0].project, "p");
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_conformance_story() {
+    let (_dir, store) = sqlite().await;
+    staged_rows_are_invisible_until_their_kind_commits(&store).await;
+    a_discarded_kind_leaves_the_previous_rows_untouched(&store).await;
+    replace_by_scope_project_and_key_deletes_only_what_it_names(&store).await;
+    upserts_replace_rows_with_the_same_key_and_watermarks_commit_with_them(&store).await;
+    tenants_never_see_each_others_rows(&store).await;
+    items_page_in_key_order(&store).await;
+}
+
+#[tokio::test]
+async fn reopening_a_database_keeps_its_data_and_applies_no_migration_twice() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("reopen.db");
+    let path = path.to_str().expect("utf-8");
+    let tenant = TenantId::default_tenant();
+    {
+        let store = SqliteStore::open(path).await.expect("open");
+        let run = store
+            .begin_sync(&tenant, SyncMode::Full)
+            .await
+            .expect("begin")
+            .id;
+        store
+            .stage(
+                &tenant,
+                run,
+                &[item(ResourceKind::Projects, "", "", "p", "{}")],
+            )
+            .await
+            .expect("stage");
+        store
+            .commit_kind(&tenant, run, ResourceKind::Projects, &Replace::all(), &[])
+            .await
+            .expect("commit");
+    }
+    let store = SqliteStore::open(path).await.expect("reopen");
+    assert_eq!(
+        store.counts(&tenant).await.expect("counts")[&ResourceKind::Projects],
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_tollgate_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("newer.db");
+    let path = path.to_str().expect("utf-8");
+    drop(SqliteStore::open(path).await.expect("open"));
+    {
+        use sqlx::ConnectOptions as _;
+        let mut connection = format!("sqlite://{path}")
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
+        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 'now')")
+            .execute(&mut connection)
+            .await
+            .expect("insert");
+    }
+    let error = SqliteStore::open(path)
+        .await
+        .expect_err("newer schema must be refused");
+    assert!(
+        error.to_string().contains("newer than this tollgate"),
+        "{error}"
+    );
+}

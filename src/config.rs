@@ -1,0 +1,506 @@
+//! Configuration: defaults < `tollgate.toml` < `TOLLGATE_*` environment < command-line flags.
+//!
+//! Unknown keys in the file and unknown `TOLLGATE_*` variables are errors that name the key.
+//! Secrets may come from files (`*_file` keys, `TOLLGATE_*_FILE` variables) and are
+//! [`SecretString`]s, so they never reach a log line, an error or Debug output.
+//! All environment reads of the application go through this module.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+use tollgate_domain::SecretString;
+
+/// The default database: a SQLite file in the working directory.
+pub const DEFAULT_DB: &str = "tollgate.db";
+/// The config file read when `--config` and `TOLLGATE_CONFIG` are absent (if it exists).
+pub const DEFAULT_CONFIG_FILE: &str = "tollgate.toml";
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub ado: AdoConfig,
+    pub sync: SyncConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// A SQLite file path (or `sqlite://path`). PostgreSQL URLs arrive with the PostgreSQL store.
+    pub url: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: DEFAULT_DB.to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdoAuth {
+    /// A personal access token (`pat` or `pat_file`).
+    #[default]
+    Pat,
+    /// An Entra ID service principal with a client secret.
+    ServicePrincipal,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdoConfig {
+    /// `https://dev.azure.com/{organisation}` (or a simulator's URL).
+    pub org_url: Option<String>,
+    pub auth: AdoAuth,
+    pub pat: Option<SecretString>,
+    pub pat_file: Option<PathBuf>,
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    pub client_secret_file: Option<PathBuf>,
+    /// The Entra authority; change it only for sovereign clouds or a test issuer.
+    pub authority: String,
+    /// Requests in flight at once against the organisation.
+    pub max_concurrency: usize,
+    pub request_timeout_secs: u64,
+    pub max_attempts: u32,
+    /// Per-host base URLs (`dev`, `vssps`, `vsrm`, `auditservice`, `advsec`, `feeds`).
+    pub hosts: BTreeMap<String, String>,
+}
+
+impl Default for AdoConfig {
+    fn default() -> Self {
+        Self {
+            org_url: None,
+            auth: AdoAuth::Pat,
+            pat: None,
+            pat_file: None,
+            tenant_id: None,
+            client_id: None,
+            client_secret: None,
+            client_secret_file: None,
+            authority: tollgate_ado::config::DEFAULT_AUTHORITY.to_owned(),
+            max_concurrency: 8,
+            request_timeout_secs: 60,
+            max_attempts: 8,
+            hosts: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// An incremental sync re-reads this much before the last sync's start, so nothing that
+    /// changed while it ran is missed.
+    pub overlap_secs: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self { overlap_secs: 300 }
+    }
+}
+
+/// `TOLLGATE_*` variables and the key each sets. Anything else with the prefix is an error.
+const ENVIRONMENT: &[(&str, &str)] = &[
+    ("TOLLGATE_DB", "database.url"),
+    ("TOLLGATE_DATABASE_URL", "database.url"),
+    ("TOLLGATE_ADO_ORG_URL", "ado.org_url"),
+    ("TOLLGATE_ADO_AUTH", "ado.auth"),
+    ("TOLLGATE_ADO_PAT", "ado.pat"),
+    ("TOLLGATE_ADO_PAT_FILE", "ado.pat_file"),
+    ("TOLLGATE_ADO_TENANT_ID", "ado.tenant_id"),
+    ("TOLLGATE_ADO_CLIENT_ID", "ado.client_id"),
+    ("TOLLGATE_ADO_CLIENT_SECRET", "ado.client_secret"),
+    ("TOLLGATE_ADO_CLIENT_SECRET_FILE", "ado.client_secret_file"),
+    ("TOLLGATE_ADO_AUTHORITY", "ado.authority"),
+    ("TOLLGATE_ADO_MAX_CONCURRENCY", "ado.max_concurrency"),
+    (
+        "TOLLGATE_ADO_REQUEST_TIMEOUT_SECS",
+        "ado.request_timeout_secs",
+    ),
+    ("TOLLGATE_ADO_MAX_ATTEMPTS", "ado.max_attempts"),
+    ("TOLLGATE_SYNC_OVERLAP_SECS", "sync.overlap_secs"),
+];
+
+/// Variables read elsewhere in this module, not mapped onto keys.
+const ENVIRONMENT_OTHER: &[&str] = &["TOLLGATE_CONFIG", "TOLLGATE_LOG"];
+
+/// Values given on the command line; `None` leaves the lower layers alone.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub db: Option<String>,
+    pub org_url: Option<String>,
+    pub pat_file: Option<PathBuf>,
+    pub max_concurrency: Option<usize>,
+}
+
+/// Where the configuration came from, for `tollgate config check`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Loaded {
+    pub config: Config,
+    pub file: Option<PathBuf>,
+}
+
+/// Load the layered configuration from the real environment.
+pub fn load(config_file: Option<&Path>, overrides: &Overrides) -> Result<Loaded> {
+    let environment: Vec<(String, String)> = std::env::vars()
+        .filter(|(name, _)| name.starts_with("TOLLGATE_"))
+        .collect();
+    load_from(config_file, &environment, overrides)
+}
+
+/// Load with an explicit environment (tests pass their own).
+pub fn load_from(
+    config_file: Option<&Path>,
+    environment: &[(String, String)],
+    overrides: &Overrides,
+) -> Result<Loaded> {
+    let env_file = environment
+        .iter()
+        .find(|(name, _)| name == "TOLLGATE_CONFIG")
+        .map(|(_, v)| PathBuf::from(v));
+    let (file, required) = match (config_file, env_file) {
+        (Some(path), _) => (Some(path.to_path_buf()), true),
+        (None, Some(path)) => (Some(path), true),
+        (None, None) => {
+            let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+            (default.exists().then_some(default), false)
+        }
+    };
+    let mut table = match &file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path);
+            match text {
+                Ok(text) => toml::from_str::<toml::Table>(&text)
+                    .with_context(|| format!("{} is not valid TOML", path.display()))?,
+                Err(error) if !required && error.kind() == std::io::ErrorKind::NotFound => {
+                    toml::Table::new()
+                }
+                Err(error) => {
+                    return Err(error)
+                        .with_context(|| format!("reading config file {}", path.display()));
+                }
+            }
+        }
+        None => toml::Table::new(),
+    };
+    // Validate the file alone first, so an unknown key is blamed on the file.
+    Config::deserialize(toml::Value::Table(table.clone())).map_err(|error| {
+        anyhow!(
+            "{}: {}",
+            file.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            error.message()
+        )
+    })?;
+
+    for (name, value) in environment {
+        if ENVIRONMENT_OTHER.contains(&name.as_str()) {
+            continue;
+        }
+        let Some((_, key)) = ENVIRONMENT.iter().find(|(known, _)| known == name) else {
+            let known: Vec<&str> = ENVIRONMENT
+                .iter()
+                .map(|(n, _)| *n)
+                .chain(ENVIRONMENT_OTHER.iter().copied())
+                .collect();
+            bail!(
+                "unknown environment variable {name}; tollgate reads: {}",
+                known.join(", ")
+            );
+        };
+        set_key(&mut table, key, value);
+    }
+    if let Some(db) = &overrides.db {
+        set_key(&mut table, "database.url", db);
+    }
+    if let Some(org) = &overrides.org_url {
+        set_key(&mut table, "ado.org_url", org);
+    }
+    if let Some(path) = &overrides.pat_file {
+        set_key(&mut table, "ado.pat_file", &path.display().to_string());
+        // A flag outranks a PAT given lower down.
+        if let Some(toml::Value::Table(ado)) = table.get_mut("ado") {
+            ado.remove("pat");
+        }
+    }
+    if let Some(concurrency) = overrides.max_concurrency {
+        set_key(&mut table, "ado.max_concurrency", &concurrency.to_string());
+    }
+    let config = Config::deserialize(toml::Value::Table(table))
+        .map_err(|error| anyhow!("configuration: {}", error.message()))?;
+    config.validate()?;
+    Ok(Loaded { config, file })
+}
+
+/// Set `section.key` from a string, typed as TOML would read it (numbers stay numbers).
+fn set_key(table: &mut toml::Table, dotted: &str, raw: &str) {
+    let (section, key) = dotted.split_once('.').unwrap_or(("", dotted));
+    let value = raw
+        .parse::<i64>()
+        .map(toml::Value::Integer)
+        .or_else(|_| raw.parse::<bool>().map(toml::Value::Boolean))
+        .unwrap_or_else(|_| toml::Value::String(raw.to_owned()));
+    // Keys that are strings in the schema stay strings even when they look like numbers.
+    let value = match (key, value) {
+        (
+            "url" | "org_url" | "pat" | "pat_file" | "tenant_id" | "client_id" | "client_secret"
+            | "client_secret_file" | "authority" | "auth",
+            v,
+        ) => toml::Value::String(match v {
+            toml::Value::String(s) => s,
+            other => other.to_string(),
+        }),
+        (_, v) => v,
+    };
+    let section_table = table
+        .entry(section.to_owned())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(section_table) = section_table {
+        section_table.insert(key.to_owned(), value);
+    }
+}
+
+fn read_secret_file(path: &Path, what: &str) -> Result<SecretString> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the {what} from {}", path.display()))?;
+    let trimmed = text.trim_end_matches(['\r', '\n']);
+    if trimmed.is_empty() {
+        bail!("the {what} file {} is empty", path.display());
+    }
+    Ok(SecretString::new(trimmed))
+}
+
+impl Config {
+    fn validate(&self) -> Result<()> {
+        if self.ado.pat.is_some() && self.ado.pat_file.is_some() {
+            bail!("both ado.pat and ado.pat_file are set; keep one");
+        }
+        if self.ado.client_secret.is_some() && self.ado.client_secret_file.is_some() {
+            bail!("both ado.client_secret and ado.client_secret_file are set; keep one");
+        }
+        if self.ado.max_concurrency == 0 || self.ado.max_concurrency > 64 {
+            bail!(
+                "ado.max_concurrency must be between 1 and 64 (got {})",
+                self.ado.max_concurrency
+            );
+        }
+        for host in self.ado.hosts.keys() {
+            if !tollgate_domain::ado_api::AdoHost::ALL
+                .iter()
+                .any(|h| h.config_name() == host)
+            {
+                bail!(
+                    "unknown host {host:?} in [ado.hosts]; use dev, vssps, vsrm, auditservice, advsec or feeds"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The organisation URL, or an error saying how to give one.
+    pub fn org_url(&self) -> Result<&str> {
+        self.ado
+            .org_url
+            .as_deref()
+            .ok_or_else(|| anyhow!("no organisation given: pass --org https://dev.azure.com/ORG, set TOLLGATE_ADO_ORG_URL, or ado.org_url in tollgate.toml"))
+    }
+
+    /// The ADO credential, reading secret files now.
+    pub fn credential(&self) -> Result<tollgate_ado::Credential> {
+        match self.ado.auth {
+            AdoAuth::Pat => {
+                let pat = match (&self.ado.pat, &self.ado.pat_file) {
+                    (Some(pat), _) => pat.clone(),
+                    (None, Some(path)) => read_secret_file(path, "PAT")?,
+                    (None, None) => bail!(
+                        "no Azure DevOps credential: set TOLLGATE_ADO_PAT, pass --pat-file FILE, or configure ado.pat_file (or ado.auth = \"service_principal\")"
+                    ),
+                };
+                if pat.is_empty() {
+                    bail!("the PAT is empty");
+                }
+                Ok(tollgate_ado::Credential::Pat(pat))
+            }
+            AdoAuth::ServicePrincipal => {
+                let missing =
+                    |key: &str| anyhow!("ado.auth = \"service_principal\" needs ado.{key}");
+                let secret = match (&self.ado.client_secret, &self.ado.client_secret_file) {
+                    (Some(secret), _) => secret.clone(),
+                    (None, Some(path)) => read_secret_file(path, "client secret")?,
+                    (None, None) => return Err(missing("client_secret or ado.client_secret_file")),
+                };
+                Ok(tollgate_ado::Credential::ServicePrincipal(
+                    tollgate_ado::ServicePrincipal {
+                        tenant_id: self
+                            .ado
+                            .tenant_id
+                            .clone()
+                            .ok_or_else(|| missing("tenant_id"))?,
+                        client_id: self
+                            .ado
+                            .client_id
+                            .clone()
+                            .ok_or_else(|| missing("client_id"))?,
+                        client_secret: secret,
+                        authority: self.ado.authority.clone(),
+                    },
+                ))
+            }
+        }
+    }
+
+    /// A documented example configuration (`tollgate config example`).
+    pub fn example() -> &'static str {
+        include_str!("../tollgate.example.toml")
+    }
+}
+
+/// A tracing filter from `TOLLGATE_LOG` (e.g. `debug` or `tollgate=debug,reqwest=info`).
+pub fn log_filter() -> Option<String> {
+    std::env::var("TOLLGATE_LOG")
+        .ok()
+        .filter(|f| !f.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+        let path = dir.path().join("tollgate.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn layers_apply_in_order_defaults_file_environment_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            &dir,
+            "[database]\nurl = \"from-file.db\"\n[ado]\nmax_concurrency = 3\norg_url = \"https://dev.azure.com/file\"\n",
+        );
+        let loaded = load_from(Some(&file), &[], &Overrides::default()).unwrap();
+        assert_eq!(loaded.config.database.url, "from-file.db");
+        assert_eq!(loaded.config.ado.max_concurrency, 3);
+        assert_eq!(
+            loaded.config.sync.overlap_secs, 300,
+            "defaults fill what the file leaves out"
+        );
+
+        let environment = env(&[
+            ("TOLLGATE_DB", "from-env.db"),
+            ("TOLLGATE_ADO_MAX_CONCURRENCY", "5"),
+        ]);
+        let loaded = load_from(Some(&file), &environment, &Overrides::default()).unwrap();
+        assert_eq!(loaded.config.database.url, "from-env.db");
+        assert_eq!(loaded.config.ado.max_concurrency, 5);
+
+        let flags = Overrides {
+            db: Some("from-flag.db".into()),
+            org_url: Some("https://dev.azure.com/flag".into()),
+            ..Overrides::default()
+        };
+        let loaded = load_from(Some(&file), &environment, &flags).unwrap();
+        assert_eq!(loaded.config.database.url, "from-flag.db");
+        assert_eq!(
+            loaded.config.org_url().unwrap(),
+            "https://dev.azure.com/flag"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_variables_are_rejected_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(&dir, "[ado]\norg_ulr = \"typo\"\n");
+        let error = load_from(Some(&file), &[], &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("org_ulr"), "{error}");
+
+        let file = write(&dir, "[nonsense]\n");
+        let error = load_from(Some(&file), &[], &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("nonsense"), "{error}");
+
+        let error = load_from(
+            None,
+            &env(&[("TOLLGATE_ADO_PATT", "x")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("TOLLGATE_ADO_PATT"), "{error}");
+    }
+
+    #[test]
+    fn a_named_config_file_must_exist() {
+        let error = load_from(
+            Some(Path::new("/nonexistent/tollgate.toml")),
+            &[],
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(format!("{error:#}").contains("/nonexistent/tollgate.toml"));
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let pat_path = dir.path().join("pat");
+        std::fs::write(&pat_path, "very-secret-pat\n").unwrap();
+        let flags = Overrides {
+            pat_file: Some(pat_path),
+            ..Overrides::default()
+        };
+        let loaded = load_from(
+            None,
+            &env(&[("TOLLGATE_ADO_PAT", "lower-layer-pat")]),
+            &flags,
+        )
+        .unwrap();
+        let credential = loaded.config.credential().unwrap();
+        match &credential {
+            tollgate_ado::Credential::Pat(pat) => assert_eq!(pat.expose(), "very-secret-pat"),
+            other => panic!("expected a PAT, got {other:?}"),
+        }
+        let shown = format!("{:?} {:?}", loaded.config, credential);
+        assert!(
+            !shown.contains("very-secret-pat") && !shown.contains("lower-layer-pat"),
+            "{shown}"
+        );
+        let serialized = toml::to_string(&loaded.config).unwrap();
+        assert!(!serialized.contains("lower-layer-pat"));
+    }
+
+    #[test]
+    fn a_missing_credential_says_how_to_provide_one() {
+        let loaded = load_from(None, &[], &Overrides::default()).unwrap();
+        let error = loaded.config.credential().unwrap_err().to_string();
+        assert!(error.contains("TOLLGATE_ADO_PAT"), "{error}");
+        let error = loaded.config.org_url().unwrap_err().to_string();
+        assert!(error.contains("--org"), "{error}");
+    }
+
+    #[test]
+    fn the_example_configuration_parses() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(&dir, Config::example());
+        load_from(Some(&file), &[], &Overrides::default()).unwrap();
+    }
+}

@@ -1,0 +1,15 @@
+//! tollgate: governance, compliance and deployment gating for Azure DevOps.
+//!
+//! Layers (see docs/ARCHITECTURE.md): `cli` is the adapter; `services` are the use cases,
+//! reaching storage and ADO only through traits; `startup` is the composition root.
+
+/// The command-line adapter.
+pub mod cli;
+/// Layered configuration and secrets.
+pub mod config;
+/// Rendering of tables and JSON for people and scripts.
+pub mod output;
+/// Use cases.
+pub mod services;
+/// The composition root.
+pub mod startup;

@@ -1,0 +1,5 @@
+//! Use cases, independent of how they are invoked (CLI, HTTP, MCP). Services reach storage
+//! and Azure DevOps only through the `InventoryStore` and `AdoClient` traits.
+
+pub mod inventory;
+pub mod sync;

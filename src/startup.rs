@@ -1,0 +1,71 @@
+//! The composition root: the only module that names concrete implementations.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tollgate_ado::{ClientConfig, HttpAdoClient, RetryPolicy};
+use tollgate_domain::TenantId;
+use tollgate_domain::ado_api::AdoHost;
+use tollgate_store::{InventoryStore, SqliteStore};
+
+use crate::config::Config;
+use crate::services::inventory::InventoryService;
+use crate::services::sync::SyncService;
+
+/// Open the store a `--db` value names: a file path or `sqlite://path`.
+pub async fn open_store(url: &str) -> Result<Arc<dyn InventoryStore>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        bail!(
+            "PostgreSQL storage is not available in this build yet; use a SQLite file path for --db"
+        );
+    }
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    if path.is_empty() {
+        bail!("--db is empty; give a file path such as tollgate.db");
+    }
+    let store = SqliteStore::open(path)
+        .await
+        .with_context(|| format!("opening the database {path}"))?;
+    Ok(Arc::new(store))
+}
+
+pub fn ado_client(config: &Config) -> Result<HttpAdoClient> {
+    let org_url = config.org_url()?;
+    let mut client_config = ClientConfig::from_org_url(org_url, config.credential()?)?;
+    for (name, url) in &config.ado.hosts {
+        if let Some(host) = AdoHost::ALL.iter().find(|h| h.config_name() == name) {
+            client_config
+                .base_urls
+                .insert(*host, url.trim_end_matches('/').to_owned());
+        }
+    }
+    client_config.max_concurrency = config.ado.max_concurrency;
+    client_config.request_timeout = Duration::from_secs(config.ado.request_timeout_secs.max(1));
+    client_config.retry = RetryPolicy {
+        max_attempts: config.ado.max_attempts.max(1),
+        ..RetryPolicy::default()
+    };
+    Ok(HttpAdoClient::new(client_config)?)
+}
+
+pub async fn sync_service(config: &Config) -> Result<SyncService> {
+    let client = ado_client(config)?;
+    let org_url = client.config().org_url();
+    let store = open_store(&config.database.url).await?;
+    Ok(SyncService::new(
+        Arc::new(client),
+        store,
+        TenantId::default_tenant(),
+        org_url,
+        config.ado.max_concurrency,
+        Duration::from_secs(config.sync.overlap_secs),
+    ))
+}
+
+pub async fn inventory_service(config: &Config) -> Result<InventoryService> {
+    Ok(InventoryService::new(
+        open_store(&config.database.url).await?,
+        TenantId::default_tenant(),
+    ))
+}
