@@ -89,7 +89,9 @@ pub struct SyncSummary {
     pub tenant: String,
     pub organization: String,
     pub mode: SyncMode,
-    /// `ok` when every kind synced or was unchanged; `partial` when some were skipped or failed.
+    /// `ok` when every kind synced or was unchanged; `partial` when some kinds were skipped for
+    /// lack of permission (still a base for the next incremental sync, which skips them
+    /// again); `incomplete` when a kind failed (not a base: the next sync starts earlier).
     pub status: String,
     pub started_at: String,
     pub duration_ms: u64,
@@ -187,7 +189,7 @@ impl SyncService {
         let started = Instant::now();
         let record = self.store.begin_sync(&self.tenant, mode).await?;
         let outcome = match since {
-            None => self.full(record.id, progress).await,
+            None => self.full(record.id, same_org, progress).await,
             Some(since) => self.incremental(record.id, since, progress).await,
         };
         let kinds = match outcome {
@@ -205,15 +207,20 @@ impl SyncService {
         for outcome in &mut kinds {
             outcome.stored = counts.get(&outcome.kind).copied().unwrap_or(0);
         }
-        let clean = kinds
-            .iter()
-            .all(|k| matches!(k.status, KindStatus::Synced | KindStatus::Unchanged));
+        let any = |status: KindStatus| kinds.iter().any(|k| k.status == status);
+        let status = if any(KindStatus::Failed) {
+            "incomplete"
+        } else if any(KindStatus::Skipped) {
+            "partial"
+        } else {
+            "ok"
+        };
         let summary = SyncSummary {
             run_id: record.id.0,
             tenant: self.tenant.to_string(),
             organization: self.org_url.clone(),
             mode,
-            status: if clean { "ok" } else { "partial" }.to_owned(),
+            status: status.to_owned(),
             started_at: record.started_at.format(&Rfc3339).unwrap_or_default(),
             duration_ms: started.elapsed().as_millis() as u64,
             kinds,
@@ -226,11 +233,18 @@ impl SyncService {
         Ok(summary)
     }
 
-    async fn full(&self, run: SyncRunId, progress: &dyn SyncProgress) -> Result<Vec<KindOutcome>> {
+    /// `same_org`: the stored inventory came from this organisation, so its audit history is
+    /// kept; an inventory of another organisation is replaced in full, audit log included.
+    async fn full(
+        &self,
+        run: SyncRunId,
+        same_org: bool,
+        progress: &dyn SyncProgress,
+    ) -> Result<Vec<KindOutcome>> {
         let mut outcomes = Vec::new();
         for kind in ResourceKind::ALL {
             let requests = self.requests_for(*kind, None).await?;
-            let replace = if *kind == ResourceKind::AuditLog {
+            let replace = if *kind == ResourceKind::AuditLog && same_org {
                 // Audit entries are evidence: keep them after ADO's 90-day retention drops them.
                 Replace::upsert_only()
             } else {
@@ -383,7 +397,16 @@ impl SyncService {
         // 4. Project-level kinds.
         let new_builds: Mutex<BTreeSet<(String, String)>> = Mutex::new(BTreeSet::new());
         let collect_builds = |item: &InventoryItem| {
-            if let Ok(build) = serde_json::from_str::<Build>(&item.raw)
+            let Ok(build) = serde_json::from_str::<Build>(&item.raw) else {
+                return;
+            };
+            let queued = build
+                .queue_time
+                .as_deref()
+                .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+            // Re-listed projects return old builds too; only builds queued since the
+            // watermark can have added runs or deployment records.
+            if queued.is_some_and(|queued| queued >= since)
                 && let Some(definition) = build.definition.and_then(|d| d.id)
             {
                 lock(&new_builds).insert((item.project.clone(), definition.0));

@@ -142,7 +142,8 @@ pub trait InventoryStore: Send + Sync {
         summary: &Value,
     ) -> Result<(), StoreError>;
 
-    /// The most recent sync that finished with status "ok".
+    /// The most recent sync that can be continued: status `ok`, or `partial` (kinds skipped
+    /// for lack of permission only).
     async fn last_successful_sync(
         &self,
         tenant: &TenantId,

@@ -309,7 +309,7 @@ impl InventoryStore for SqliteStore {
         &self,
         tenant: &TenantId,
     ) -> Result<Option<SyncRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM sync_runs WHERE tenant_id = ? AND status = 'ok' ORDER BY id DESC LIMIT 1")
+        let row = sqlx::query("SELECT * FROM sync_runs WHERE tenant_id = ? AND status IN ('ok', 'partial') ORDER BY id DESC LIMIT 1")
             .bind(tenant.as_str())
             .fetch_optional(&self.pool)
             .await?;
