@@ -1,5 +1,11 @@
 //! Inventory sync against the simulator over real HTTP on loopback.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports failure by panicking"
+)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;

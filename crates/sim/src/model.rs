@@ -96,6 +96,15 @@ impl Collection {
     }
 }
 
+/// What distinguishes one Advanced Security alert from another.
+#[derive(Clone, Copy, Debug)]
+pub struct AlertSpec<'a> {
+    pub alert_type: &'a str,
+    pub severity: &'a str,
+    pub first_seen: i64,
+    pub state: &'a str,
+}
+
 /// A misconfiguration put in the organisation on purpose, for scans to find.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Planted {
@@ -619,11 +628,14 @@ impl Org {
         repo_id: &str,
         repo_name: &str,
         id: u64,
-        alert_type: &str,
-        severity: &str,
-        first_seen: i64,
-        state: &str,
+        spec: AlertSpec<'_>,
     ) -> Value {
+        let AlertSpec {
+            alert_type,
+            severity,
+            first_seen,
+            state,
+        } = spec;
         let (tool, rule) = match alert_type {
             "dependency" => (
                 "AdvancedSecurity-Dependency-Scanning",
@@ -667,9 +679,13 @@ impl Org {
                 self.past(30, 200),
             )
         };
-        let json = self.alert_json(
-            project, repo_id, repo_name, id, alert_type, severity, first_seen, state,
-        );
+        let spec = AlertSpec {
+            alert_type,
+            severity,
+            first_seen,
+            state,
+        };
+        let json = self.alert_json(project, repo_id, repo_name, id, spec);
         self.put(
             ResourceKind::Alerts,
             repo_id,
@@ -1106,7 +1122,7 @@ impl Org {
                 children.entry(*parent).or_default().push(id_of(i));
             }
         }
-        for i in 0..total {
+        for (i, parent) in parents.iter().enumerate() {
             let id = id_of(i);
             let kind = if i < epics {
                 "Epic"
@@ -1124,7 +1140,7 @@ impl Org {
                 kind,
                 1,
                 changed,
-                parents[i],
+                *parent,
                 children.get(&id).map(Vec::as_slice).unwrap_or_default(),
             );
             self.put(

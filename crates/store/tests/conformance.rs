@@ -1,6 +1,12 @@
 //! The store conformance story: behaviour every `InventoryStore` implementation must show.
 //! Written against the trait, so the PostgreSQL store runs the same story when it lands.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports failure by panicking"
+)]
+
 use serde_json::json;
 use tollgate_domain::{InventoryItem, ResourceKind, TenantId};
 use tollgate_store::{InventoryStore, Replace, SqliteStore, SyncMode};
