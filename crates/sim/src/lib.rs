@@ -92,6 +92,17 @@ impl Simulator {
         self.shared.read_org().counts()
     }
 
+    /// The fewest requests a client needs to list everything (see [`Org::minimum_requests`]).
+    pub fn minimum_requests(&self) -> std::collections::BTreeMap<ResourceKind, u64> {
+        self.shared.read_org().minimum_requests()
+    }
+
+    /// Change the faults of a simulator that is not serving yet.
+    pub fn with_faults(self, faults: Faults) -> Self {
+        self.shared.set_faults(faults);
+        self
+    }
+
     /// Serve until the task is dropped.
     pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
         axum::serve(listener, self.router()).await

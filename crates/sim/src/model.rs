@@ -91,6 +91,18 @@ impl Collection {
         self.items.len()
     }
 
+    /// Every object with the scope it is listed under.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &SimObject)> + '_ {
+        self.items.iter().map(|(key, object)| {
+            (
+                key.split_once('\u{1}')
+                    .map(|(scope, _)| scope)
+                    .unwrap_or_default(),
+                object,
+            )
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
@@ -215,6 +227,48 @@ impl Org {
 
     fn collection_mut(&mut self, kind: ResourceKind) -> &mut Collection {
         self.collections.entry(kind).or_default()
+    }
+
+    /// The fewest requests any client needs to list every kind, given the page sizes of the
+    /// endpoint table: the yardstick for the sync benchmark (calls made ÷ this ≥ 1).
+    pub fn minimum_requests(&self) -> BTreeMap<ResourceKind, u64> {
+        use tollgate_domain::ado_api::{
+            Paging, WIQL_MAX_RESULTS, WORK_ITEMS_BATCH_MAX, endpoint_for,
+        };
+        use tollgate_domain::kind::ScopeLevel;
+        let mut minimum = BTreeMap::new();
+        for kind in ResourceKind::ALL {
+            let endpoint = endpoint_for(*kind);
+            let scopes: Vec<String> = match kind.scope_level() {
+                ScopeLevel::Organization => vec![String::new()],
+                ScopeLevel::Project => self.projects.iter().map(|p| p.id.clone()).collect(),
+                ScopeLevel::Parent(parent) => self
+                    .collection(parent)
+                    .iter()
+                    .map(|(_, o)| o.ado_id.clone())
+                    .collect(),
+            };
+            let page = u64::from(endpoint.page_size.max(1));
+            let requests: u64 = scopes
+                .iter()
+                .map(|scope| {
+                    let n = self.collection(*kind).scope(scope, None).count() as u64;
+                    match endpoint.paging {
+                        Paging::Single => 1,
+                        Paging::HeaderToken | Paging::BodyToken => n.div_ceil(page).max(1),
+                        // A full last page can only be known to be last by asking once more.
+                        Paging::TopSkip | Paging::IdSeek => n / page + 1,
+                        Paging::WiqlBatch => {
+                            n / u64::from(WIQL_MAX_RESULTS)
+                                + 1
+                                + n.div_ceil(u64::from(WORK_ITEMS_BATCH_MAX))
+                        }
+                    }
+                })
+                .sum();
+            minimum.insert(*kind, requests);
+        }
+        minimum
     }
 
     pub fn counts(&self) -> BTreeMap<ResourceKind, usize> {
@@ -410,7 +464,7 @@ impl Org {
         }
 
         let repo_ids: Vec<String> = (0..sizes.repos)
-            .map(|r| self.generate_repository(&project, r, sizes))
+            .map(|r| self.generate_repository(&project, r, sizes, None))
             .collect();
         let pipeline_ids: Vec<u64> = (0..sizes.pipelines)
             .map(|p| self.generate_pipeline(&project, p, &repo_ids, sizes))
@@ -442,12 +496,19 @@ impl Org {
         project: &ProjectInfo,
         index: usize,
         sizes: &Sizes,
+        created_ms: Option<i64>,
     ) -> String {
         let id = self.rng.guid();
         let name = format!("{}-svc-{index:02}", project.name.to_lowercase());
-        let created = self.past(100, 300);
+        let created = created_ms.unwrap_or_else(|| self.past(100, 300));
         let json = self.repository_json(project, &id, &name);
         self.put(ResourceKind::Repositories, &project.id, &id, json, created);
+        self.audit(
+            "Git.RepositoryCreated",
+            Some(project),
+            &format!("Created repository {name}"),
+            created,
+        );
 
         let mut branches = vec!["refs/heads/main".to_owned()];
         branches.extend((0..sizes.extra_branches).map(|b| match b {

@@ -145,13 +145,8 @@ impl Org {
             MutationKind::CreateRepository => {
                 let index = 100 + self.next_id() as usize;
                 let sizes = self.profile.sizes();
-                let id = self.generate_repository(&project, index, &sizes);
-                self.audit(
-                    "Git.RepositoryCreated",
-                    Some(&project),
-                    "Repository created",
-                    now,
-                );
+                // generate_repository writes the Git.RepositoryCreated audit entry, dated now.
+                let id = self.generate_repository(&project, index, &sizes, Some(now));
                 Some(applied(
                     ResourceKind::Repositories,
                     id,

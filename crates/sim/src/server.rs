@@ -100,6 +100,10 @@ impl Shared {
         }
     }
 
+    pub(crate) fn set_faults(&self, faults: Faults) {
+        *lock(&self.faults) = faults;
+    }
+
     pub(crate) fn read_org(&self) -> std::sync::RwLockReadGuard<'_, Org> {
         self.org
             .read()
