@@ -567,6 +567,7 @@ impl Org {
             Some(("BP-03", "the author's own vote counts"))
         } else if weakness < 0.20 {
             settings["resetOnSourcePush"] = json!(false);
+            settings["requireVoteOnLastIteration"] = json!(false);
             Some(("BP-04", "votes survive new pushes"))
         } else {
             None

@@ -1,0 +1,577 @@
+//! `PolicySet`: loaded, checked policies, evaluated per resource.
+//!
+//! Each control is a Rego package `tollgate.controls.<name>` with a `deny` set of
+//! `{"message": …, "evidence": {…}}` objects and a METADATA annotation. At load time every
+//! file is parsed alone, checked for calls to functions regorus does not have (regorus itself
+//! only notices those when evaluation reaches them), and each control is exercised once; a
+//! file that fails is reported with file and line and left out, the rest load. For each
+//! resource kind a generated module gathers the `deny` sets of that kind's controls, so one
+//! evaluation per resource runs exactly the controls that apply to it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use regorus::Engine;
+use regorus::utils::limits::ExecutionTimerConfig;
+use serde::{Deserialize, Serialize};
+use tollgate_domain::ResourceKind;
+
+use crate::PolicyError;
+use crate::metadata::{self, ControlMeta};
+
+/// A policy file's name and text.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub name: String,
+    pub text: String,
+}
+
+/// One violation a control reported for the evaluated resource.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Violation {
+    pub control: String,
+    pub message: String,
+    /// The fields and values that decided it.
+    #[serde(default)]
+    pub evidence: serde_json::Value,
+}
+
+/// The loaded policy set plus what could not be loaded.
+pub struct Loaded {
+    pub set: PolicySet,
+    pub problems: Vec<PolicyError>,
+}
+
+/// Policies ready to evaluate. Cloning the inner engine per evaluation is cheap (shared,
+/// immutable modules), so a `PolicySet` is shared across threads and never rebuilt.
+#[derive(Clone)]
+pub struct PolicySet {
+    template: Engine,
+    controls: Vec<ControlMeta>,
+    by_kind: BTreeMap<ResourceKind, Vec<usize>>,
+    time_limit: Duration,
+}
+
+const AGGREGATE_PACKAGE: &str = "tollgate.kinds";
+
+fn rule_name(kind: ResourceKind) -> String {
+    format!("data.{AGGREGATE_PACKAGE}.{}.violations", kind.as_str())
+}
+
+fn engine_with_limit(time_limit: Duration) -> Engine {
+    let mut engine = Engine::new();
+    engine.set_execution_timer_config(ExecutionTimerConfig {
+        limit: time_limit,
+        check_interval: NonZeroU32::new(256).unwrap_or(NonZeroU32::MIN),
+    });
+    engine
+}
+
+/// Pull `file:line` out of a regorus error message when it carries one.
+fn error_line(message: &str, source: &str) -> usize {
+    message
+        .split(&format!("{source}:"))
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|line| line.trim().parse().ok())
+        .unwrap_or(1)
+}
+
+/// Remove comments and string literals so that scanning for calls sees only code.
+fn code_only(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '#' => {
+                for next in chars.by_ref() {
+                    if next == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                out.push(' ');
+                while let Some(next) = chars.next() {
+                    match next {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        '\n' => out.push('\n'),
+                        _ => {}
+                    }
+                }
+            }
+            '`' => {
+                out.push(' ');
+                for next in chars.by_ref() {
+                    if next == '`' {
+                        break;
+                    }
+                    if next == '\n' {
+                        out.push('\n');
+                    }
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Functions a source calls, with the line of each call: `name(` where name may be dotted.
+fn calls(code: &str) -> Vec<(String, usize)> {
+    let mut found = Vec::new();
+    for (index, line) in code.lines().enumerate() {
+        let bytes: Vec<char> = line.chars().collect();
+        let mut start = None;
+        for (position, c) in bytes.iter().enumerate() {
+            let part_of_name = c.is_ascii_alphanumeric() || *c == '_' || *c == '.';
+            match (part_of_name, start) {
+                (true, None) => start = Some(position),
+                (false, Some(from)) => {
+                    if *c == '(' {
+                        let name: String = bytes[from..position].iter().collect();
+                        if !name.is_empty()
+                            && !name.starts_with('.')
+                            && !name.chars().next().is_some_and(|c| c.is_ascii_digit())
+                        {
+                            found.push((name, index + 1));
+                        }
+                    }
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+/// Names a source defines as functions (`name(args) := …`, `name(args) if …`).
+fn defined_functions(code: &str) -> BTreeSet<String> {
+    code.lines()
+        .filter(|line| !line.starts_with([' ', '\t']))
+        .filter_map(|line| line.split_once('(').map(|(name, _)| name.trim()))
+        .filter(|name| {
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Imported package aliases: `import data.tollgate.lib` → `lib`, `… as x` → `x`.
+fn import_aliases(code: &str) -> BTreeSet<String> {
+    code.lines()
+        .filter_map(|line| line.trim().strip_prefix("import "))
+        .filter_map(|import| match import.split_once(" as ") {
+            Some((_, alias)) => Some(alias.trim().to_owned()),
+            None => import.trim().rsplit('.').next().map(str::to_owned),
+        })
+        .collect()
+}
+
+const KEYWORDS: &[&str] = &[
+    "if", "contains", "in", "not", "some", "every", "with", "else", "default", "print",
+];
+
+/// Report calls to functions that neither regorus nor the policies define.
+fn check_functions(source: &Source, defined: &BTreeSet<String>) -> Result<(), PolicyError> {
+    let code = code_only(&source.text);
+    let aliases = import_aliases(&code);
+    for (name, line) in calls(&code) {
+        let root = name.split('.').next().unwrap_or_default();
+        let known = regorus::unstable::BUILTINS.contains_key(name.as_str())
+            || KEYWORDS.contains(&name.as_str())
+            || defined.contains(&name)
+            || name.starts_with("data.")
+            || aliases.contains(root);
+        if !known {
+            return Err(PolicyError::Load {
+                file: source.name.clone(),
+                line,
+                message: format!(
+                    "`{name}` is not a function regorus provides (crypto.*, io.jwt.* and http.send are not available) nor one the policies define"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl PolicySet {
+    /// Load policies. Files that do not parse, call missing functions, repeat a control id or
+    /// fail when exercised are returned as problems and left out; the others load.
+    pub fn load(sources: &[Source], time_limit: Duration) -> Loaded {
+        let mut problems = Vec::new();
+        let defined: BTreeSet<String> = sources
+            .iter()
+            .flat_map(|s| defined_functions(&code_only(&s.text)))
+            .collect();
+        let mut accepted: Vec<(Source, Option<ControlMeta>)> = Vec::new();
+        let mut ids = BTreeSet::new();
+        for source in sources {
+            let checked = (|| {
+                let meta = metadata::parse(&source.name, &source.text)?;
+                let mut alone = Engine::new();
+                alone
+                    .add_policy(source.name.clone(), source.text.clone())
+                    .map_err(|error| {
+                        let message = error.to_string();
+                        PolicyError::Load {
+                            file: source.name.clone(),
+                            line: error_line(&message, &source.name),
+                            message,
+                        }
+                    })?;
+                check_functions(source, &defined)?;
+                if let Some(meta) = &meta {
+                    if !meta.package.starts_with("tollgate.controls.") {
+                        return Err(PolicyError::Load {
+                            file: source.name.clone(),
+                            line: meta.line,
+                            message: format!(
+                                "control packages live under tollgate.controls (found {})",
+                                meta.package
+                            ),
+                        });
+                    }
+                    if !ids.insert(meta.id.clone()) {
+                        return Err(PolicyError::Load {
+                            file: source.name.clone(),
+                            line: meta.line,
+                            message: format!("control id {} is defined twice", meta.id),
+                        });
+                    }
+                }
+                Ok(meta)
+            })();
+            match checked {
+                Ok(meta) => accepted.push((source.clone(), meta)),
+                Err(problem) => problems.push(problem),
+            }
+        }
+
+        // Exercise each control once on an empty resource of its kind: a rule that cannot be
+        // evaluated at all (a type error, a missing helper) is found now, not mid-scan.
+        let mut set = Self::assemble(&accepted, time_limit, &mut problems);
+        let broken: Vec<String> = set
+            .controls
+            .iter()
+            .filter_map(|control| {
+                let input = serde_json::json!({"kind": control.kind.as_str(), "key": "exercise", "project": "", "scope": "",
+                    "resource": {}, "related": {}, "params": {control.id.clone(): control.parameters.clone()}, "now": "2026-01-01T00:00:00Z"});
+                set.evaluate_package(&control.package, &input).err().map(|error| {
+                    problems.push(PolicyError::Load { file: control.source.clone(), line: control.line, message: format!("evaluating {} failed: {error}", control.id) });
+                    control.id.clone()
+                })
+            })
+            .collect();
+        if !broken.is_empty() {
+            accepted.retain(|(_, meta)| meta.as_ref().is_none_or(|m| !broken.contains(&m.id)));
+            set = Self::assemble(&accepted, time_limit, &mut problems);
+        }
+        Loaded { set, problems }
+    }
+
+    fn assemble(
+        accepted: &[(Source, Option<ControlMeta>)],
+        time_limit: Duration,
+        problems: &mut Vec<PolicyError>,
+    ) -> Self {
+        let mut template = engine_with_limit(time_limit);
+        let mut controls = Vec::new();
+        for (source, meta) in accepted {
+            match template.add_policy(source.name.clone(), source.text.clone()) {
+                Ok(_) => controls.extend(meta.clone()),
+                Err(error) => problems.push(PolicyError::Load {
+                    file: source.name.clone(),
+                    line: 1,
+                    message: error.to_string(),
+                }),
+            }
+        }
+        controls.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut by_kind: BTreeMap<ResourceKind, Vec<usize>> = BTreeMap::new();
+        for (index, control) in controls.iter().enumerate() {
+            by_kind.entry(control.kind).or_default().push(index);
+        }
+        for kind in ResourceKind::ALL {
+            let mut module = format!(
+                "package {AGGREGATE_PACKAGE}.{}\n\nviolations := []\n",
+                kind.as_str()
+            );
+            if let Some(indices) = by_kind.get(kind) {
+                module = format!("package {AGGREGATE_PACKAGE}.{}\n\n", kind.as_str());
+                for index in indices {
+                    let control = &controls[*index];
+                    module.push_str(&format!(
+                        "violations contains {{\"control\": {:?}, \"violation\": v}} if {{\n\tsome v in data.{}.deny\n}}\n\n",
+                        control.id, control.package
+                    ));
+                }
+            }
+            if let Err(error) =
+                template.add_policy(format!("generated/{}.rego", kind.as_str()), module)
+            {
+                problems.push(PolicyError::Load {
+                    file: format!("generated/{}.rego", kind.as_str()),
+                    line: 1,
+                    message: error.to_string(),
+                });
+            }
+        }
+        Self {
+            template,
+            controls,
+            by_kind,
+            time_limit,
+        }
+    }
+
+    pub fn controls(&self) -> &[ControlMeta] {
+        &self.controls
+    }
+
+    pub fn control(&self, id: &str) -> Option<&ControlMeta> {
+        self.controls.iter().find(|c| c.id.eq_ignore_ascii_case(id))
+    }
+
+    /// The controls that judge a kind.
+    pub fn controls_for(&self, kind: ResourceKind) -> impl Iterator<Item = &ControlMeta> {
+        self.by_kind
+            .get(&kind)
+            .into_iter()
+            .flatten()
+            .filter_map(|index| self.controls.get(*index))
+    }
+
+    pub fn time_limit(&self) -> Duration {
+        self.time_limit
+    }
+
+    /// Evaluate every control of the input's kind on one resource.
+    ///
+    /// The input is `{"kind", "key", "project", "scope", "resource", "related", "params",
+    /// "now"}`; `now` (RFC 3339) is the clock, so evaluation is deterministic.
+    pub fn evaluate(&self, input: &serde_json::Value) -> Result<Vec<Violation>, PolicyError> {
+        let kind: ResourceKind = input["kind"]
+            .as_str()
+            .and_then(|k| k.parse().ok())
+            .ok_or_else(|| PolicyError::Input("input.kind must name a resource kind".to_owned()))?;
+        if !self.by_kind.contains_key(&kind) {
+            return Ok(Vec::new());
+        }
+        let value = self.eval(&rule_name(kind), input)?;
+        #[derive(Deserialize)]
+        struct Gathered {
+            control: String,
+            violation: serde_json::Value,
+        }
+        let gathered: Vec<Gathered> = match value {
+            serde_json::Value::Array(items) => items
+                .into_iter()
+                .map(serde_json::from_value)
+                .collect::<Result<_, _>>(),
+            other => serde_json::from_value(serde_json::Value::Array(vec![other])),
+        }
+        .map_err(|error| PolicyError::Evaluation(format!("unexpected result shape: {error}")))?;
+        let mut violations: Vec<Violation> = gathered
+            .into_iter()
+            .map(|g| normalise(g.control, g.violation))
+            .collect();
+        violations.sort_by(|a, b| (&a.control, &a.message).cmp(&(&b.control, &b.message)));
+        Ok(violations)
+    }
+
+    /// Evaluate one control's `deny` set (for `tollgate policy eval` and case tests).
+    pub fn evaluate_control(
+        &self,
+        id: &str,
+        input: &serde_json::Value,
+    ) -> Result<Vec<Violation>, PolicyError> {
+        let control = self
+            .control(id)
+            .ok_or_else(|| PolicyError::UnknownControl(id.to_owned()))?;
+        let value = self.evaluate_package(&control.package, input)?;
+        let items = match value {
+            serde_json::Value::Array(items) => items,
+            serde_json::Value::Null => Vec::new(),
+            other => vec![other],
+        };
+        Ok(items
+            .into_iter()
+            .map(|v| normalise(control.id.clone(), v))
+            .collect())
+    }
+
+    fn evaluate_package(
+        &self,
+        package: &str,
+        input: &serde_json::Value,
+    ) -> Result<serde_json::Value, PolicyError> {
+        self.eval(&format!("data.{package}.deny"), input)
+    }
+
+    fn eval(
+        &self,
+        rule: &str,
+        input: &serde_json::Value,
+    ) -> Result<serde_json::Value, PolicyError> {
+        let mut engine = self.template.clone();
+        engine.set_input(regorus::Value::from(input.clone()));
+        let value = engine
+            .eval_rule(rule.to_owned())
+            .map_err(|error| PolicyError::Evaluation(error.to_string()))?;
+        if value == regorus::Value::Undefined {
+            return Ok(serde_json::Value::Array(Vec::new()));
+        }
+        let json = value
+            .to_json_str()
+            .map_err(|error| PolicyError::Evaluation(error.to_string()))?;
+        serde_json::from_str(&json).map_err(|error| PolicyError::Evaluation(error.to_string()))
+    }
+}
+
+/// A `deny` element is `{"message", "evidence"}`; a bare string is accepted as the message.
+fn normalise(control: String, violation: serde_json::Value) -> Violation {
+    match violation {
+        serde_json::Value::String(message) => Violation {
+            control,
+            message,
+            evidence: serde_json::Value::Null,
+        },
+        serde_json::Value::Object(mut object) => Violation {
+            control,
+            message: object
+                .remove("message")
+                .and_then(|m| m.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            evidence: object.remove("evidence").unwrap_or(serde_json::Value::Null),
+        },
+        other => Violation {
+            control,
+            message: other.to_string(),
+            evidence: serde_json::Value::Null,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn control(id: &str, kind: &str, body: &str) -> Source {
+        let package = id.to_lowercase().replace('-', "_");
+        Source {
+            name: format!("{package}.rego"),
+            text: format!(
+                "# METADATA\n# title: {id}\n# custom:\n#   id: {id}\n#   severity: high\n#   kind: {kind}\n#   rationale: r\n#   remediation: m\n#   permission: p\npackage tollgate.controls.{package}\n\n{body}\n"
+            ),
+        }
+    }
+
+    fn load(sources: &[Source]) -> Loaded {
+        PolicySet::load(sources, Duration::from_secs(1))
+    }
+
+    #[test]
+    fn controls_run_for_their_kind_only_and_report_evidence() {
+        let sources = [
+            control(
+                "T-1",
+                "repositories",
+                "deny contains {\"message\": \"disabled\", \"evidence\": {\"isDisabled\": true}} if input.resource.isDisabled",
+            ),
+            control("T-2", "projects", "deny contains \"always\" if true"),
+        ];
+        let loaded = load(&sources);
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        let input = serde_json::json!({"kind": "repositories", "resource": {"isDisabled": true}, "related": {}, "params": {}, "now": "2026-01-01T00:00:00Z"});
+        let violations = loaded.set.evaluate(&input).unwrap();
+        assert_eq!(
+            violations,
+            vec![Violation {
+                control: "T-1".into(),
+                message: "disabled".into(),
+                evidence: serde_json::json!({"isDisabled": true})
+            }]
+        );
+        let clean = serde_json::json!({"kind": "repositories", "resource": {"isDisabled": false}});
+        assert!(loaded.set.evaluate(&clean).unwrap().is_empty());
+        let other = serde_json::json!({"kind": "teams", "resource": {}});
+        assert!(loaded.set.evaluate(&other).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_broken_file_is_reported_with_file_and_line_and_the_rest_loads() {
+        let sources = [
+            control(
+                "T-1",
+                "repositories",
+                "deny contains \"x\" if {\n  input.resource.a ==\n}",
+            ),
+            control(
+                "T-2",
+                "repositories",
+                "deny contains \"sha\" if crypto.sha256(\"x\") == \"y\"",
+            ),
+            control(
+                "T-3",
+                "repositories",
+                "deny contains \"ok\" if input.resource.bad",
+            ),
+            control("T-3", "projects", "deny contains \"dup\" if false"),
+        ];
+        let loaded = load(&sources);
+        let problems: Vec<String> = loaded.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("t_1.rego:"), "{problems:?}");
+        assert!(
+            problems[1].starts_with("t_2.rego:12:") && problems[1].contains("crypto.sha256"),
+            "{problems:?}"
+        );
+        assert!(problems[2].contains("defined twice"), "{problems:?}");
+        assert_eq!(
+            loaded
+                .set
+                .controls()
+                .iter()
+                .map(|c| c.id.as_str())
+                .collect::<Vec<_>>(),
+            vec!["T-3"]
+        );
+    }
+
+    #[test]
+    fn a_control_that_fails_when_exercised_is_left_out() {
+        let sources = [
+            control("T-1", "repositories", "deny contains \"x\" if { 1 / 0 }"),
+            control("T-2", "repositories", "deny contains \"never\" if false"),
+        ];
+        let loaded = load(&sources);
+        // Whether regorus treats 1/0 as an error or undefined, a loaded control must evaluate.
+        for control in loaded.set.controls() {
+            assert!(
+                loaded
+                    .set
+                    .evaluate_control(
+                        &control.id,
+                        &serde_json::json!({"kind": "repositories", "resource": {}})
+                    )
+                    .is_ok()
+            );
+        }
+    }
+
+    #[test]
+    fn function_scanning_ignores_strings_and_comments() {
+        let code = code_only("x := \"crypto.sha256(1)\" # io.jwt.decode(x)\ny := count([1])\n");
+        let names: Vec<String> = calls(&code).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, vec!["count"]);
+        assert!(defined_functions("is_protected(name) if {\n}\n").contains("is_protected"));
+    }
+}
