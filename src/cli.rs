@@ -14,8 +14,10 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{self, Overrides};
 use crate::output::{self, ConsoleProgress, Format, SyncReport};
+use crate::report::{self, ScanFormat};
 use crate::services::sync::ModeRequest;
 use crate::startup;
+use tollgate_policy::Severity;
 
 /// Exit code when a sync finished but some kinds were skipped or failed.
 pub const EXIT_PARTIAL: u8 = 3;
@@ -57,8 +59,24 @@ Exit codes: 0 synced, 1 error, 3 synced except some kinds (listed) that were ski
 Controls: GET /_sim/manifest, GET|DELETE /_sim/calls, GET|POST /_sim/faults, POST /_sim/mutate."
     )]
     Sim(SimArgs),
-    /// Simulate an organisation, sync it into SQLite and print the summary.
+    /// Simulate an organisation, sync it into SQLite, scan it and write an HTML report.
     Demo(DemoArgs),
+    /// Evaluate the control catalog: sync (unless --offline), evaluate, report.
+    #[command(
+        after_help = "Examples:\n  tollgate scan --offline --format html --output report.html\n  tollgate scan --org https://dev.azure.com/fabrikam --format sarif --output tollgate.sarif --fail-on high\n\n\
+Exit codes: 0 no finding at or above --fail-on, 1 error, 3 the sync skipped kinds (scan still ran), 4 findings at or above --fail-on."
+    )]
+    Scan(ScanArgs),
+    /// List, explain, test and evaluate policies.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
+    /// Accept a risk: waive a control for a resource (or a key prefix) until a date.
+    Waiver {
+        #[command(subcommand)]
+        action: WaiverAction,
+    },
     /// Show or check configuration.
     Config {
         #[command(subcommand)]
@@ -154,6 +172,106 @@ pub struct DemoArgs {
     pub profile: Profile,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Scan the stored inventory only; do not sync first
+    #[arg(long, conflicts_with = "org")]
+    pub offline: bool,
+    /// Organisation to sync before scanning [env: TOLLGATE_ADO_ORG_URL]
+    #[arg(long, value_name = "URL")]
+    pub org: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Read the PAT from this file
+    #[arg(long, value_name = "FILE")]
+    pub pat_file: Option<PathBuf>,
+    /// A directory of your own .rego controls (repeatable), added to the built-in catalog
+    #[arg(long = "policies", value_name = "DIR")]
+    pub policies: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ScanFormat::Table)]
+    pub format: ScanFormat,
+    /// Write the report here instead of stdout
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Exit with code 4 when a finding is at least this severe
+    #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
+    pub fail_on: Option<Severity>,
+    /// No progress output on stderr
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyAction {
+    /// The controls of the catalog (and your --policies)
+    List {
+        #[arg(long = "policies", value_name = "DIR")]
+        policies: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Everything about one control: rationale, remediation, parameters, framework mappings
+    Explain {
+        id: String,
+        #[arg(long = "policies", value_name = "DIR")]
+        policies: Vec<PathBuf>,
+    },
+    /// Run the case files (*.yaml) in DIR against the catalog plus DIR's .rego files
+    Test { dir: PathBuf },
+    /// Evaluate an input document (see docs/POLICY-INPUT.md) and print the violations
+    Eval {
+        /// The input JSON file (`-` for stdin)
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+        /// Only this control (default: every control of the input's kind)
+        #[arg(long, value_name = "ID")]
+        control: Option<String>,
+        #[arg(long = "policies", value_name = "DIR")]
+        policies: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WaiverAction {
+    /// Waive a control for a resource key, a key prefix ending in '*', or '*'
+    Add {
+        #[arg(long)]
+        control: String,
+        #[arg(long)]
+        scope: String,
+        /// Who owns the accepted risk
+        #[arg(long)]
+        owner: String,
+        #[arg(long)]
+        reason: String,
+        /// Expiry date (YYYY-MM-DD); an expired waiver reopens its findings
+        #[arg(long, value_parser = parse_date)]
+        expires: time::OffsetDateTime,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    Remove {
+        id: i64,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+fn parse_severity(raw: &str) -> Result<Severity, String> {
+    raw.parse()
+}
+
+fn parse_date(raw: &str) -> Result<time::OffsetDateTime, String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(raw, &format)
+        .map(|date| date.midnight().assume_utc())
+        .map_err(|_| format!("{raw:?} is not a date like 2026-12-31"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -261,6 +379,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => demo(config_file, args).await,
+        Command::Scan(args) => scan(config_file, args).await,
+        Command::Policy { action } => crate::cli_policy::run(config_file, action).await,
+        Command::Waiver { action } => crate::cli_policy::waiver(config_file, action).await,
         Command::Config { action } => {
             match action {
                 ConfigAction::Example => print!("{}", crate::config::Config::example()),
@@ -397,22 +518,24 @@ async fn demo(config_file: Option<&std::path::Path>, args: DemoArgs) -> Result<E
             )
         })
         .collect();
+    let scanner = startup::scan_service(&loaded.config).await?;
+    let report = scanner.scan(time::OffsetDateTime::now_utc()).await?;
+    let report_path = std::path::Path::new(&loaded.config.database.url).with_extension("html");
+    std::fs::write(&report_path, report::render(&report, ScanFormat::Html))
+        .with_context(|| format!("writing {}", report_path.display()))?;
     if args.format == Format::Table {
+        let db = &loaded.config.database.url;
         if mismatched.is_empty() {
-            println!(
-                "\nEvery kind matches the simulated organisation. Inventory in {}.",
-                loaded.config.database.url
-            );
-            println!(
-                "Next: `tollgate inventory --db {}`",
-                loaded.config.database.url
-            );
+            println!("\nEvery kind matches the simulated organisation. Inventory in {db}.");
         } else {
             println!(
                 "\nMismatch with the simulated organisation: {}",
                 mismatched.join(", ")
             );
         }
+        println!("\nScan: {}", report::summary_line(&report));
+        println!("HTML report: {}", report_path.display());
+        println!("Next: `tollgate scan --offline --db {db}` or `tollgate inventory --db {db}`");
     }
     Ok(if mismatched.is_empty() && summary.status == "ok" {
         ExitCode::SUCCESS
@@ -420,6 +543,78 @@ async fn demo(config_file: Option<&std::path::Path>, args: DemoArgs) -> Result<E
         ExitCode::from(EXIT_PARTIAL)
     })
 }
+
+async fn scan(config_file: Option<&std::path::Path>, args: ScanArgs) -> Result<ExitCode> {
+    let overrides = Overrides {
+        db: args.db.db.clone(),
+        org_url: args.org.clone(),
+        pat_file: args.pat_file.clone(),
+        ..Overrides::default()
+    };
+    let mut loaded = config::load(config_file, &overrides)?;
+    loaded
+        .config
+        .policy
+        .dirs
+        .extend(args.policies.iter().cloned());
+    let mut exit = ExitCode::SUCCESS;
+    if !args.offline {
+        if loaded.config.ado.org_url.is_none() {
+            anyhow::bail!(
+                "nothing to sync: pass --org https://dev.azure.com/ORG (or set TOLLGATE_ADO_ORG_URL), or scan the stored inventory with --offline"
+            );
+        }
+        let service = startup::sync_service(&loaded.config).await?;
+        let progress = if args.quiet {
+            ConsoleProgress::quiet()
+        } else {
+            ConsoleProgress::new(false)
+        };
+        let summary = service.run(ModeRequest::Auto, &progress).await;
+        progress.finish();
+        let summary = summary?;
+        if summary.status != "ok" {
+            exit = ExitCode::from(EXIT_PARTIAL);
+        }
+        if !args.quiet {
+            eprintln!(
+                "{} sync: {} in {} ms",
+                summary.mode.as_str(),
+                summary.status,
+                summary.duration_ms
+            );
+        }
+    }
+    let scanner = startup::scan_service(&loaded.config).await?;
+    let report = scanner.scan(time::OffsetDateTime::now_utc()).await?;
+    for problem in &report.load_problems {
+        eprintln!("warning: policy not loaded: {problem}");
+    }
+    let rendered = report::render(&report, args.format);
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, rendered)
+                .with_context(|| format!("writing {}", path.display()))?;
+            if !args.quiet {
+                eprintln!(
+                    "{}\nreport written to {}",
+                    report::summary_line(&report),
+                    path.display()
+                );
+            }
+        }
+        None => println!("{rendered}"),
+    }
+    if let (Some(threshold), Some(worst)) = (args.fail_on, report.worst())
+        && worst >= threshold
+    {
+        return Ok(ExitCode::from(EXIT_FINDINGS));
+    }
+    Ok(exit)
+}
+
+/// Exit code when `--fail-on` found a finding at or above its severity.
+pub const EXIT_FINDINGS: u8 = 4;
 
 #[cfg(test)]
 mod tests {

@@ -23,6 +23,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub ado: AdoConfig,
     pub sync: SyncConfig,
+    pub policy: PolicyConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -104,6 +105,17 @@ impl Default for SyncConfig {
     fn default() -> Self {
         Self { overlap_secs: 300 }
     }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Directories of your own `.rego` controls, loaded next to the built-in catalog.
+    pub dirs: Vec<PathBuf>,
+    /// Control ids switched off.
+    pub disabled: Vec<String>,
+    /// Parameter overrides per control: `[policy.params.BP-02] minimum_approvers = 3`.
+    pub params: BTreeMap<String, toml::Table>,
 }
 
 /// `TOLLGATE_*` variables and the key each sets. Anything else with the prefix is an error.

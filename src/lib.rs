@@ -5,10 +5,14 @@
 
 /// The command-line adapter.
 pub mod cli;
+/// `tollgate policy` and `tollgate waiver`.
+mod cli_policy;
 /// Layered configuration and secrets.
 pub mod config;
 /// Rendering of tables and JSON for people and scripts.
 pub mod output;
+/// Scan reports: table, JSON, SARIF, Markdown, HTML.
+pub mod report;
 /// Use cases.
 pub mod services;
 /// The composition root.

@@ -69,3 +69,85 @@ pub async fn inventory_service(config: &Config) -> Result<InventoryService> {
         TenantId::default_tenant(),
     ))
 }
+
+/// Read every `.rego` file under the given directories (sorted, recursively).
+fn read_policy_dirs(dirs: &[std::path::PathBuf]) -> Result<Vec<tollgate_policy::Source>> {
+    fn walk(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(&path, found)?;
+            } else if path.extension().is_some_and(|e| e == "rego") {
+                found.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut sources = Vec::new();
+    for dir in dirs {
+        let mut files = Vec::new();
+        walk(dir, &mut files)
+            .with_context(|| format!("reading the policy directory {}", dir.display()))?;
+        files.sort();
+        for file in files {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            sources.push(tollgate_policy::Source {
+                name: file.display().to_string(),
+                text,
+            });
+        }
+    }
+    Ok(sources)
+}
+
+/// The built-in catalog plus the configured policy directories. Files that fail to load are
+/// returned as problems (`file:line: reason`); the rest of the catalog still runs.
+pub fn policies(config: &Config) -> Result<(Arc<tollgate_policy::PolicySet>, Vec<String>)> {
+    let user = read_policy_dirs(&config.policy.dirs)?;
+    let loaded = tollgate_policy::load(&user);
+    let problems = loaded.problems.iter().map(ToString::to_string).collect();
+    Ok((Arc::new(loaded.set), problems))
+}
+
+async fn sqlite(url: &str) -> Result<Arc<SqliteStore>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        bail!(
+            "PostgreSQL storage is not available in this build yet; use a SQLite file path for --db"
+        );
+    }
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    if path.is_empty() {
+        bail!("--db is empty; give a file path such as tollgate.db");
+    }
+    Ok(Arc::new(
+        SqliteStore::open(path)
+            .await
+            .with_context(|| format!("opening the database {path}"))?,
+    ))
+}
+
+pub async fn finding_store(config: &Config) -> Result<Arc<dyn tollgate_store::FindingStore>> {
+    Ok(sqlite(&config.database.url).await?)
+}
+
+pub async fn scan_service(config: &Config) -> Result<crate::services::scan::ScanService> {
+    let store = sqlite(&config.database.url).await?;
+    let (policies, problems) = policies(config)?;
+    let mut options = crate::services::scan::ScanOptions::default();
+    options.disabled = config.policy.disabled.iter().cloned().collect();
+    for (control, table) in &config.policy.params {
+        let json = serde_json::to_value(table).context("policy parameters")?;
+        if let serde_json::Value::Object(map) = json {
+            options.params.insert(control.clone(), map);
+        }
+    }
+    Ok(crate::services::scan::ScanService::new(
+        store.clone(),
+        store,
+        policies,
+        problems,
+        TenantId::default_tenant(),
+        options,
+    ))
+}

@@ -387,6 +387,34 @@ impl PolicySet {
         Ok(violations)
     }
 
+    /// Like [`PolicySet::evaluate`], but a control that fails on this input does not take the
+    /// others down: its error is returned next to the other controls' violations.
+    pub fn evaluate_each(
+        &self,
+        input: &serde_json::Value,
+    ) -> (Vec<Violation>, Vec<(String, PolicyError)>) {
+        match self.evaluate(input) {
+            Ok(violations) => (violations, Vec::new()),
+            Err(PolicyError::Input(message)) => (
+                Vec::new(),
+                vec![(String::new(), PolicyError::Input(message))],
+            ),
+            Err(_) => {
+                let kind: Option<ResourceKind> =
+                    input["kind"].as_str().and_then(|k| k.parse().ok());
+                let mut violations = Vec::new();
+                let mut errors = Vec::new();
+                for control in kind.into_iter().flat_map(|kind| self.controls_for(kind)) {
+                    match self.evaluate_control(&control.id, input) {
+                        Ok(found) => violations.extend(found),
+                        Err(error) => errors.push((control.id.clone(), error)),
+                    }
+                }
+                (violations, errors)
+            }
+        }
+    }
+
     /// Evaluate one control's `deny` set (for `tollgate policy eval` and case tests).
     pub fn evaluate_control(
         &self,

@@ -6,6 +6,7 @@
 
 mod migrate;
 mod sqlite;
+mod sqlite_findings;
 
 use std::collections::BTreeMap;
 
@@ -170,4 +171,158 @@ pub trait InventoryStore: Send + Sync {
 
     /// Row counts per kind (every kind present, zero where empty).
     async fn counts(&self, tenant: &TenantId) -> Result<BTreeMap<ResourceKind, u64>, StoreError>;
+}
+
+/// Where a finding stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingStatus {
+    Open,
+    Fixed,
+    Waived,
+    Reopened,
+}
+
+impl FindingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingStatus::Open => "open",
+            FindingStatus::Fixed => "fixed",
+            FindingStatus::Waived => "waived",
+            FindingStatus::Reopened => "reopened",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "open" => Some(FindingStatus::Open),
+            "fixed" => Some(FindingStatus::Fixed),
+            "waived" => Some(FindingStatus::Waived),
+            "reopened" => Some(FindingStatus::Reopened),
+            _ => None,
+        }
+    }
+
+    /// Open and reopened findings need action; fixed and waived ones do not.
+    pub fn is_active(self) -> bool {
+        matches!(self, FindingStatus::Open | FindingStatus::Reopened)
+    }
+}
+
+/// A violation found by an evaluation, before the lifecycle is applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    pub control: String,
+    pub resource_kind: ResourceKind,
+    pub resource_key: String,
+    pub resource_name: Option<String>,
+    pub project: String,
+    pub severity: String,
+    pub message: String,
+    pub evidence: Value,
+}
+
+/// A finding as stored.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Finding {
+    pub control: String,
+    pub resource_kind: ResourceKind,
+    pub resource_key: String,
+    pub resource_name: Option<String>,
+    pub project: String,
+    pub severity: String,
+    pub status: FindingStatus,
+    pub message: String,
+    pub evidence: Value,
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub fixed_at: Option<OffsetDateTime>,
+    pub waiver_id: Option<i64>,
+}
+
+/// What an evaluation covered: findings of these controls on these kinds (all resources of
+/// the kind, or only the listed keys) that were not observed again are fixed.
+#[derive(Clone, Debug, Default)]
+pub struct Coverage {
+    pub controls: Vec<String>,
+    pub kinds: Vec<ResourceKind>,
+    /// `None`: every resource of the kinds was evaluated.
+    pub keys: Option<Vec<String>>,
+}
+
+/// Counts of what applying an evaluation changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LifecycleCounts {
+    pub opened: u64,
+    pub reopened: u64,
+    pub still_open: u64,
+    pub fixed: u64,
+    pub waived: u64,
+}
+
+/// A risk acceptance.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Waiver {
+    pub id: i64,
+    pub control: String,
+    /// A resource key, a key prefix ending in `*`, or `*` for every resource.
+    pub scope: String,
+    pub owner: String,
+    pub reason: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl Waiver {
+    pub fn covers(&self, control: &str, key: &str, now: OffsetDateTime) -> bool {
+        let scope_matches = match self.scope.strip_suffix('*') {
+            Some(prefix) => key.starts_with(prefix),
+            None => self.scope == key,
+        };
+        self.control.eq_ignore_ascii_case(control) && scope_matches && self.expires_at > now
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NewWaiver {
+    pub control: String,
+    pub scope: String,
+    pub owner: String,
+    pub reason: String,
+    pub expires_at: OffsetDateTime,
+}
+
+/// Findings and waivers per tenant.
+#[async_trait]
+pub trait FindingStore: Send + Sync {
+    /// Apply one evaluation: new violations open, repeated ones update `last_seen`, fixed
+    /// ones come back as reopened, covered findings not observed are fixed, and active
+    /// waivers turn findings into `waived` (an expired waiver reopens them). One transaction.
+    async fn apply_observations(
+        &self,
+        tenant: &TenantId,
+        observations: &[Observation],
+        coverage: &Coverage,
+        now: OffsetDateTime,
+    ) -> Result<LifecycleCounts, StoreError>;
+
+    /// Findings, optionally only those with these statuses, ordered by control then key.
+    async fn findings(
+        &self,
+        tenant: &TenantId,
+        statuses: &[FindingStatus],
+    ) -> Result<Vec<Finding>, StoreError>;
+
+    async fn add_waiver(&self, tenant: &TenantId, waiver: &NewWaiver)
+    -> Result<Waiver, StoreError>;
+
+    async fn waivers(&self, tenant: &TenantId) -> Result<Vec<Waiver>, StoreError>;
+
+    /// Remove a waiver; returns whether it existed.
+    async fn remove_waiver(&self, tenant: &TenantId, id: i64) -> Result<bool, StoreError>;
 }

@@ -8,8 +8,15 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "inventory",
-    sql: include_str!("../migrations/sqlite/0001_inventory.sql"),
-}];
+pub(crate) const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "inventory",
+        sql: include_str!("../migrations/sqlite/0001_inventory.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "findings",
+        sql: include_str!("../migrations/sqlite/0002_findings.sql"),
+    },
+];

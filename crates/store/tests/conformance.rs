@@ -369,3 +369,174 @@ async fn a_database_from_a_newer_tollgate_is_refused_with_a_clear_error() {
         "{error}"
     );
 }
+
+mod findings {
+    use serde_json::json;
+    use time::{Duration, OffsetDateTime};
+    use tollgate_domain::{ResourceKind, TenantId};
+    use tollgate_store::{
+        Coverage, FindingStatus, FindingStore, NewWaiver, Observation, SqliteStore,
+    };
+
+    fn observation(control: &str, key: &str) -> Observation {
+        Observation {
+            control: control.to_owned(),
+            resource_kind: ResourceKind::Repositories,
+            resource_key: key.to_owned(),
+            resource_name: Some(format!("name of {key}")),
+            project: "p".to_owned(),
+            severity: "high".to_owned(),
+            message: format!("{control} on {key}"),
+            evidence: json!({"field": 1}),
+        }
+    }
+
+    fn coverage() -> Coverage {
+        Coverage {
+            controls: vec!["C-1".into()],
+            kinds: vec![ResourceKind::Repositories],
+            keys: None,
+        }
+    }
+
+    async fn status_of(store: &dyn FindingStore, key: &str) -> Option<FindingStatus> {
+        let tenant = TenantId::default_tenant();
+        store
+            .findings(&tenant, &[])
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|f| f.resource_key == key)
+            .map(|f| f.status)
+    }
+
+    async fn the_lifecycle_opens_fixes_reopens_and_waives(store: &dyn FindingStore) {
+        let tenant = TenantId::default_tenant();
+        let t0 = OffsetDateTime::from_unix_timestamp(1_790_000_000).unwrap();
+        let counts = store
+            .apply_observations(
+                &tenant,
+                &[observation("C-1", "p/a"), observation("C-1", "p/b")],
+                &coverage(),
+                t0,
+            )
+            .await
+            .unwrap();
+        assert_eq!((counts.opened, counts.fixed), (2, 0));
+
+        let t1 = t0 + Duration::hours(1);
+        let counts = store
+            .apply_observations(&tenant, &[observation("C-1", "p/a")], &coverage(), t1)
+            .await
+            .unwrap();
+        assert_eq!((counts.still_open, counts.fixed), (1, 1));
+        assert_eq!(status_of(store, "p/b").await, Some(FindingStatus::Fixed));
+        let a = store
+            .findings(&tenant, &[FindingStatus::Open])
+            .await
+            .unwrap();
+        assert_eq!(a.len(), 1);
+        assert_eq!(
+            (a[0].first_seen, a[0].last_seen),
+            (t0, t1),
+            "first_seen stays, last_seen moves"
+        );
+
+        let t2 = t1 + Duration::hours(1);
+        let counts = store
+            .apply_observations(
+                &tenant,
+                &[observation("C-1", "p/a"), observation("C-1", "p/b")],
+                &coverage(),
+                t2,
+            )
+            .await
+            .unwrap();
+        assert_eq!(counts.reopened, 1);
+        assert_eq!(status_of(store, "p/b").await, Some(FindingStatus::Reopened));
+
+        // A waiver turns the finding into `waived`; when it expires the finding reopens.
+        let waiver = store
+            .add_waiver(
+                &tenant,
+                &NewWaiver {
+                    control: "C-1".into(),
+                    scope: "p/*".into(),
+                    owner: "risk@x".into(),
+                    reason: "legacy".into(),
+                    expires_at: t2 + Duration::days(1),
+                },
+            )
+            .await
+            .unwrap();
+        let t3 = t2 + Duration::hours(1);
+        let counts = store
+            .apply_observations(&tenant, &[observation("C-1", "p/a")], &coverage(), t3)
+            .await
+            .unwrap();
+        assert_eq!((counts.waived, counts.fixed), (1, 1));
+        let waived = store
+            .findings(&tenant, &[FindingStatus::Waived])
+            .await
+            .unwrap();
+        assert_eq!(waived[0].waiver_id, Some(waiver.id));
+        let t4 = t2 + Duration::days(2);
+        let counts = store
+            .apply_observations(&tenant, &[observation("C-1", "p/a")], &coverage(), t4)
+            .await
+            .unwrap();
+        assert_eq!(counts.reopened, 1, "an expired waiver reopens its finding");
+        assert!(store.remove_waiver(&tenant, waiver.id).await.unwrap());
+        assert!(!store.remove_waiver(&tenant, waiver.id).await.unwrap());
+    }
+
+    async fn coverage_limits_what_is_fixed(store: &dyn FindingStore) {
+        let tenant = TenantId::parse("coverage").unwrap();
+        let t0 = OffsetDateTime::from_unix_timestamp(1_790_000_000).unwrap();
+        store
+            .apply_observations(
+                &tenant,
+                &[observation("C-1", "p/a"), observation("C-1", "p/b")],
+                &coverage(),
+                t0,
+            )
+            .await
+            .unwrap();
+        // Re-evaluating only p/a must not fix p/b; another control's evaluation touches neither.
+        let only_a = Coverage {
+            keys: Some(vec!["p/a".into()]),
+            ..coverage()
+        };
+        let counts = store
+            .apply_observations(&tenant, &[], &only_a, t0)
+            .await
+            .unwrap();
+        assert_eq!(counts.fixed, 1);
+        let other = Coverage {
+            controls: vec!["C-2".into()],
+            ..coverage()
+        };
+        store
+            .apply_observations(&tenant, &[], &other, t0)
+            .await
+            .unwrap();
+        let open: Vec<String> = store
+            .findings(&tenant, &[FindingStatus::Open])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| f.resource_key)
+            .collect();
+        assert_eq!(open, vec!["p/b"]);
+    }
+
+    #[tokio::test]
+    async fn sqlite_passes_the_findings_story() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("f.db").to_str().unwrap())
+            .await
+            .unwrap();
+        the_lifecycle_opens_fixes_reopens_and_waives(&store).await;
+        coverage_limits_what_is_fixed(&store).await;
+    }
+}

@@ -54,8 +54,8 @@ has_task_check(name) if {
 	check_definition(c) == lower(name)
 }
 
-# Whole days from an RFC 3339 timestamp to input.now (negative if in the future).
-age_days(timestamp) := (time.parse_rfc3339_ns(input.now) - time.parse_rfc3339_ns(timestamp)) / 86400000000000
+# Whole days from an RFC 3339 timestamp to input.now, rounded down (negative if in the future).
+age_days(timestamp) := floor((time.parse_rfc3339_ns(input.now) - time.parse_rfc3339_ns(timestamp)) / 86400000000000)
 
 # Name matching against a list of patterns with `*` wildcards (case-insensitive).
 matches_any(name, patterns) if {
