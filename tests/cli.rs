@@ -285,3 +285,175 @@ fn the_demo_syncs_the_simulator_and_everything_matches() {
     );
     assert!(dir.path().join("demo.db").exists());
 }
+
+#[test]
+fn scan_fail_on_output_files_and_waivers_work_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_sim(&dir, &["--seed", "4"]);
+    let sync = tollgate(&dir)
+        .args([
+            "scan",
+            "--org",
+            &sim.org_url,
+            "--db",
+            "s.db",
+            "--quiet",
+            "--format",
+            "sarif",
+            "--output",
+            "out.sarif",
+            "--fail-on",
+            "high",
+        ])
+        .env("TOLLGATE_ADO_PAT", "x")
+        .output()
+        .unwrap();
+    assert_eq!(
+        sync.status.code(),
+        Some(4),
+        "high findings with --fail-on high: {}",
+        String::from_utf8_lossy(&sync.stderr)
+    );
+    let sarif: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out.sarif")).unwrap())
+            .unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+
+    let report = tollgate(&dir)
+        .args(["scan", "--offline", "--db", "s.db", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(report.status.success(), "no --fail-on: exit 0");
+    let report = json(&report);
+    let first = &report["findings"][0];
+    let (control, key) = (
+        first["control"].as_str().unwrap(),
+        first["resource_key"].as_str().unwrap(),
+    );
+
+    let waiver = tollgate(&dir)
+        .args([
+            "waiver",
+            "add",
+            "--db",
+            "s.db",
+            "--control",
+            control,
+            "--scope",
+            key,
+            "--owner",
+            "risk@fabrikam",
+            "--reason",
+            "accepted until migration",
+            "--expires",
+            "2099-01-01",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        waiver.status.success(),
+        "{}",
+        String::from_utf8_lossy(&waiver.stderr)
+    );
+    let after = json(
+        &tollgate(&dir)
+            .args(["scan", "--offline", "--db", "s.db", "--format", "json"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        after["waived"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["control"] == control && f["resource_key"] == key)
+    );
+    assert_eq!(
+        after["findings"].as_array().unwrap().len() + 1,
+        report["findings"].as_array().unwrap().len()
+    );
+
+    let past = tollgate(&dir)
+        .args([
+            "waiver",
+            "add",
+            "--db",
+            "s.db",
+            "--control",
+            control,
+            "--scope",
+            "*",
+            "--owner",
+            "o",
+            "--reason",
+            "r",
+            "--expires",
+            "2001-01-01",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(past.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&past.stderr).contains("future"));
+}
+
+#[test]
+fn policy_commands_list_explain_test_and_evaluate() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = json(
+        &tollgate(&dir)
+            .args(["policy", "list", "--format", "json"])
+            .output()
+            .unwrap(),
+    );
+    assert!(list.as_array().unwrap().len() >= 15);
+    let explain = tollgate(&dir)
+        .args(["policy", "explain", "bp-02"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&explain.stdout);
+    assert!(
+        text.contains("BP-02")
+            && text.contains("minimum_approvers")
+            && text.contains("cis-ssc:1.1.3"),
+        "{text}"
+    );
+    let unknown = tollgate(&dir)
+        .args(["policy", "explain", "NOPE-1"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+
+    let policies = dir.path().join("mine");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("tag.rego"),
+        "# METADATA\n# title: \"Pipelines live in a folder\"\n# description: \"Not at the root.\"\n# custom:\n#   id: ORG-2\n#   severity: low\n#   kind: pipelines\n#   rationale: \"Order.\"\n#   remediation: \"Move it.\"\n#   permission: \"Build (Read)\"\n#   frameworks: [\"internal:layout\"]\npackage tollgate.controls.org_2\n\ndeny contains {\"message\": \"at the root\", \"evidence\": {\"folder\": \"\\\\\"}} if input.resource.folder == \"\\\\\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        policies.join("ORG-2.yaml"),
+        "control: ORG-2\ncases:\n  - note: in a folder\n    want: pass\n    resource: {folder: \"\\\\team\"}\n  - note: at the root\n    want: fail\n    resource: {folder: \"\\\\\"}\n",
+    )
+    .unwrap();
+    let test = tollgate(&dir)
+        .args(["policy", "test"])
+        .arg(&policies)
+        .output()
+        .unwrap();
+    assert!(
+        test.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+    assert!(String::from_utf8_lossy(&test.stdout).contains("2 passed, 0 failed"));
+
+    std::fs::write(dir.path().join("input.json"), r#"{"kind": "pipelines", "resource": {"folder": "\\"}, "related": {}, "params": {}, "now": "2026-01-01T00:00:00Z"}"#).unwrap();
+    let eval = tollgate(&dir)
+        .args(["policy", "eval", "--input", "input.json", "--policies"])
+        .arg(&policies)
+        .output()
+        .unwrap();
+    let violations = json(&eval);
+    assert_eq!(violations[0]["control"], "ORG-2");
+}

@@ -6,6 +6,7 @@
 //! crate names a regorus type.
 
 pub mod cases;
+pub mod docs;
 pub mod engine;
 pub mod metadata;
 
