@@ -80,6 +80,7 @@ pub struct AuditLogEntry {
     pub area: Option<String>,
     pub category: Option<String>,
     pub details: Option<String>,
+    #[serde(rename = "actorUPN")]
     pub actor_upn: Option<String>,
     pub data: Option<serde_json::Value>,
 }
