@@ -116,6 +116,8 @@ pub struct PolicyConfig {
     pub disabled: Vec<String>,
     /// Parameter overrides per control: `[policy.params.BP-02] minimum_approvers = 3`.
     pub params: BTreeMap<String, toml::Table>,
+    /// Actions and parameters per organisation, project or repository (most specific wins).
+    pub scoped: Vec<crate::services::settings::ScopedSetting>,
 }
 
 /// `TOLLGATE_*` variables and the key each sets. Anything else with the prefix is an error.

@@ -72,16 +72,33 @@ fn table(report: &ScanReport) -> String {
         );
         let mut table = Table::new();
         table.load_style(presets::UTF8_FULL_CONDENSED);
-        table.set_header(vec!["control", "resource", "finding", "status"]);
+        table.set_header(vec!["control", "resource", "finding", "action", "status"]);
         for finding in group {
             table.add_row(vec![
                 Cell::new(&finding.control),
                 Cell::new(resource_label(finding)),
                 Cell::new(&finding.message),
+                Cell::new(&finding.action),
                 Cell::new(finding.status.as_str()),
             ]);
         }
         let _ = writeln!(text, "{table}");
+    }
+    if !report.dry_run.is_empty() {
+        let _ = writeln!(
+            text,
+            "\nDry run ({} findings of controls being tried out, not counted):",
+            report.dry_run.len()
+        );
+        for finding in report.dry_run.iter().take(20) {
+            let _ = writeln!(
+                text,
+                "  {} {}: {}",
+                finding.control,
+                resource_label(finding),
+                finding.message
+            );
+        }
     }
     if !report.not_evaluated.is_empty() {
         let _ = writeln!(text, "\nNot evaluated:");

@@ -11,6 +11,7 @@ use tollgate_store::{InventoryStore, SqliteStore};
 
 use crate::config::Config;
 use crate::services::inventory::InventoryService;
+use crate::services::settings::{Action, ScopedSetting};
 use crate::services::sync::SyncService;
 
 /// Open the store a `--db` value names: a file path or `sqlite://path`.
@@ -134,20 +135,38 @@ pub async fn finding_store(config: &Config) -> Result<Arc<dyn tollgate_store::Fi
 pub async fn scan_service(config: &Config) -> Result<crate::services::scan::ScanService> {
     let store = sqlite(&config.database.url).await?;
     let (policies, problems) = policies(config)?;
-    let mut options = crate::services::scan::ScanOptions::default();
-    options.disabled = config.policy.disabled.iter().cloned().collect();
-    for (control, table) in &config.policy.params {
-        let json = serde_json::to_value(table).context("policy parameters")?;
-        if let serde_json::Value::Object(map) = json {
-            options.params.insert(control.clone(), map);
-        }
-    }
-    Ok(crate::services::scan::ScanService::new(
+    // `disabled` and `params` are organisation-wide shorthands for scoped settings.
+    let mut scoped: Vec<ScopedSetting> = config
+        .policy
+        .disabled
+        .iter()
+        .map(|control| ScopedSetting {
+            scope: "organization".into(),
+            control: control.clone(),
+            action: Some(Action::Off),
+            params: None,
+        })
+        .collect();
+    scoped.extend(
+        config
+            .policy
+            .params
+            .iter()
+            .map(|(control, table)| ScopedSetting {
+                scope: "organization".into(),
+                control: control.clone(),
+                action: None,
+                params: Some(table.clone()),
+            }),
+    );
+    scoped.extend(config.policy.scoped.iter().cloned());
+    let options = crate::services::scan::ScanOptions { scoped };
+    crate::services::scan::ScanService::new(
         store.clone(),
         store,
         policies,
         problems,
         TenantId::default_tenant(),
         options,
-    ))
+    )
 }

@@ -10,6 +10,8 @@ use time::format_description::well_known::Rfc3339;
 use tollgate_domain::{InventoryItem, ResourceKind, TenantId};
 use tollgate_store::InventoryStore;
 
+use crate::services::settings::Names;
+
 const PAGE: u32 = 2_000;
 
 /// Work item facts: its parent, type and children.
@@ -35,6 +37,7 @@ pub struct Facts {
     work_items: HashMap<u64, WorkItemNode>,
     /// Per project: repositories, pipelines, environments.
     project_counts: HashMap<String, [u64; 3]>,
+    names: Names,
 }
 
 /// Visit every stored item of a kind, a page at a time.
@@ -154,6 +157,20 @@ impl Facts {
                 node.children += 1;
             }
         }
+        for_each_item(store, tenant, ResourceKind::Projects, |item| {
+            facts
+                .names
+                .projects
+                .insert(item.ado_id.clone(), item.name.clone().unwrap_or_default());
+        })
+        .await?;
+        for_each_item(store, tenant, ResourceKind::Repositories, |item| {
+            facts.names.repositories.insert(
+                item.ado_id.clone(),
+                (item.project.clone(), item.name.clone().unwrap_or_default()),
+            );
+        })
+        .await?;
         for (kind, slot) in [
             (ResourceKind::Repositories, 0),
             (ResourceKind::Pipelines, 1),
@@ -164,6 +181,11 @@ impl Facts {
             }
         }
         Ok(facts)
+    }
+
+    /// Project and repository names, to place resources for scoped settings.
+    pub fn names(&self) -> &Names {
+        &self.names
     }
 
     /// The `related` document for one resource.

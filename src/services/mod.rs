@@ -4,4 +4,5 @@
 pub mod facts;
 pub mod inventory;
 pub mod scan;
+pub mod settings;
 pub mod sync;

@@ -16,14 +16,12 @@ use tollgate_store::{
 };
 
 use crate::services::facts::Facts;
+use crate::services::settings::{Action, PolicySettings, ScopedSetting};
 
-/// Which controls run and with which parameters (from configuration).
+/// Which controls run, how their findings act and with which parameters (configuration).
 #[derive(Clone, Debug, Default)]
 pub struct ScanOptions {
-    /// Controls switched off.
-    pub disabled: BTreeSet<String>,
-    /// Parameter overrides per control id.
-    pub params: BTreeMap<String, Map<String, Value>>,
+    pub scoped: Vec<ScopedSetting>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -31,6 +29,8 @@ pub struct ReportFinding {
     pub control: String,
     pub title: String,
     pub severity: Severity,
+    /// deny, warn or dry-run (configured per scope).
+    pub action: String,
     pub status: FindingStatus,
     pub resource_kind: ResourceKind,
     pub resource_key: String,
@@ -77,6 +77,8 @@ pub struct ScanReport {
     pub findings: Vec<ReportFinding>,
     /// Findings covered by a waiver.
     pub waived: Vec<ReportFinding>,
+    /// Findings of controls in dry-run: reported, never counted.
+    pub dry_run: Vec<ReportFinding>,
     pub not_evaluated: Vec<NotEvaluated>,
     /// Policy files that could not be loaded (file:line: reason).
     pub load_problems: Vec<String>,
@@ -84,9 +86,13 @@ pub struct ScanReport {
 }
 
 impl ScanReport {
-    /// The most severe active finding, for `--fail-on`.
+    /// The most severe active finding whose action is deny, for `--fail-on`.
     pub fn worst(&self) -> Option<Severity> {
-        self.findings.iter().map(|f| f.severity).max()
+        self.findings
+            .iter()
+            .filter(|f| f.action == "deny")
+            .map(|f| f.severity)
+            .max()
     }
 }
 
@@ -96,7 +102,7 @@ pub struct ScanService {
     policies: Arc<PolicySet>,
     load_problems: Vec<String>,
     tenant: TenantId,
-    options: ScanOptions,
+    settings: Arc<PolicySettings>,
 }
 
 impl ScanService {
@@ -107,15 +113,20 @@ impl ScanService {
         load_problems: Vec<String>,
         tenant: TenantId,
         options: ScanOptions,
-    ) -> Self {
-        Self {
+    ) -> Result<Self> {
+        let ids: Vec<String> = policies.controls().iter().map(|c| c.id.clone()).collect();
+        let settings = Arc::new(
+            PolicySettings::new(&options.scoped, &ids)
+                .context("[[policy.scoped]] configuration")?,
+        );
+        Ok(Self {
             store,
             findings,
             policies,
             load_problems,
             tenant,
-            options,
-        }
+            settings,
+        })
     }
 
     pub fn policies(&self) -> &PolicySet {
@@ -123,28 +134,7 @@ impl ScanService {
     }
 
     fn active_controls(&self) -> Vec<&ControlMeta> {
-        self.policies
-            .controls()
-            .iter()
-            .filter(|c| !self.options.disabled.contains(&c.id))
-            .collect()
-    }
-
-    /// Each control's parameters: METADATA defaults, then configuration overrides.
-    fn params_for(&self, kind: ResourceKind) -> Value {
-        let mut params = Map::new();
-        for control in self.policies.controls_for(kind) {
-            let mut values: Map<String, Value> = control
-                .parameters
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            if let Some(overrides) = self.options.params.get(&control.id) {
-                values.extend(overrides.clone());
-            }
-            params.insert(control.id.clone(), Value::Object(values));
-        }
-        Value::Object(params)
+        self.policies.controls().iter().collect()
     }
 
     /// Evaluate every enabled control over the whole inventory and update the findings.
@@ -160,7 +150,20 @@ impl ScanService {
         let mut failures: BTreeMap<String, (u64, String)> = BTreeMap::new();
         let mut resources = 0u64;
         for kind in &kinds {
-            let params = Arc::new(self.params_for(*kind));
+            let defaults: Arc<Vec<(String, Map<String, Value>)>> = Arc::new(
+                self.policies
+                    .controls_for(*kind)
+                    .map(|c| {
+                        (
+                            c.id.clone(),
+                            c.parameters
+                                .iter()
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+            );
             let mut after: Option<String> = None;
             loop {
                 let page = self
@@ -170,23 +173,22 @@ impl ScanService {
                 let Some(last) = page.last() else { break };
                 after = Some(last.key.clone());
                 resources += page.len() as u64;
-                let (policies, facts, params, now_text) = (
-                    self.policies.clone(),
-                    facts.clone(),
-                    params.clone(),
-                    now_text.clone(),
-                );
-                let evaluated = tokio::task::spawn_blocking(move || {
-                    evaluate_page(&policies, &facts, &params, &now_text, page)
-                })
-                .await
-                .context("evaluation task")??;
+                let context = PageContext {
+                    policies: self.policies.clone(),
+                    facts: facts.clone(),
+                    settings: self.settings.clone(),
+                    defaults: defaults.clone(),
+                    now: now_text.clone(),
+                };
+                let evaluated = tokio::task::spawn_blocking(move || evaluate_page(&context, page))
+                    .await
+                    .context("evaluation task")??;
                 for (control, (count, first)) in evaluated.errors {
                     let entry = failures.entry(control).or_insert((0, first));
                     entry.0 += count;
                 }
                 observations.extend(evaluated.violations.into_iter().filter_map(
-                    |(item, violation)| {
+                    |(item, violation, action)| {
                         let control = meta.get(violation.control.as_str())?;
                         Some(Observation {
                             control: violation.control,
@@ -195,6 +197,7 @@ impl ScanService {
                             resource_name: item.name,
                             project: item.project,
                             severity: control.severity.as_str().to_owned(),
+                            action: action.as_str().to_owned(),
                             message: violation.message,
                             evidence: violation.evidence,
                         })
@@ -309,6 +312,7 @@ impl ScanService {
             .await?;
         let mut findings = Vec::new();
         let mut waived = Vec::new();
+        let mut dry_run = Vec::new();
         let mut per_control: BTreeMap<String, u64> = BTreeMap::new();
         for finding in stored {
             let Some(control) = self.policies.control(&finding.control) else {
@@ -318,6 +322,7 @@ impl ScanService {
                 control: finding.control.clone(),
                 title: control.title.clone(),
                 severity: control.severity,
+                action: finding.action.clone(),
                 status: finding.status,
                 resource_kind: finding.resource_kind,
                 resource_key: finding.resource_key.clone(),
@@ -331,6 +336,8 @@ impl ScanService {
             };
             if finding.status == FindingStatus::Waived {
                 waived.push(report);
+            } else if finding.action == Action::DryRun.as_str() {
+                dry_run.push(report);
             } else {
                 *per_control.entry(finding.control).or_default() += 1;
                 findings.push(report);
@@ -372,6 +379,7 @@ impl ScanService {
             lifecycle,
             findings,
             waived,
+            dry_run,
             not_evaluated,
             load_problems: self.load_problems.clone(),
             controls,
@@ -379,61 +387,93 @@ impl ScanService {
     }
 }
 
-/// Evaluate one page of resources on the blocking pool, split across the machine's cores.
-/// What evaluating a page found: violations, and per control the resources it failed on.
+/// What evaluating a page found: violations with their action, and per control the
+/// resources it failed on.
 #[derive(Default)]
 struct PageOutcome {
-    violations: Vec<(InventoryItem, tollgate_policy::Violation)>,
+    violations: Vec<(InventoryItem, tollgate_policy::Violation, Action)>,
     /// Control id → (resources it failed on, the first error).
     errors: BTreeMap<String, (u64, String)>,
 }
 
-fn evaluate_page(
-    policies: &PolicySet,
-    facts: &Facts,
-    params: &Value,
-    now: &str,
-    page: Vec<InventoryItem>,
-) -> Result<PageOutcome> {
+/// Everything a page's evaluation needs, shared with the blocking pool.
+struct PageContext {
+    policies: Arc<PolicySet>,
+    facts: Arc<Facts>,
+    settings: Arc<PolicySettings>,
+    /// The kind's controls with their METADATA parameter defaults.
+    defaults: Arc<Vec<(String, Map<String, Value>)>>,
+    now: String,
+}
+
+impl PageContext {
+    fn evaluate(&self, item: &InventoryItem, found: &mut PageOutcome) {
+        let raw: Value = serde_json::from_str(&item.raw).unwrap_or(Value::Null);
+        let placement =
+            self.facts
+                .names()
+                .place(item.kind, &item.project, &item.scope, &item.ado_id, &raw);
+        let mut params = Map::new();
+        let mut actions: BTreeMap<&str, Action> = BTreeMap::new();
+        for (control, defaults) in self.defaults.iter() {
+            let resolved = self.settings.resolve(control, defaults, &placement);
+            actions.insert(control, resolved.action);
+            params.insert(control.clone(), Value::Object(resolved.params));
+        }
+        if actions.values().all(|a| *a == Action::Off) {
+            return;
+        }
+        let input = json!({
+            "kind": item.kind.as_str(), "key": item.key, "project": item.project, "scope": item.scope,
+            "related": self.facts.related(item, &raw), "resource": raw, "params": params, "now": self.now,
+        });
+        let (violations, errors) = self.policies.evaluate_each(&input);
+        for violation in violations {
+            let action = actions
+                .get(violation.control.as_str())
+                .copied()
+                .unwrap_or_default();
+            if action != Action::Off {
+                found.violations.push((item.clone(), violation, action));
+            }
+        }
+        for (control, error) in errors {
+            if actions.get(control.as_str()) == Some(&Action::Off) {
+                continue;
+            }
+            let entry = found
+                .errors
+                .entry(control)
+                .or_insert_with(|| (0, format!("{} {}: {error}", item.kind, item.key)));
+            entry.0 += 1;
+        }
+    }
+}
+
+/// Evaluate one page of resources on the blocking pool, split across the machine's cores.
+fn evaluate_page(context: &PageContext, page: Vec<InventoryItem>) -> Result<PageOutcome> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 8);
     let chunk = page.len().div_ceil(threads).max(1);
-    let results: Vec<Result<PageOutcome>> = std::thread::scope(|scope| {
+    let results: Vec<PageOutcome> = std::thread::scope(|scope| {
         let handles: Vec<_> = page
             .chunks(chunk)
             .map(|items| {
                 scope.spawn(move || {
                     let mut found = PageOutcome::default();
                     for item in items {
-                        let raw: Value = serde_json::from_str(&item.raw).unwrap_or(Value::Null);
-                        let input = json!({
-                            "kind": item.kind.as_str(), "key": item.key, "project": item.project, "scope": item.scope,
-                            "related": facts.related(item, &raw), "resource": raw, "params": params, "now": now,
-                        });
-                        let (violations, errors) = policies.evaluate_each(&input);
-                        found.violations.extend(violations.into_iter().map(|v| (item.clone(), v)));
-                        for (control, error) in errors {
-                            let entry = found.errors.entry(control).or_insert_with(|| (0, format!("{} {}: {error}", item.kind, item.key)));
-                            entry.0 += 1;
-                        }
+                        context.evaluate(item, &mut found);
                     }
-                    Ok::<_, anyhow::Error>(found)
+                    found
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("an evaluation thread panicked")))
-            })
-            .collect()
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
     let mut all = PageOutcome::default();
-    for result in results {
-        let outcome = result?;
+    for outcome in results {
         all.violations.extend(outcome.violations);
         for (control, (count, first)) in outcome.errors {
             let entry = all.errors.entry(control).or_insert((0, first));

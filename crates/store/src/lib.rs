@@ -218,6 +218,8 @@ pub struct Observation {
     pub resource_name: Option<String>,
     pub project: String,
     pub severity: String,
+    /// deny, warn or dry-run: what the finding does.
+    pub action: String,
     pub message: String,
     pub evidence: Value,
 }
@@ -231,6 +233,7 @@ pub struct Finding {
     pub resource_name: Option<String>,
     pub project: String,
     pub severity: String,
+    pub action: String,
     pub status: FindingStatus,
     pub message: String,
     pub evidence: Value,

@@ -49,6 +49,7 @@ fn finding_from(row: &sqlx::sqlite::SqliteRow) -> Result<Finding, StoreError> {
         resource_name: row.try_get("resource_name")?,
         project: row.try_get("project")?,
         severity: row.try_get("severity")?,
+        action: row.try_get("action")?,
         status: FindingStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("finding status {status:?}")))?,
         message: row.try_get("message")?,
@@ -140,10 +141,10 @@ impl FindingStore for SqliteStore {
                 .map(|(_, first)| first)
                 .unwrap_or_else(|| now_text.clone());
             sqlx::query(
-                "INSERT INTO findings (tenant_id, control, resource_kind, resource_key, resource_name, project, severity, status, message, evidence, first_seen, last_seen, fixed_at, waiver_id) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) \
+                "INSERT INTO findings (tenant_id, control, resource_kind, resource_key, resource_name, project, severity, action, status, message, evidence, first_seen, last_seen, fixed_at, waiver_id) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) \
                  ON CONFLICT (tenant_id, control, resource_kind, resource_key) DO UPDATE SET resource_name = excluded.resource_name, project = excluded.project, \
-                 severity = excluded.severity, status = excluded.status, message = excluded.message, evidence = excluded.evidence, \
+                 severity = excluded.severity, action = excluded.action, status = excluded.status, message = excluded.message, evidence = excluded.evidence, \
                  last_seen = excluded.last_seen, fixed_at = NULL, waiver_id = excluded.waiver_id",
             )
             .bind(tenant.as_str())
@@ -153,6 +154,7 @@ impl FindingStore for SqliteStore {
             .bind(&observation.resource_name)
             .bind(&observation.project)
             .bind(&observation.severity)
+            .bind(&observation.action)
             .bind(status.as_str())
             .bind(&observation.message)
             .bind(observation.evidence.to_string())

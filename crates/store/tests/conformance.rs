@@ -386,6 +386,7 @@ mod findings {
             resource_name: Some(format!("name of {key}")),
             project: "p".to_owned(),
             severity: "high".to_owned(),
+            action: "deny".to_owned(),
             message: format!("{control} on {key}"),
             evidence: json!({"field": 1}),
         }

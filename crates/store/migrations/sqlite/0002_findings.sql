@@ -8,6 +8,7 @@ CREATE TABLE findings (
     project       TEXT NOT NULL,
     severity      TEXT NOT NULL,
     status        TEXT NOT NULL,   -- open | fixed | waived | reopened
+    action        TEXT NOT NULL,   -- deny | warn | dry-run: what the finding does
     message       TEXT NOT NULL,
     evidence      TEXT NOT NULL,   -- JSON
     first_seen    TEXT NOT NULL,
