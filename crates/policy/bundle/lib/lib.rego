@@ -21,7 +21,11 @@ approval_check_type := "8c6f20a7-a545-4486-9777-f762fafe0d4d"
 
 task_check_type := "fe1de3ee-a436-41b4-bb20-f6eb4cb879a7"
 
-policy_type(policy) := object.get(object.get(policy, "type", {}), "id", "")
+policy_type(policy) := id if {
+	policy_kind := object.get(policy, "type", {})
+	is_object(policy_kind)
+	id := object.get(policy_kind, "id", "")
+} else := ""
 
 is_minimum_reviewers(policy) if policy_type(policy) == minimum_reviewers_type
 
@@ -40,7 +44,11 @@ applicable_policies(type_id) := [p |
 
 has_policy(type_id) if count(applicable_policies(type_id)) > 0
 
-check_type(check) := object.get(object.get(check, "type", {}), "id", "")
+check_type(check) := id if {
+	check_kind := object.get(check, "type", {})
+	is_object(check_kind)
+	id := object.get(check_kind, "id", "")
+} else := ""
 
 check_definition(check) := lower(object.get(object.get(object.get(check, "settings", {}), "definitionRef", {}), "name", ""))
 
@@ -60,7 +68,8 @@ age_days(timestamp) := floor((time.parse_rfc3339_ns(input.now) - time.parse_rfc3
 # Name matching against a list of patterns with `*` wildcards (case-insensitive).
 matches_any(name, patterns) if {
 	some pattern in patterns
-	glob.match(lower(pattern), [], lower(name))
+	# null delimiters: "*" must cross "." and "/" in branch and repository names.
+	glob.match(lower(pattern), null, lower(name))
 }
 
 # Variable names that usually hold secrets.
