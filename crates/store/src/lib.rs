@@ -91,6 +91,17 @@ pub struct StoredKey {
     pub ado_id: String,
 }
 
+/// One object an incremental sync inserted, modified or deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InventoryChange {
+    pub run: SyncRunId,
+    pub kind: ResourceKind,
+    pub key: String,
+    pub scope: String,
+    pub project: String,
+    pub deleted: bool,
+}
+
 /// A finished or running sync.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SyncRecord {
@@ -171,6 +182,57 @@ pub trait InventoryStore: Send + Sync {
 
     /// Row counts per kind (every kind present, zero where empty).
     async fn counts(&self, tenant: &TenantId) -> Result<BTreeMap<ResourceKind, u64>, StoreError>;
+
+    /// A page of one project's items of a kind, ordered by key, after `after_key`.
+    async fn project_items(
+        &self,
+        tenant: &TenantId,
+        kind: ResourceKind,
+        project: &str,
+        after_key: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<InventoryItem>, StoreError>;
+
+    /// The items of a kind with these keys (missing keys are left out), ordered by key.
+    async fn items_by_keys(
+        &self,
+        tenant: &TenantId,
+        kind: ResourceKind,
+        keys: &[String],
+    ) -> Result<Vec<InventoryItem>, StoreError>;
+
+    /// The items of a kind with these ADO ids, in any project.
+    async fn items_by_ado_ids(
+        &self,
+        tenant: &TenantId,
+        kind: ResourceKind,
+        ado_ids: &[String],
+    ) -> Result<Vec<InventoryItem>, StoreError>;
+
+    /// Syncs started after `after` (all of them when `None`), oldest first.
+    async fn syncs_since(
+        &self,
+        tenant: &TenantId,
+        after: Option<SyncRunId>,
+    ) -> Result<Vec<SyncRecord>, StoreError>;
+
+    /// What incremental syncs after `after` changed, oldest first. Only incremental syncs
+    /// record changes; a full sync is followed by a full evaluation.
+    async fn changes_since(
+        &self,
+        tenant: &TenantId,
+        after: SyncRunId,
+    ) -> Result<Vec<InventoryChange>, StoreError>;
+
+    /// Forget changes up to and including `through` (their consumer has processed them).
+    async fn prune_changes(&self, tenant: &TenantId, through: SyncRunId) -> Result<(), StoreError>;
+
+    async fn set_watermark(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        value: &str,
+    ) -> Result<(), StoreError>;
 }
 
 /// Where a finding stands.

@@ -19,4 +19,9 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "findings",
         sql: include_str!("../migrations/sqlite/0002_findings.sql"),
     },
+    Migration {
+        version: 3,
+        name: "changes",
+        sql: include_str!("../migrations/sqlite/0003_changes.sql"),
+    },
 ];

@@ -13,10 +13,12 @@ use time::format_description::well_known::Rfc3339;
 use tollgate_domain::{InventoryItem, ResourceKind, SyncRunId, TenantId};
 
 use crate::migrate::SQLITE as MIGRATIONS;
-use crate::{InventoryStore, Replace, StoreError, StoredKey, SyncMode, SyncRecord};
+use crate::{
+    InventoryChange, InventoryStore, Replace, StoreError, StoredKey, SyncMode, SyncRecord,
+};
 
 /// IN-lists are chunked well below SQLite's bound-parameter limit.
-const CHUNK: usize = 500;
+pub(crate) const CHUNK: usize = 500;
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -39,7 +41,68 @@ fn parse_kind(raw: &str) -> Result<ResourceKind, StoreError> {
         .map_err(|error| StoreError::Corrupt(format!("{error}")))
 }
 
+fn item_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<InventoryItem, StoreError> {
+    Ok(InventoryItem {
+        kind: parse_kind(&row.try_get::<String, _>("kind")?)?,
+        key: row.try_get("key")?,
+        scope: row.try_get("scope")?,
+        project: row.try_get("project")?,
+        ado_id: row.try_get("ado_id")?,
+        name: row.try_get("name")?,
+        revision: row.try_get("revision")?,
+        raw: row.try_get("raw")?,
+    })
+}
+
+fn sync_record_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SyncRecord, StoreError> {
+    let mode: String = row.try_get("mode")?;
+    let summary: Option<String> = row.try_get("summary")?;
+    let finished: Option<String> = row.try_get("finished_at")?;
+    Ok(SyncRecord {
+        id: SyncRunId(row.try_get("id")?),
+        mode: if mode == "full" {
+            SyncMode::Full
+        } else {
+            SyncMode::Incremental
+        },
+        started_at: parse_time(&row.try_get::<String, _>("started_at")?)?,
+        finished_at: finished.as_deref().map(parse_time).transpose()?,
+        status: row.try_get("status")?,
+        summary: summary.and_then(|s| serde_json::from_str(&s).ok()),
+    })
+}
+
 impl SqliteStore {
+    /// Items of a kind whose `column` is one of `values`, ordered by key.
+    async fn items_where(
+        &self,
+        tenant: &TenantId,
+        kind: ResourceKind,
+        column: &str,
+        values: &[String],
+    ) -> Result<Vec<InventoryItem>, StoreError> {
+        let mut items = Vec::with_capacity(values.len());
+        for chunk in values.chunks(CHUNK) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT kind, key, scope, project, ado_id, name, revision, raw FROM inventory \
+                 WHERE tenant_id = ? AND kind = ? AND {column} IN ({placeholders})"
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql))
+                .bind(tenant.as_str())
+                .bind(kind.as_str());
+            for value in chunk {
+                query = query.bind(value);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                items.push(item_from_row(&row)?);
+            }
+        }
+        items.sort_by(|a, b| a.key.cmp(&b.key));
+        items.dedup_by(|a, b| a.key == b.key);
+        Ok(items)
+    }
+
     /// Open (creating if missing) the database at `path` and apply pending migrations.
     pub async fn open(path: &str) -> Result<Self, StoreError> {
         let location = path.to_owned();
@@ -106,24 +169,6 @@ impl SqliteStore {
             transaction.commit().await.map_err(failed)?;
         }
         Ok(())
-    }
-
-    fn record(row: &sqlx::sqlite::SqliteRow) -> Result<SyncRecord, StoreError> {
-        let mode: String = row.try_get("mode")?;
-        let summary: Option<String> = row.try_get("summary")?;
-        let finished: Option<String> = row.try_get("finished_at")?;
-        Ok(SyncRecord {
-            id: SyncRunId(row.try_get("id")?),
-            mode: if mode == "full" {
-                SyncMode::Full
-            } else {
-                SyncMode::Incremental
-            },
-            started_at: parse_time(&row.try_get::<String, _>("started_at")?)?,
-            finished_at: finished.as_deref().map(parse_time).transpose()?,
-            status: row.try_get("status")?,
-            summary: summary.and_then(|s| serde_json::from_str(&s).ok()),
-        })
     }
 }
 
@@ -192,6 +237,70 @@ impl InventoryStore for SqliteStore {
         watermarks: &[(String, String)],
     ) -> Result<u64, StoreError> {
         let mut transaction = self.pool.begin().await?;
+        let mode: Option<String> =
+            sqlx::query_scalar("SELECT mode FROM sync_runs WHERE id = ? AND tenant_id = ?")
+                .bind(run.0)
+                .bind(tenant.as_str())
+                .fetch_optional(&mut *transaction)
+                .await?;
+        if mode.as_deref() == Some(SyncMode::Incremental.as_str()) {
+            // Against the state before this commit: staged rows that are new or differ,
+            // then rows the replacement deletes and does not bring back.
+            sqlx::query(
+                "INSERT INTO inventory_changes (tenant_id, run_id, kind, key, scope, project, deleted) \
+                 SELECT s.tenant_id, s.run_id, s.kind, s.key, s.scope, s.project, 0 \
+                 FROM inventory_staging s LEFT JOIN inventory i \
+                 ON i.tenant_id = s.tenant_id AND i.kind = s.kind AND i.key = s.key \
+                 WHERE s.run_id = ? AND s.tenant_id = ? AND s.kind = ? AND (i.key IS NULL OR i.raw IS NOT s.raw)",
+            )
+            .bind(run.0)
+            .bind(tenant.as_str())
+            .bind(kind.as_str())
+            .execute(&mut *transaction)
+            .await?;
+            let not_restaged = "key NOT IN (SELECT key FROM inventory_staging WHERE run_id = ? AND tenant_id = ? AND kind = ?)";
+            let record_deleted = |criterion: &str| {
+                format!(
+                    "INSERT INTO inventory_changes (tenant_id, run_id, kind, key, scope, project, deleted) \
+                     SELECT tenant_id, ?, kind, key, scope, project, 1 FROM inventory \
+                     WHERE tenant_id = ? AND kind = ? AND {criterion} AND {not_restaged}"
+                )
+            };
+            if replace.all {
+                sqlx::query(AssertSqlSafe(record_deleted("true")))
+                    .bind(run.0)
+                    .bind(tenant.as_str())
+                    .bind(kind.as_str())
+                    .bind(run.0)
+                    .bind(tenant.as_str())
+                    .bind(kind.as_str())
+                    .execute(&mut *transaction)
+                    .await?;
+            }
+            for (column, values) in [
+                ("scope", &replace.scopes),
+                ("project", &replace.projects),
+                ("key", &replace.keys),
+            ] {
+                for chunk in values.chunks(CHUNK) {
+                    let placeholders = vec!["?"; chunk.len()].join(", ");
+                    let sql = record_deleted(&format!("{column} IN ({placeholders})"));
+                    let mut query = sqlx::query(AssertSqlSafe(sql))
+                        .bind(run.0)
+                        .bind(tenant.as_str())
+                        .bind(kind.as_str());
+                    for value in chunk {
+                        query = query.bind(value);
+                    }
+                    query
+                        .bind(run.0)
+                        .bind(tenant.as_str())
+                        .bind(kind.as_str())
+                        .execute(&mut *transaction)
+                        .await?;
+                }
+            }
+        }
         if replace.all {
             sqlx::query("DELETE FROM inventory WHERE tenant_id = ? AND kind = ?")
                 .bind(tenant.as_str())
@@ -317,7 +426,7 @@ impl InventoryStore for SqliteStore {
             .bind(tenant.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(Self::record).transpose()
+        row.as_ref().map(sync_record_from_row).transpose()
     }
 
     async fn watermark(&self, tenant: &TenantId, name: &str) -> Result<Option<String>, StoreError> {
@@ -382,20 +491,118 @@ impl InventoryStore for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
+        rows.iter().map(item_from_row).collect()
+    }
+
+    async fn project_items(
+        &self,
+        tenant: &TenantId,
+        kind: ResourceKind,
+        project: &str,
+        after_key: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<InventoryItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, key, scope, project, ado_id, name, revision, raw FROM inventory \
+             WHERE tenant_id = ? AND project = ? AND kind = ? AND key > ? ORDER BY key LIMIT ?",
+        )
+        .bind(tenant.as_str())
+        .bind(project)
+        .bind(kind.as_str())
+        .bind(after_key.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(item_from_row).collect()
+    }
+
+    async fn items_by_keys(
+        &self,
+        tenant: &TenantId,
+        kind: ResourceKind,
+        keys: &[String],
+    ) -> Result<Vec<InventoryItem>, StoreError> {
+        self.items_where(tenant, kind, "key", keys).await
+    }
+
+    async fn items_by_ado_ids(
+        &self,
+        tenant: &TenantId,
+        kind: ResourceKind,
+        ado_ids: &[String],
+    ) -> Result<Vec<InventoryItem>, StoreError> {
+        self.items_where(tenant, kind, "ado_id", ado_ids).await
+    }
+
+    async fn syncs_since(
+        &self,
+        tenant: &TenantId,
+        after: Option<SyncRunId>,
+    ) -> Result<Vec<SyncRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, mode, started_at, finished_at, status, summary FROM sync_runs \
+             WHERE tenant_id = ? AND id > ? ORDER BY id",
+        )
+        .bind(tenant.as_str())
+        .bind(after.map_or(0, |run| run.0))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(sync_record_from_row).collect()
+    }
+
+    async fn changes_since(
+        &self,
+        tenant: &TenantId,
+        after: SyncRunId,
+    ) -> Result<Vec<InventoryChange>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT run_id, kind, key, scope, project, deleted FROM inventory_changes \
+             WHERE tenant_id = ? AND run_id > ? ORDER BY run_id, rowid",
+        )
+        .bind(tenant.as_str())
+        .bind(after.0)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
-                Ok(InventoryItem {
+                Ok(InventoryChange {
+                    run: SyncRunId(row.try_get("run_id")?),
                     kind: parse_kind(&row.try_get::<String, _>("kind")?)?,
                     key: row.try_get("key")?,
                     scope: row.try_get("scope")?,
                     project: row.try_get("project")?,
-                    ado_id: row.try_get("ado_id")?,
-                    name: row.try_get("name")?,
-                    revision: row.try_get("revision")?,
-                    raw: row.try_get("raw")?,
+                    deleted: row.try_get::<i64, _>("deleted")? != 0,
                 })
             })
             .collect()
+    }
+
+    async fn prune_changes(&self, tenant: &TenantId, through: SyncRunId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM inventory_changes WHERE tenant_id = ? AND run_id <= ?")
+            .bind(tenant.as_str())
+            .bind(through.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_watermark(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO watermarks (tenant_id, name, value, updated_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(tenant.as_str())
+        .bind(name)
+        .bind(value)
+        .bind(now_text())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn counts(&self, tenant: &TenantId) -> Result<BTreeMap<ResourceKind, u64>, StoreError> {

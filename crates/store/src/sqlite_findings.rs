@@ -3,12 +3,12 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tollgate_domain::{ResourceKind, TenantId};
 
-use crate::sqlite::SqliteStore;
+use crate::sqlite::{CHUNK, SqliteStore};
 use crate::{
     Coverage, Finding, FindingStatus, FindingStore, LifecycleCounts, NewWaiver, Observation,
     StoreError, Waiver,
@@ -86,10 +86,29 @@ impl FindingStore for SqliteStore {
             .map(|keys| keys.iter().map(String::as_str).collect());
         let mut existing: HashMap<(String, String, String), (FindingStatus, String)> =
             HashMap::new();
-        let rows = sqlx::query("SELECT control, resource_kind, resource_key, status, first_seen FROM findings WHERE tenant_id = ?")
-            .bind(tenant.as_str())
-            .fetch_all(&mut *transaction)
-            .await?;
+        // A keyed evaluation reads only its resources' findings, so its cost follows what
+        // changed rather than how many findings the tenant has.
+        let select = "SELECT control, resource_kind, resource_key, status, first_seen FROM findings WHERE tenant_id = ?";
+        let mut rows = Vec::new();
+        match &coverage.keys {
+            None => {
+                rows = sqlx::query(select)
+                    .bind(tenant.as_str())
+                    .fetch_all(&mut *transaction)
+                    .await?;
+            }
+            Some(keys) => {
+                for chunk in keys.chunks(CHUNK) {
+                    let placeholders = vec!["?"; chunk.len()].join(", ");
+                    let sql = format!("{select} AND resource_key IN ({placeholders})");
+                    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(tenant.as_str());
+                    for key in chunk {
+                        query = query.bind(key);
+                    }
+                    rows.extend(query.fetch_all(&mut *transaction).await?);
+                }
+            }
+        }
         for row in rows {
             let control: String = row.try_get("control")?;
             let kind: String = row.try_get("resource_kind")?;
@@ -108,12 +127,18 @@ impl FindingStore for SqliteStore {
 
         let mut counts = LifecycleCounts::default();
         let now_text = text(now);
+        let mut applied: HashSet<(String, String, String)> = HashSet::new();
         for observation in observations {
             let id = (
                 observation.control.clone(),
                 observation.resource_kind.as_str().to_owned(),
                 observation.resource_key.clone(),
             );
+            // A finding is one per control and resource; callers merge repeated violations,
+            // and a repeat that slips through must not be counted as a second finding.
+            if !applied.insert(id.clone()) {
+                continue;
+            }
             let previous = existing.remove(&id);
             let waiver = waivers
                 .iter()

@@ -8,7 +8,7 @@
 )]
 
 use serde_json::json;
-use tollgate_domain::{InventoryItem, ResourceKind, TenantId};
+use tollgate_domain::{InventoryItem, ResourceKind, SyncRunId, TenantId};
 use tollgate_store::{InventoryStore, Replace, SqliteStore, SyncMode};
 
 fn item(kind: ResourceKind, scope: &str, project: &str, ado_id: &str, raw: &str) -> InventoryItem {
@@ -298,6 +298,164 @@ async fn items_page_in_key_order(store: &dyn InventoryStore) {
     assert_eq!(scoped[0].project, "p");
 }
 
+async fn incremental_syncs_record_exactly_what_changed(store: &dyn InventoryStore) {
+    let tenant = TenantId::parse("tenant-changes").expect("id");
+    let repos = |raws: &[(&str, &str, &str)]| -> Vec<InventoryItem> {
+        raws.iter()
+            .map(|(project, id, raw)| item(ResourceKind::Repositories, project, project, id, raw))
+            .collect()
+    };
+    let full = store
+        .begin_sync(&tenant, SyncMode::Full)
+        .await
+        .expect("begin")
+        .id;
+    store
+        .stage(
+            &tenant,
+            full,
+            &repos(&[("p1", "a", "{}"), ("p1", "b", "{}"), ("p2", "c", "{}")]),
+        )
+        .await
+        .expect("stage");
+    store
+        .commit_kind(
+            &tenant,
+            full,
+            ResourceKind::Repositories,
+            &Replace::all(),
+            &[],
+        )
+        .await
+        .expect("commit");
+    assert!(
+        store
+            .changes_since(&tenant, SyncRunId(0))
+            .await
+            .expect("changes")
+            .is_empty(),
+        "a full sync records nothing"
+    );
+
+    // p1 is listed again: a unchanged, b modified, d new, and nothing else (p2's c stays).
+    let incremental = store
+        .begin_sync(&tenant, SyncMode::Incremental)
+        .await
+        .expect("begin")
+        .id;
+    store
+        .stage(
+            &tenant,
+            incremental,
+            &repos(&[
+                ("p1", "a", "{}"),
+                ("p1", "b", r#"{"v":2}"#),
+                ("p1", "d", "{}"),
+            ]),
+        )
+        .await
+        .expect("stage");
+    let replace = Replace {
+        projects: vec!["p1".to_owned()],
+        ..Replace::default()
+    };
+    store
+        .commit_kind(
+            &tenant,
+            incremental,
+            ResourceKind::Repositories,
+            &replace,
+            &[],
+        )
+        .await
+        .expect("commit");
+    let deleting = store
+        .begin_sync(&tenant, SyncMode::Incremental)
+        .await
+        .expect("begin")
+        .id;
+    let gone = Replace {
+        keys: vec![InventoryItem::key_for("p2", "c")],
+        ..Replace::default()
+    };
+    store
+        .commit_kind(&tenant, deleting, ResourceKind::Repositories, &gone, &[])
+        .await
+        .expect("commit");
+
+    let changes = store.changes_since(&tenant, full).await.expect("changes");
+    let seen: Vec<(SyncRunId, String, bool)> = changes
+        .iter()
+        .map(|c| (c.run, c.key.clone(), c.deleted))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (incremental, InventoryItem::key_for("p1", "b"), false),
+            (incremental, InventoryItem::key_for("p1", "d"), false),
+            (deleting, InventoryItem::key_for("p2", "c"), true),
+        ]
+    );
+    assert!(changes.iter().all(|c| c.kind == ResourceKind::Repositories));
+    assert_eq!(changes[2].project, "p2");
+
+    let runs = store.syncs_since(&tenant, Some(full)).await.expect("runs");
+    assert_eq!(
+        runs.iter().map(|r| (r.id, r.mode)).collect::<Vec<_>>(),
+        vec![
+            (incremental, SyncMode::Incremental),
+            (deleting, SyncMode::Incremental)
+        ]
+    );
+    store
+        .prune_changes(&tenant, incremental)
+        .await
+        .expect("prune");
+    let left = store
+        .changes_since(&tenant, SyncRunId(0))
+        .await
+        .expect("changes");
+    assert_eq!(left.len(), 1);
+    assert!(left[0].deleted);
+
+    // Lookups by project, key and ADO id.
+    let p1 = store
+        .project_items(&tenant, ResourceKind::Repositories, "p1", None, 10)
+        .await
+        .expect("project items");
+    assert_eq!(
+        p1.iter().map(|i| i.ado_id.as_str()).collect::<Vec<_>>(),
+        ["a", "b", "d"]
+    );
+    let by_key = store
+        .items_by_keys(
+            &tenant,
+            ResourceKind::Repositories,
+            &[InventoryItem::key_for("p1", "d"), "missing".to_owned()],
+        )
+        .await
+        .expect("by key");
+    assert_eq!(by_key.len(), 1);
+    let by_id = store
+        .items_by_ado_ids(&tenant, ResourceKind::Repositories, &["b".to_owned()])
+        .await
+        .expect("by id");
+    assert_eq!(by_id[0].raw, r#"{"v":2}"#);
+
+    store
+        .set_watermark(&tenant, "scan.evaluated_run", "7")
+        .await
+        .expect("set");
+    assert_eq!(
+        store
+            .watermark(&tenant, "scan.evaluated_run")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("7")
+    );
+}
+
 #[tokio::test]
 async fn sqlite_passes_the_conformance_story() {
     let (_dir, store) = sqlite().await;
@@ -307,6 +465,7 @@ async fn sqlite_passes_the_conformance_story() {
     upserts_replace_rows_with_the_same_key_and_watermarks_commit_with_them(&store).await;
     tenants_never_see_each_others_rows(&store).await;
     items_page_in_key_order(&store).await;
+    incremental_syncs_record_exactly_what_changed(&store).await;
 }
 
 #[tokio::test]
