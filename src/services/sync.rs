@@ -8,7 +8,7 @@
 //! |---|---|
 //! | audit log | `startTime` since the watermark (the changes feed for the next rows) |
 //! | projects, pull requests | re-listed every time (cheap; votes change without audit entries) |
-//! | configuration kinds (repos, policies, pipelines, environments, checks, service connections, variable groups, …) | re-listed in the projects whose audit entries name them |
+//! | configuration kinds (repos, policies, pipelines, environments, checks, service connections, variable groups, release definitions, …) | re-listed in the projects whose audit entries name them |
 //! | builds, alerts | server-side "changed since" filters (`minTime`, `criteria.modifiedSince`) |
 //! | work items | WIQL on `System.ChangedDate`, and an id listing to detect deletions |
 //! | refs, runs, deployment records | listed for new parents, for pipelines with new builds and environments of projects with new builds; rows of vanished parents are dropped |

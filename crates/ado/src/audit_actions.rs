@@ -29,6 +29,10 @@ pub fn kinds_changed_by(action_id: &str) -> &'static [ResourceKind] {
         "Library" if action.starts_with("AgentPool") => &[K::AgentPools],
         "Library" if action.starts_with("AgentQueue") => &[K::AgentQueues],
         "Team" => &[K::Teams],
+        // `Release.ReleasePipelineCreated`, `…Modified`, `…Deleted`; releases, deployments and
+        // approvals (`Release.ReleaseCreated`, `Release.ApprovalCompleted`, …) change no
+        // definition.
+        "Release" if action.starts_with("ReleasePipeline") => &[K::ReleaseDefinitions],
         _ => &[],
     }
 }
@@ -54,6 +58,11 @@ mod tests {
             kinds_changed_by("Library.VariableGroupModified"),
             &[ResourceKind::VariableGroups]
         );
+        assert_eq!(
+            kinds_changed_by("Release.ReleasePipelineModified"),
+            &[ResourceKind::ReleaseDefinitions]
+        );
+        assert!(kinds_changed_by("Release.ReleaseCreated").is_empty());
         assert!(kinds_changed_by("AuditLog.AccessLog").is_empty());
         assert!(kinds_changed_by("nonsense").is_empty());
     }

@@ -5,9 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use futures_util::stream::{self, StreamExt};
 use reqwest::header::{AUTHORIZATION, HeaderMap};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::Semaphore;
@@ -503,6 +505,62 @@ impl HttpAdoClient {
     }
 }
 
+impl HttpAdoClient {
+    /// Read every listed object by id, for lists that return summaries only (the endpoint's
+    /// `detail_path`). An object deleted between the list and its read (404) is left out, as
+    /// the next list would leave it out; any other error fails the page.
+    async fn read_in_full(
+        &self,
+        kind: ResourceKind,
+        template: &str,
+        project: &str,
+        scope: &str,
+        summaries: Vec<InventoryItem>,
+    ) -> Result<Vec<InventoryItem>, AdoError> {
+        let endpoint = ado_api::endpoint_for(kind);
+        let params = vec![("api-version".to_owned(), endpoint.api_version.to_owned())];
+        let params = &params;
+        let reads = summaries.into_iter().map(|summary| {
+            let path = ado_api::fill_detail_path(
+                template,
+                &self.config.organization,
+                project,
+                &summary.ado_id,
+            );
+            async move {
+                let read = self
+                    .call(
+                        Method::GET,
+                        endpoint.host,
+                        &path,
+                        params,
+                        None,
+                        |text, _| {
+                            let raw: &RawValue =
+                                serde_json::from_str(text).map_err(|error| AdoError::Decode {
+                                    kind,
+                                    detail: error.to_string(),
+                                })?;
+                            wire::extract(kind, scope, raw)
+                        },
+                    )
+                    .await;
+                match read {
+                    Ok(item) => Ok(Some(item)),
+                    Err(error) if error.is_not_found() => Ok(None),
+                    Err(error) => Err(error),
+                }
+            }
+        });
+        // In list order; the client's permits bound what is in flight across all scopes.
+        let results: Vec<Result<Option<InventoryItem>, AdoError>> = stream::iter(reads)
+            .buffered(self.config.max_concurrency.max(1))
+            .collect()
+            .await;
+        results.into_iter().filter_map(Result::transpose).collect()
+    }
+}
+
 #[async_trait]
 impl AdoClient for HttpAdoClient {
     fn organization(&self) -> &str {
@@ -596,6 +654,13 @@ impl AdoClient for HttpAdoClient {
             });
         }
         let project = request.project.clone().unwrap_or_default();
+        let items = match endpoint.detail_path {
+            Some(template) => {
+                self.read_in_full(kind, template, &project, &scope, items)
+                    .await?
+            }
+            None => items,
+        };
         let items = items
             .into_iter()
             .map(|item| InventoryItem {

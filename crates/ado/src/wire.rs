@@ -322,6 +322,20 @@ pub struct WorkItemRelation {
     pub attributes: Option<serde_json::Value>,
 }
 
+/// A classic release definition: a list summary or the full definition read by id. Stages
+/// (`environments`), approvals, gates, artifacts and variables stay in the raw JSON.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ReleaseDefinition {
+    pub id: Option<AdoId>,
+    pub name: Option<String>,
+    pub revision: Option<AdoId>,
+    pub path: Option<String>,
+    pub is_deleted: Option<bool>,
+    pub created_on: Option<String>,
+    pub modified_on: Option<String>,
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Alert {
@@ -441,6 +455,9 @@ pub fn extract(kind: ResourceKind, scope: &str, raw: &RawValue) -> Result<Invent
                 .map(str::to_owned);
             extracted(o.id, title, o.rev)
         })?,
+        K::ReleaseDefinitions => {
+            parse::<ReleaseDefinition>(kind, raw).map(|o| extracted(o.id, o.name, o.revision))?
+        }
         K::Alerts => parse::<Alert>(kind, raw).map(|o| extracted(o.alert_id, o.title, None))?,
     };
     let ado_id = fields

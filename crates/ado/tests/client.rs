@@ -280,3 +280,62 @@ async fn a_pat_rejected_with_401_fails_at_once_without_echoing_the_pat() {
     assert!(matches!(error, AdoError::Unauthorized { .. }));
     assert!(!format!("{error} {error:?}").contains("super-secret-pat"));
 }
+
+#[tokio::test]
+async fn summaries_are_read_in_full_and_one_deleted_meanwhile_is_left_out() {
+    let router = Router::new()
+        .route(
+            "/org/p1/_apis/release/definitions",
+            get(|| async {
+                r#"{"count":3,"value":[{"id":1,"name":"a"},{"id":2,"name":"b"},{"id":3,"name":"c"}]}"#
+            }),
+        )
+        .route(
+            "/org/p1/_apis/release/definitions/{id}",
+            get(
+                |axum::extract::Path(id): axum::extract::Path<u64>| async move {
+                    match id {
+                        2 => (StatusCode::NOT_FOUND, r#"{"message":"gone"}"#.to_owned()),
+                        _ => (
+                            StatusCode::OK,
+                            format!(r#"{{"id":{id},"name":"full-{id}","revision":2,"environments":[]}}"#),
+                        ),
+                    }
+                },
+            ),
+        );
+    let client = client(&serve(router).await, pat());
+    let request = ListRequest::project(ResourceKind::ReleaseDefinitions, "p1");
+    let page = client.list_page(&request, None).await.unwrap();
+    let read: Vec<(&str, Option<&str>)> = page
+        .items
+        .iter()
+        .map(|item| (item.ado_id.as_str(), item.name.as_deref()))
+        .collect();
+    assert_eq!(read, vec![("1", Some("full-1")), ("3", Some("full-3"))]);
+    assert!(
+        page.items
+            .iter()
+            .all(|item| item.raw.contains("environments")
+                && item.key == format!("p1/{}", item.ado_id)
+                && item.project == "p1")
+    );
+    assert_eq!(client.stats().requests, 4, "one list and three reads");
+}
+
+#[tokio::test]
+async fn a_forbidden_read_of_a_listed_object_is_a_permission_error() {
+    let router = Router::new()
+        .route(
+            "/org/p1/_apis/release/definitions",
+            get(|| async { r#"{"count":1,"value":[{"id":7,"name":"a"}]}"# }),
+        )
+        .route(
+            "/org/p1/_apis/release/definitions/{id}",
+            get(|| async { (StatusCode::FORBIDDEN, r#"{"message":"TF400813: denied"}"#) }),
+        );
+    let client = client(&serve(router).await, pat());
+    let request = ListRequest::project(ResourceKind::ReleaseDefinitions, "p1");
+    let error = client.list_page(&request, None).await.unwrap_err();
+    assert!(error.is_permission_denied(), "{error}");
+}

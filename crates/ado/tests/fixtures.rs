@@ -96,6 +96,15 @@ const ALERT_CREATED: &str = "events/docs-2025/ms.vss-alerts.alert-created-event.
 const ALERT_STATE_CHANGED: &str = "events/docs-2025/ms.vss-alerts.alert-state-changed-event.json";
 const ALERT_UPDATED: &str = "events/docs-2025/ms.vss-alerts.alert-updated-event.json";
 
+const RELEASE_LIST: &str = "spec/release/definitions/GET__ListAllReleaseDefinitions.json";
+const RELEASE_LIST_ENVIRONMENTS: &str =
+    "spec/release/definitions/GET__ListAllReleaseDefinitionsWithEnvironmentsExpanded.json";
+const RELEASE_LIST_ARTIFACTS: &str =
+    "spec/release/definitions/GET_ListAllReleaseDefinitionsWithArtifactsExpanded.json";
+const RELEASE_GET: &str = "spec/release/definitions/GET__GetReleaseDefinition.json";
+const RELEASE_CREATED: &str = "spec/release/definitions/POST__CreateReleaseDefinition.json";
+const RELEASE_UPDATED: &str = "spec/release/definitions/PUT__UpdateReleaseDefinition.json";
+
 /// Every copied fixture, with the kind it proves and how to read it.
 const FIXTURES: &[Fixture] = &[
     // projects
@@ -415,6 +424,14 @@ const FIXTURES: &[Fixture] = &[
         List,
     ),
     event(K::WorkItems, "events/workitem.created.json", &["resource"]),
+    // release_definitions: the list (plain and with each `$expand` Microsoft published) and
+    // the full definition as Definitions_Get, Create and Update return it.
+    spec(K::ReleaseDefinitions, RELEASE_LIST, List),
+    spec(K::ReleaseDefinitions, RELEASE_LIST_ENVIRONMENTS, List),
+    spec(K::ReleaseDefinitions, RELEASE_LIST_ARTIFACTS, List),
+    spec(K::ReleaseDefinitions, RELEASE_GET, Single),
+    spec(K::ReleaseDefinitions, RELEASE_CREATED, Single),
+    spec(K::ReleaseDefinitions, RELEASE_UPDATED, Single),
     // alerts: no published Advanced Security REST example; the alert object inside the three
     // `ms.vss-alerts.*` service-hook samples is the only published shape.
     event(K::Alerts, ALERT_CREATED, &["resource"]),
@@ -995,6 +1012,86 @@ fn every_published_work_item_payload_deserializes() {
     assert_eq!(name(got.item(live_list, "41")), Some("Test2"));
     assert_eq!(revision(got.item(live_list, "41")), Some("5"));
     assert!(got.items(created)[0].name.is_some());
+}
+
+#[test]
+fn every_published_release_definition_payload_deserializes() {
+    let got = covered(
+        K::ReleaseDefinitions,
+        &[
+            RELEASE_LIST,
+            RELEASE_LIST_ENVIRONMENTS,
+            RELEASE_LIST_ARTIFACTS,
+            RELEASE_GET,
+            RELEASE_CREATED,
+            RELEASE_UPDATED,
+        ],
+    );
+
+    for list in [
+        RELEASE_LIST,
+        RELEASE_LIST_ENVIRONMENTS,
+        RELEASE_LIST_ARTIFACTS,
+    ] {
+        let shuttle = got.item(list, "1");
+        assert_eq!(name(shuttle), Some("MyShuttle.CD"));
+        assert_eq!(revision(shuttle), Some("3"));
+        assert_eq!(shuttle.key, "project-under-test/1");
+    }
+    let web = got.item(RELEASE_GET, "40");
+    assert_eq!(name(web), Some("Fabrikam-web"));
+    assert_eq!(revision(web), Some("1"));
+    assert_eq!(revision(got.item(RELEASE_CREATED, "42")), Some("1"));
+    assert_eq!(revision(got.item(RELEASE_UPDATED, "43")), Some("2"));
+}
+
+#[test]
+fn release_definition_lists_are_summaries_so_the_client_reads_each_definition() {
+    // Why the endpoint table gives release definitions a detail path: even with
+    // `$expand=Environments` the list's stages carry no approvals, gates, conditions or
+    // variables; only the definition read by id has them.
+    let stages = |path: &str| -> Vec<serde_json::Value> {
+        let item = &FIXTURES
+            .iter()
+            .find(|fixture| fixture.path == path)
+            .map(load)
+            .unwrap()[0];
+        let raw: serde_json::Value = serde_json::from_str(&item.raw).unwrap();
+        raw["environments"].as_array().cloned().unwrap_or_default()
+    };
+    let listed = stages(RELEASE_LIST_ENVIRONMENTS);
+    assert_eq!(listed.len(), 4);
+    for stage in &listed {
+        for field in [
+            "preDeployApprovals",
+            "preDeploymentGates",
+            "conditions",
+            "variables",
+        ] {
+            assert!(
+                stage.get(field).is_none(),
+                "listed stage has {field}: {stage}"
+            );
+        }
+    }
+    let read = stages(RELEASE_GET);
+    let production = &read[0];
+    assert_eq!(production["name"], "PROD");
+    assert_eq!(
+        production["preDeployApprovals"]["approvals"][0]["isAutomated"],
+        false
+    );
+    assert_eq!(
+        production["preDeployApprovals"]["approvalOptions"]["releaseCreatorCanBeApprover"],
+        true
+    );
+    assert!(production["preDeploymentGates"].is_object());
+    assert!(production["conditions"].is_array());
+    let endpoint = tollgate_domain::ado_api::endpoint_for(K::ReleaseDefinitions);
+    assert_eq!(
+        endpoint.detail_path,
+        Some("/{organization}/{project}/_apis/release/definitions/{id}")
+    );
 }
 
 #[test]

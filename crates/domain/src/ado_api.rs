@@ -110,6 +110,9 @@ pub struct Endpoint {
     /// Query parameters sent on every call (filters that make the list complete).
     pub fixed_query: &'static [(&'static str, &'static str)],
     pub delta: Delta,
+    /// Where each listed object is read in full, for lists that return summaries only:
+    /// a path template with `{organization}`, `{project}` and `{id}` (the object's id).
+    pub detail_path: Option<&'static str>,
 }
 
 /// WIQL: "VS402337: The number of work items returned exceeds the size limit of 20000".
@@ -138,6 +141,7 @@ const fn endpoint(
         page_size,
         fixed_query: &[],
         delta: Delta::Relist,
+        detail_path: None,
     }
 }
 
@@ -338,6 +342,24 @@ pub fn endpoint_for(kind: ResourceKind) -> Endpoint {
                 WORK_ITEMS_BATCH_MAX,
             )
         },
+        // Classic release definitions. The list returns summaries: Microsoft's published
+        // `$expand=Environments` example gives each stage only id, name, rank, schedules and
+        // retention, with no approvals, gates, conditions or variables, so every definition is
+        // then read by id (`Definitions_Get`). The list needs no `$expand` for that.
+        // Definitions_List documents no default or maximum for `$top`; it pages by
+        // `x-ms-continuationtoken` whatever the server caps a page at, so 100 (ADR 0004's
+        // fallback) is safe.
+        K::ReleaseDefinitions => Endpoint {
+            detail_path: Some("/{organization}/{project}/_apis/release/definitions/{id}"),
+            ..endpoint(
+                kind,
+                Vsrm,
+                "/{organization}/{project}/_apis/release/definitions",
+                "7.1",
+                HeaderToken,
+                100,
+            )
+        },
         K::Alerts => Endpoint {
             top_param: "top",
             delta: Delta::SinceParam("criteria.modifiedSince"),
@@ -364,6 +386,11 @@ pub fn fill_path(
         .replace("{organization}", &encode_segment(organization))
         .replace("{project}", &encode_segment(project.unwrap_or_default()))
         .replace("{parent}", &encode_segment(parent.unwrap_or_default()))
+}
+
+/// Fill a detail path template (`{organization}`, `{project}`, `{id}`).
+pub fn fill_detail_path(template: &str, organization: &str, project: &str, id: &str) -> String {
+    fill_path(template, organization, Some(project), None).replace("{id}", &encode_segment(id))
 }
 
 /// Percent-encode one path segment (RFC 3986 unreserved characters pass through).
@@ -396,6 +423,12 @@ mod tests {
                 ScopeLevel::Project => assert!(has_project && !has_parent, "{kind}"),
                 ScopeLevel::Parent(_) => assert!(has_project && has_parent, "{kind}"),
             }
+            if let Some(detail) = endpoint.detail_path {
+                assert!(
+                    detail.starts_with(endpoint.path) && detail.ends_with("/{id}"),
+                    "{kind}: a detail path is the list path plus the object's id"
+                );
+            }
             let paged = !matches!(endpoint.paging, Paging::Single);
             assert_eq!(
                 paged,
@@ -416,6 +449,13 @@ mod tests {
         assert_eq!(
             path,
             "/fabrikam/Fabrikam%20Fiber/_apis/git/repositories/r%2F1/refs"
+        );
+        let detail = endpoint_for(ResourceKind::ReleaseDefinitions)
+            .detail_path
+            .unwrap_or_default();
+        assert_eq!(
+            fill_detail_path(detail, "fabrikam", "Fabrikam Fiber", "42"),
+            "/fabrikam/Fabrikam%20Fiber/_apis/release/definitions/42"
         );
     }
 }

@@ -72,6 +72,7 @@ resource_kinds! {
     AgentQueues => "agent_queues", ScopeLevel::Project;
     SecureFiles => "secure_files", ScopeLevel::Project;
     WorkItems => "work_items", ScopeLevel::Project;
+    ReleaseDefinitions => "release_definitions", ScopeLevel::Project;
     Refs => "refs", ScopeLevel::Parent(Repositories);
     Alerts => "alerts", ScopeLevel::Parent(Repositories);
     PipelineRuns => "pipeline_runs", ScopeLevel::Parent(Pipelines);
