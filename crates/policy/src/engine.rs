@@ -51,6 +51,7 @@ pub struct PolicySet {
     controls: Vec<ControlMeta>,
     by_kind: BTreeMap<ResourceKind, Vec<usize>>,
     time_limit: Duration,
+    fingerprint: String,
 }
 
 const AGGREGATE_PACKAGE: &str = "tollgate.kinds";
@@ -66,6 +67,25 @@ fn engine_with_limit(time_limit: Duration) -> Engine {
         check_interval: NonZeroU32::new(256).unwrap_or(NonZeroU32::MIN),
     });
     engine
+}
+
+/// 64-bit FNV-1a: tiny, and stable across Rust releases (unlike `DefaultHasher`), which
+/// matters because fingerprints are stored.
+pub(crate) struct Fnv1a(pub(crate) u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
 }
 
 /// Pull `file:line` out of a regorus error message when it carries one.
@@ -330,11 +350,19 @@ impl PolicySet {
         // Its result is irrelevant; an error here reappears, with its resource, at evaluation.
         template.set_input(regorus::Value::new_object());
         let _preparation = template.eval_rule(rule_name(ResourceKind::Projects));
+        let mut hash = Fnv1a::default();
+        for (source, _) in accepted {
+            hash.write(source.name.as_bytes());
+            hash.write(&[0]);
+            hash.write(source.text.as_bytes());
+            hash.write(&[0]);
+        }
         Self {
             template,
             controls,
             by_kind,
             time_limit,
+            fingerprint: format!("{:016x}", hash.0),
         }
     }
 
@@ -357,6 +385,12 @@ impl PolicySet {
 
     pub fn time_limit(&self) -> Duration {
         self.time_limit
+    }
+
+    /// A stable digest of every loaded source: equal fingerprints mean the same rules, so
+    /// findings judged under one still stand under the other.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// Evaluate every control of the input's kind on one resource.
@@ -456,17 +490,18 @@ impl PolicySet {
         input: &serde_json::Value,
     ) -> Result<serde_json::Value, PolicyError> {
         let mut engine = self.template.clone();
-        engine.set_input(regorus::Value::from(input.clone()));
+        // Converted straight from the borrowed document and back through serde: no copy of
+        // the input and no JSON text in between.
+        let input = regorus::Value::deserialize(input)
+            .map_err(|error| PolicyError::Input(error.to_string()))?;
+        engine.set_input(input);
         let value = engine
             .eval_rule(rule.to_owned())
             .map_err(|error| PolicyError::Evaluation(error.to_string()))?;
         if value == regorus::Value::Undefined {
             return Ok(serde_json::Value::Array(Vec::new()));
         }
-        let json = value
-            .to_json_str()
-            .map_err(|error| PolicyError::Evaluation(error.to_string()))?;
-        serde_json::from_str(&json).map_err(|error| PolicyError::Evaluation(error.to_string()))
+        serde_json::to_value(&value).map_err(|error| PolicyError::Evaluation(error.to_string()))
     }
 }
 

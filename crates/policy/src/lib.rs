@@ -40,6 +40,13 @@ pub enum PolicyError {
     Case { file: String, message: String },
 }
 
+/// A stable 64-bit digest (FNV-1a, hex) of some bytes, for fingerprints that are stored.
+pub fn stable_digest(bytes: &[u8]) -> String {
+    let mut hash = engine::Fnv1a::default();
+    hash.write(bytes);
+    format!("{:016x}", hash.0)
+}
+
 /// The built-in bundle's sources.
 pub fn builtin_sources() -> Vec<Source> {
     bundle::BUNDLE

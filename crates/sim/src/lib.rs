@@ -8,9 +8,12 @@
 //! Control endpoints: `GET /_sim/manifest` (counts per kind and planted misconfigurations),
 //! `GET|DELETE /_sim/calls`, `GET|POST /_sim/faults`, `POST /_sim/mutate`.
 
+mod gates;
 pub mod model;
 pub mod mutate;
+mod operations;
 pub mod profile;
+pub mod release;
 mod rng;
 mod server;
 

@@ -146,6 +146,9 @@ pub struct Org {
     rng: SplitMix64,
     next_number: u64,
     audit_sequence: u64,
+    /// The latest run of each pipeline: (run id, build number). Deployment records name the
+    /// run that deployed as their owner.
+    last_run: HashMap<u64, (u64, String)>,
 }
 
 const PROJECT_NAMES: &[&str] = &[
@@ -171,7 +174,7 @@ const PROJECT_NAMES: &[&str] = &[
     "Support",
 ];
 
-const PEOPLE: &[(&str, &str)] = &[
+pub(crate) const PEOPLE: &[(&str, &str)] = &[
     ("Ana Souza", "ana@fabrikam.example"),
     ("Bo Chen", "bo@fabrikam.example"),
     ("Chidi Okafor", "chidi@fabrikam.example"),
@@ -209,12 +212,21 @@ impl Org {
             rng: SplitMix64::new(seed),
             next_number: 1,
             audit_sequence: 0,
+            last_run: HashMap::new(),
         };
         let sizes = profile.sizes();
         org.generate_agent_pools(&sizes);
         for index in 0..sizes.projects {
             org.generate_project(index, &sizes);
         }
+        // Last, from a generator of its own: release definitions leave the rest unchanged.
+        org.generate_release_definitions(seed, &sizes);
+        // Then pools, library, teams, audit history, hierarchy, refs and deployments, also
+        // from a generator of their own.
+        org.generate_operations(seed);
+        // Last of all the strategy's gates (gates.rs), from a generator of their own: they
+        // edit checks and policies of the finished organisation and plant from what they see.
+        org.generate_gates(seed);
         org
     }
 
@@ -253,17 +265,20 @@ impl Org {
                 .iter()
                 .map(|scope| {
                     let n = self.collection(*kind).scope(scope, None).count() as u64;
-                    match endpoint.paging {
-                        Paging::Single => 1,
-                        Paging::HeaderToken | Paging::BodyToken => n.div_ceil(page).max(1),
-                        // A full last page can only be known to be last by asking once more.
-                        Paging::TopSkip | Paging::IdSeek => n / page + 1,
-                        Paging::WiqlBatch => {
-                            n / u64::from(WIQL_MAX_RESULTS)
-                                + 1
-                                + n.div_ceil(u64::from(WORK_ITEMS_BATCH_MAX))
+                    // Lists of summaries: one more read per object (the endpoint's detail path).
+                    let details = if endpoint.detail_path.is_some() { n } else { 0 };
+                    details
+                        + match endpoint.paging {
+                            Paging::Single => 1,
+                            Paging::HeaderToken | Paging::BodyToken => n.div_ceil(page).max(1),
+                            // A full last page can only be known to be last by asking once more.
+                            Paging::TopSkip | Paging::IdSeek => n / page + 1,
+                            Paging::WiqlBatch => {
+                                n / u64::from(WIQL_MAX_RESULTS)
+                                    + 1
+                                    + n.div_ceil(u64::from(WORK_ITEMS_BATCH_MAX))
+                            }
                         }
-                    }
                 })
                 .sum();
             minimum.insert(*kind, requests);
@@ -346,13 +361,30 @@ impl Org {
         details: &str,
         at_ms: i64,
     ) {
+        self.audit_with_data(action_id, project, details, json!({}), at_ms);
+    }
+
+    /// Append an audit-log entry with its `data` (the fields its details text names, as the
+    /// auditing events list documents them). Returns the entry's id, its inventory key.
+    pub fn audit_with_data(
+        &mut self,
+        action_id: &str,
+        project: Option<&ProjectInfo>,
+        details: &str,
+        data: Value,
+        at_ms: i64,
+    ) -> String {
         self.audit_sequence += 1;
         let sequence = self.audit_sequence;
         let correlation = self.rng.guid();
         let (actor, mail) = PEOPLE[self.rng.below(PEOPLE.len() as u64) as usize];
         let area = action_id.split('.').next().unwrap_or_default().to_owned();
+        let id = format!(
+            "{};{sequence:08};{correlation}",
+            2_518_505_060_978_539_161u64 - sequence
+        );
         let entry = json!({
-            "id": format!("{};{sequence:08};{correlation}", 2_518_505_060_978_539_161u64 - sequence),
+            "id": id,
             "correlationId": correlation,
             "activityId": self.rng.guid(),
             "actorCUID": self.rng.guid(),
@@ -368,7 +400,7 @@ impl Org {
             "ipAddress": "10.0.0.1",
             "userAgent": "tollgate-sim",
             "actionId": action_id,
-            "data": {},
+            "data": data,
             "details": details,
             "area": area,
             "category": "modify",
@@ -382,6 +414,7 @@ impl Org {
             entry,
             at_ms,
         );
+        id
     }
 
     fn generate_agent_pools(&mut self, sizes: &Sizes) {
@@ -457,7 +490,8 @@ impl Org {
             };
             let json = json!({
                 "id": id, "name": team_name, "url": format!("{}/_apis/projects/{}/teams/{id}", self.base(), project.id),
-                "description": "", "identityUrl": format!("https://vssps.dev.azure.com/{}/_apis/Identities/{id}", self.name),
+                "description": format!("{team_name}: builds and runs the {} services", project.name),
+                "identityUrl": format!("https://vssps.dev.azure.com/{}/_apis/Identities/{id}", self.name),
                 "projectName": project.name, "projectId": project.id,
             });
             self.put(ResourceKind::Teams, &project.id, &id, json, created);
@@ -727,9 +761,15 @@ impl Org {
         let id = self.number();
         let alert_type = ["dependency", "code", "secret"][self.rng.below(3) as usize];
         let roll = self.rng.next_f64();
+        // AS-02: a leaked secret left open for days (any severity; this one is inside AS-01's
+        // 7-day high SLA so only AS-02 fires).
+        let stale_secret = alert_type == "secret" && (0.03..0.06).contains(&roll);
         // Open alerts are young enough to be inside their SLA, except the planted ones.
+        // (Every branch draws from the generator as it always has: seeds keep their objects.)
         let (severity, state, first_seen) = if roll < 0.03 {
             ("critical", "active", self.past(10, 40))
+        } else if stale_secret {
+            ("high", "active", self.past(2, 6))
         } else if roll < 0.50 {
             ("low", "active", self.past(0, 60))
         } else if roll < 0.75 {
@@ -741,13 +781,43 @@ impl Org {
                 self.past(30, 200),
             )
         };
+        // Secrets are revoked and their alerts closed within hours: clean secret alerts are
+        // already fixed.
+        let state = if alert_type == "secret" && state == "active" && roll >= 0.03 && !stale_secret
+        {
+            "fixed"
+        } else {
+            state
+        };
+        // A few closed alerts were dismissed instead; AS-03: one of those without a comment.
+        let dismissal = if (0.75..0.77).contains(&roll) {
+            Some(("falsePositive", ""))
+        } else if (0.77..0.80).contains(&roll) {
+            Some((
+                "acceptedRisk",
+                "Not reachable from any entry point; accepted by the security lead until the next upgrade.",
+            ))
+        } else {
+            None
+        };
+        let state = if dismissal.is_some() {
+            "dismissed"
+        } else {
+            state
+        };
         let spec = AlertSpec {
             alert_type,
             severity,
             first_seen,
             state,
         };
-        let json = self.alert_json(project, repo_id, repo_name, id, spec);
+        let mut json = self.alert_json(project, repo_id, repo_name, id, spec);
+        if let Some((dismissal_type, message)) = dismissal {
+            let (name, mail) = PEOPLE[(id % PEOPLE.len() as u64) as usize];
+            let by = identity(name, mail);
+            json["dismissal"] = json!({"dismissalId": id, "dismissalType": dismissal_type, "message": message,
+                                       "stateChangedBy": by["id"], "stateChangedByIdentity": by});
+        }
         self.put(
             ResourceKind::Alerts,
             repo_id,
@@ -762,6 +832,24 @@ impl Org {
                 repo_id,
                 &id.to_string(),
                 "critical alert open past its 24 h SLA",
+            );
+        }
+        if alert_type == "secret" && state == "active" {
+            self.plant(
+                "AS-02",
+                ResourceKind::Alerts,
+                repo_id,
+                &id.to_string(),
+                "secret alert open for days",
+            );
+        }
+        if dismissal.is_some_and(|(_, message)| message.is_empty()) {
+            self.plant(
+                "AS-03",
+                ResourceKind::Alerts,
+                repo_id,
+                &id.to_string(),
+                "dismissed as a false positive without a comment",
             );
         }
     }
@@ -840,6 +928,26 @@ impl Org {
         repo_id: &str,
         queued_ms: i64,
     ) -> u64 {
+        self.add_run_from(
+            project,
+            pipeline_id,
+            pipeline_name,
+            repo_id,
+            "refs/heads/main",
+            queued_ms,
+        )
+    }
+
+    /// A run of a branch other than main.
+    pub fn add_run_from(
+        &mut self,
+        project: &ProjectInfo,
+        pipeline_id: u64,
+        pipeline_name: &str,
+        repo_id: &str,
+        branch: &str,
+        queued_ms: i64,
+    ) -> u64 {
         let id = self.number();
         let number = format!("{}.{}", &iso(queued_ms)[..10].replace('-', ""), id);
         let sha = self.rng.sha();
@@ -850,7 +958,7 @@ impl Org {
             "url": format!("{}/{}/_apis/build/Builds/{id}", self.base(), project.id),
             "definition": {"id": pipeline_id, "name": pipeline_name, "path": "\\", "type": "build", "queueStatus": "enabled", "revision": 1, "project": self.project_ref(project)},
             "project": self.project_ref(project), "uri": format!("vstfs:///Build/Build/{id}"),
-            "sourceBranch": "refs/heads/main", "sourceVersion": sha, "priority": "normal", "reason": "individualCI",
+            "sourceBranch": branch, "sourceVersion": sha, "priority": "normal", "reason": "individualCI",
             "requestedFor": requester, "repository": {"id": repo_id, "type": "TfsGit"}, "keepForever": false,
         });
         self.put(
@@ -865,9 +973,10 @@ impl Org {
             "pipeline": {"url": format!("{}/{}/_apis/pipelines/{pipeline_id}", self.base(), project.id), "id": pipeline_id, "revision": 1, "name": pipeline_name, "folder": "\\"},
             "state": "completed", "result": "succeeded", "createdDate": iso(queued_ms), "finishedDate": iso(queued_ms + 300_000),
             "url": format!("{}/{}/_apis/pipelines/{pipeline_id}/runs/{id}", self.base(), project.id),
-            "resources": {"repositories": {"self": {"repository": {"id": repo_id, "type": "azureReposGit"}, "refName": "refs/heads/main", "version": sha}}},
+            "resources": {"repositories": {"self": {"repository": {"id": repo_id, "type": "azureReposGit"}, "refName": branch, "version": sha}}},
             "id": id, "name": number,
         });
+        self.last_run.insert(pipeline_id, (id, number.clone()));
         self.put(
             ResourceKind::PipelineRuns,
             &pipeline_id.to_string(),
@@ -998,11 +1107,16 @@ impl Org {
         at_ms: i64,
     ) -> u64 {
         let id = self.number();
+        // For planType Build the owner is the run (build) that deployed: the pipeline's latest.
+        let owner = match self.last_run.get(&pipeline_id) {
+            Some((run, number)) => json!({"id": run, "name": number}),
+            None => json!({"id": id, "name": format!("run-{id}")}),
+        };
         let json = json!({
             "id": id, "requestIdentifier": self.rng.guid(), "environmentId": environment_id, "serviceOwner": self.rng.guid(),
             "scopeId": project.id, "resourceId": 0, "planType": "Build", "planId": self.rng.guid(),
             "stageName": "Deploy", "jobName": "Deploy", "stageAttempt": 1, "jobAttempt": 1,
-            "definition": {"id": pipeline_id, "name": format!("pipeline-{pipeline_id}")}, "owner": {"id": id, "name": format!("run-{id}")},
+            "definition": {"id": pipeline_id, "name": format!("pipeline-{pipeline_id}")}, "owner": owner,
             "result": "succeeded", "queueTime": iso(at_ms), "startTime": iso(at_ms + 10_000), "finishTime": iso(at_ms + 120_000),
         });
         self.put(
@@ -1177,6 +1291,9 @@ impl Org {
             parents[b] = Some(id_of(a));
             planted.push(("WI-02", id_of(a), "parent cycle"));
             planted.push(("WI-02", id_of(b), "parent cycle"));
+            // A Feature's parent must be an Epic.
+            planted.push(("WI-03", id_of(a), "a feature's parent is a feature"));
+            planted.push(("WI-03", id_of(b), "a feature's parent is a feature"));
         }
         let mut children: HashMap<u64, Vec<u64>> = HashMap::new();
         for (i, parent) in parents.iter().enumerate() {
@@ -1236,6 +1353,12 @@ impl Org {
         children: &[u64],
     ) -> Value {
         let state = ["New", "Active", "Resolved", "Closed"][(id % 4) as usize];
+        // A parent is closed only once its children are (WI-04): parents stay in progress.
+        let state = if state == "Closed" && !children.is_empty() {
+            "Active"
+        } else {
+            state
+        };
         let mut relations: Vec<Value> = parent
             .map(|p| json!({"rel": "System.LinkTypes.Hierarchy-Reverse", "url": format!("{}/_apis/wit/workItems/{p}", self.base()), "attributes": {"isLocked": false, "name": "Parent"}}))
             .into_iter()
@@ -1296,7 +1419,7 @@ impl Org {
     }
 }
 
-fn identity(name: &str, mail: &str) -> Value {
+pub(crate) fn identity(name: &str, mail: &str) -> Value {
     // Deterministic ids derived from the mail address, so a person is one identity everywhere.
     let hash = mail.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
@@ -1338,14 +1461,20 @@ mod tests {
         }
         assert!(!org.planted.is_empty());
         for planted in &org.planted {
+            // Scopes hold no "/", ref names do: split at the first one.
             let (scope, ado_id) = planted
                 .id
-                .rsplit_once('/')
+                .split_once('/')
                 .unwrap_or(("", planted.id.as_str()));
-            assert!(
-                org.collection(planted.kind).get(scope, ado_id).is_some(),
-                "{planted:?} does not exist"
-            );
+            // Audit entries are stored by sequence; tollgate keys them by their entry id.
+            let exists = if planted.kind == ResourceKind::AuditLog {
+                org.collection(planted.kind).iter().any(|(_, o)| {
+                    serde_json::from_str::<Value>(&o.json).is_ok_and(|e| e["id"] == *ado_id)
+                })
+            } else {
+                org.collection(planted.kind).get(scope, ado_id).is_some()
+            };
+            assert!(exists, "{planted:?} does not exist");
         }
     }
 

@@ -117,6 +117,9 @@ impl Org {
                     })?;
                 policy["settings"]["minimumApproverCount"] = json!(1);
                 policy["revision"] = json!(policy["revision"].as_u64().unwrap_or(1) + 1);
+                let repository = policy["settings"]["scope"][0]["repositoryId"]
+                    .as_str()
+                    .map(str::to_owned);
                 self.insert_raw(
                     ResourceKind::PolicyConfigurations,
                     &project.id,
@@ -124,6 +127,10 @@ impl Org {
                     policy,
                     now,
                 );
+                // The policy may also cover the repository's release branches (STR-07).
+                if let Some(repository) = repository {
+                    self.sync_release_plant(&project.id, &repository);
+                }
                 self.audit(
                     "Policy.PolicyConfigModified",
                     Some(&project),
@@ -147,6 +154,9 @@ impl Org {
                 let sizes = self.profile.sizes();
                 // generate_repository writes the Git.RepositoryCreated audit entry, dated now.
                 let id = self.generate_repository(&project, index, &sizes, Some(now));
+                // Release branches protected like main, as in the generated organisation.
+                let mut rng = crate::rng::SplitMix64::new(self.rng().next_u64());
+                self.protect_release_branches(&mut rng, &project, &id);
                 Some(applied(
                     ResourceKind::Repositories,
                     id,
@@ -163,7 +173,8 @@ impl Org {
                     &InventoryItem::key_for(&project.id, &id),
                 );
                 self.planted.retain(|p| {
-                    !(p.kind == ResourceKind::Alerts && p.id.starts_with(&format!("{id}/")))
+                    !(matches!(p.kind, ResourceKind::Alerts | ResourceKind::Refs)
+                        && p.id.starts_with(&format!("{id}/")))
                 });
                 for (kind, field) in [
                     (ResourceKind::PullRequests, "/repository/id"),
@@ -206,6 +217,10 @@ impl Org {
                 item["fields"]["System.State"] = json!("Active");
                 item["fields"]["System.ChangedDate"] = json!(iso(now));
                 self.insert_raw(ResourceKind::WorkItems, &project.id, &id, item, now);
+                // Reopened: a closed parent over open children (WI-04) is closed no longer.
+                let key = InventoryItem::key_for(&project.id, &id);
+                self.planted
+                    .retain(|p| !(p.control == "WI-04" && p.id == key));
                 Some(applied(
                     ResourceKind::WorkItems,
                     id,
@@ -327,10 +342,14 @@ impl Org {
                     "Approval check removed from production",
                     now,
                 );
+                let environment_key = InventoryItem::key_for(&project.id, &environment);
+                // STR-10 judges production's approvers only while it has an approval check.
+                self.planted
+                    .retain(|p| !(p.control == "STR-10" && p.id == environment_key));
                 self.planted.push(crate::model::Planted {
                     control: "EN-01",
                     kind: ResourceKind::Environments,
-                    id: InventoryItem::key_for(&project.id, &environment),
+                    id: environment_key,
                     why: "approval check removed at run time".to_owned(),
                 });
                 Some(applied(
@@ -362,6 +381,7 @@ impl Org {
                     ResourceKind::BuildDefinitions,
                     &InventoryItem::key_for(&project.id, &id),
                 );
+                self.forget_deployments_of(&id);
                 self.audit(
                     "Pipelines.PipelineDeleted",
                     Some(&project),

@@ -28,6 +28,8 @@ pub struct Sizes {
     pub work_items: usize,
     pub alerts_per_repo: usize,
     pub agent_pools: usize,
+    /// Classic release definitions per project.
+    pub release_definitions: usize,
 }
 
 impl Profile {
@@ -50,6 +52,7 @@ impl Profile {
                 work_items: 120,
                 alerts_per_repo: 3,
                 agent_pools: 3,
+                release_definitions: 3,
             },
             Profile::Medium => Sizes {
                 projects: 5,
@@ -68,6 +71,7 @@ impl Profile {
                 work_items: 2_000,
                 alerts_per_repo: 5,
                 agent_pools: 4,
+                release_definitions: 24,
             },
             // DESIGN targets: ≥ 1,000 repos, ≥ 5,000 pipelines, ≥ 100,000 work items, ≥ 20,000 alerts.
             Profile::Large => Sizes {
@@ -87,6 +91,8 @@ impl Profile {
                 work_items: 5_000,
                 alerts_per_repo: 20,
                 agent_pools: 6,
+                // More than one 100-definition page per project.
+                release_definitions: 120,
             },
         }
     }

@@ -5,6 +5,7 @@
 // only add noise to a test server.
 #![allow(clippy::result_large_err)]
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -307,11 +308,12 @@ fn json_response(body: String, extra: Vec<(&'static str, String)>) -> Response {
     response
 }
 
-fn list_body<'a>(objects: impl Iterator<Item = &'a str>) -> String {
+fn list_body<S: AsRef<str>>(objects: impl Iterator<Item = S>) -> String {
     let mut body = String::from("{\"count\":");
-    let values: Vec<&str> = objects.collect();
+    let values: Vec<S> = objects.collect();
     body.push_str(&values.len().to_string());
     body.push_str(",\"value\":[");
+    let values: Vec<&str> = values.iter().map(AsRef::as_ref).collect();
     body.push_str(&values.join(","));
     body.push_str("]}");
     body
@@ -423,6 +425,8 @@ async fn list(
         .unwrap_or(endpoint.page_size as usize)
         .clamp(1, endpoint.page_size.max(1) as usize);
     let token = query.get("continuationToken").cloned();
+    let expand = query.get("$expand").cloned().unwrap_or_default();
+    let shown = |json| as_listed(kind, &expand, json);
     let collection = org.collection(kind);
     let matching = |from: Option<&str>| {
         collection
@@ -432,7 +436,7 @@ async fn list(
 
     match endpoint.paging {
         Paging::Single => json_response(
-            list_body(matching(None).map(|(_, o)| o.json.as_str())),
+            list_body(matching(None).map(|(_, o)| shown(&o.json))),
             Vec::new(),
         ),
         Paging::HeaderToken => {
@@ -450,10 +454,7 @@ async fn list(
                     )]
                 })
                 .unwrap_or_default();
-            json_response(
-                list_body(page.iter().map(|(_, o)| o.json.as_str())),
-                headers,
-            )
+            json_response(list_body(page.iter().map(|(_, o)| shown(&o.json))), headers)
         }
         Paging::TopSkip => {
             let skip = query
@@ -465,7 +466,7 @@ async fn list(
                     matching(None)
                         .skip(skip)
                         .take(page_size)
-                        .map(|(_, o)| o.json.as_str()),
+                        .map(|(_, o)| shown(&o.json)),
                 ),
                 Vec::new(),
             )
@@ -475,7 +476,7 @@ async fn list(
             let page = matching(None)
                 .filter(|(_, o)| o.ado_id.parse::<u64>().is_ok_and(|id| id >= from_id))
                 .take(page_size);
-            json_response(list_body(page.map(|(_, o)| o.json.as_str())), Vec::new())
+            json_response(list_body(page.map(|(_, o)| shown(&o.json))), Vec::new())
         }
         Paging::BodyToken => {
             let start = token.and_then(|t| t.parse::<usize>().ok()).unwrap_or(0);
@@ -501,6 +502,50 @@ async fn list(
             StatusCode::METHOD_NOT_ALLOWED,
             "NotSupportedException",
             "use WIQL",
+        ),
+    }
+}
+
+/// An object as its list shows it: whole, or the summary of kinds whose list returns
+/// summaries (the endpoint has a detail path).
+fn as_listed<'a>(kind: ResourceKind, expand: &str, json: &'a str) -> Cow<'a, str> {
+    match kind {
+        ResourceKind::ReleaseDefinitions => Cow::Owned(crate::release::listed(json, expand)),
+        _ => Cow::Borrowed(json),
+    }
+}
+
+/// One object read by id, for kinds whose list returns summaries (the endpoint's detail path).
+async fn detail(
+    State(state): State<AppState>,
+    kind: ResourceKind,
+    Path(params): Path<HashMap<String, String>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(response) = check_api_version(&query) {
+        return response;
+    }
+    if state.config.forbidden.contains(&kind) {
+        return ado_error(
+            StatusCode::FORBIDDEN,
+            "UnauthorizedAccessException",
+            &format!("TF400813: Access denied: the identity lacks permission to read {kind}."),
+        );
+    }
+    let org = state.read_org();
+    let project = match resolve_project(&org, &params) {
+        Ok(project) => project.unwrap_or_default(),
+        Err(response) => return response,
+    };
+    let id = params.get("id").cloned().unwrap_or_default();
+    match org.collection(kind).get(&project, &id) {
+        Some(object) => json_response(object.json.clone(), Vec::new()),
+        None => ado_error(
+            StatusCode::NOT_FOUND,
+            "NotFoundException",
+            &format!(
+                "The {kind} object with id {id} does not exist or you do not have permissions to read it."
+            ),
         ),
     }
 }
@@ -790,6 +835,12 @@ pub(crate) fn router(state: AppState) -> Router {
             endpoint.path,
             get(move |state, path, query| list(state, kind, path, query)),
         );
+        if let Some(detail_path) = endpoint.detail_path {
+            ado = ado.route(
+                detail_path,
+                get(move |state, path, query| detail(state, kind, path, query)),
+            );
+        }
     }
     let ado = ado
         .route(WIQL_PATH, post(wiql))

@@ -1,0 +1,32 @@
+# METADATA
+# title: "Work items have their parent in the same project"
+# description: "A work item's parent belongs to the same project as the work item."
+# custom:
+#   id: WI-05
+#   severity: low
+#   kind: work_items
+#   rationale: "Area paths, iterations, permissions and reports are per project. A parent in another project is invisible to this project's backlog and queries, and its owners can close or move it without this project seeing it, so traceability breaks at the project boundary."
+#   remediation: "Link the work item to a parent in its own project, or move it (Boards → work item → Move to team project) to the project that owns the parent."
+#   permission: "Work Items (Read)"
+#   frameworks: ["iso27001:A.8.32", "sox-itgc:change-management"]
+package tollgate.controls.wi_05
+
+deny contains {"message": msg, "evidence": {"project": input.project, "parent": parent, "parentProject": parent_project}} if {
+	parent := get(input.related, "parent", null)
+	parent != null
+	parent_project := get(input.related, "parent_project", "")
+	is_string(parent_project)
+	parent_project != ""
+	is_string(input.project)
+	input.project != ""
+	lower(parent_project) != lower(input.project)
+	msg := sprintf("work item %v has its parent %v in another project (%s)", [get(input.resource, "id", "?"), parent, parent_project])
+}
+
+# object.get that treats null like a missing field and accepts a null or non-object parent
+# (ADO sends null for absent values).
+get(x, key, fallback) := value if {
+	is_object(x)
+	value := object.get(x, key, fallback)
+	value != null
+} else := fallback

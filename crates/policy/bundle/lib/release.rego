@@ -1,0 +1,81 @@
+# Helpers shared by the classic release definition controls (RL-*). Not a control (no METADATA).
+#
+# A release definition (Definitions_Get) holds its stages in `environments`; each stage has
+# `preDeployApprovals` ({approvals, approvalOptions}), `conditions` (what starts it) and
+# `variables`, and the definition has `artifacts` and `variables` of its own.
+package tollgate.lib.release
+
+default_production_names := ["production", "prod", "prod-*", "production-*"]
+
+# object.get that treats null like a missing field and accepts a null or non-object parent
+# (ADO sends null for absent values).
+get(x, key, fallback) := value if {
+	is_object(x)
+	value := object.get(x, key, fallback)
+	value != null
+} else := fallback
+
+# A string field, or "" when it is missing or not a string.
+text(x, key) := value if {
+	value := get(x, key, "")
+	is_string(value)
+} else := ""
+
+# The value if it is an array, else an empty one.
+items(x) := x if {
+	is_array(x)
+} else := []
+
+# A control's parameter, or its default when the input carries none.
+param(id, name, fallback) := get(get(input.params, id, {}), name, fallback)
+
+# Case-insensitive glob match; null delimiters so that `*` also spans "/" and ".".
+matches_any(name, patterns) if {
+	is_string(name)
+	some pattern in items(patterns)
+	glob.match(lower(pattern), null, lower(name))
+}
+
+# The definition's stages (ADO's "environments").
+stages := items(get(input.resource, "environments", []))
+
+stage_name(stage) := text(stage, "name")
+
+# Stages named as production by the control's `production_names`.
+production_stages(id) := [stage |
+	some stage in stages
+	matches_any(stage_name(stage), param(id, "production_names", default_production_names))
+]
+
+pre_approvals(stage) := items(get(get(stage, "preDeployApprovals", {}), "approvals", []))
+
+approval_options(stage) := get(get(stage, "preDeployApprovals", {}), "approvalOptions", {})
+
+# Approval steps a person gives. A step that does not say it is manual is not counted.
+manual_approvals(stage) := [step |
+	some step in pre_approvals(stage)
+	get(step, "isAutomated", true) == false
+]
+
+# Who may approve: unique names where ADO sends them, else display names.
+approvers(stage) := [name |
+	some step in manual_approvals(stage)
+	approver := get(step, "approver", {})
+	name := get(approver, "uniqueName", get(approver, "displayName", "?"))
+]
+
+# Approvals a deployment needs: `requiredApproverCount`, where 0 ("all") or a number larger
+# than the approvers listed means every listed approver.
+approvals_needed(stage) := required if {
+	required := get(approval_options(stage), "requiredApproverCount", 0)
+	is_number(required)
+	required > 0
+	required < count(manual_approvals(stage))
+} else := count(manual_approvals(stage))
+
+# The conditions that start a stage without a person: after the release is created
+# (`event` ReleaseStarted) or after another stage (`environmentState`).
+automatic_triggers(stage) := [{"conditionType": text(c, "conditionType"), "name": text(c, "name")} |
+	some c in items(get(stage, "conditions", []))
+	lower(text(c, "conditionType")) in {"event", "environmentstate"}
+]
