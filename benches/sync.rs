@@ -51,6 +51,7 @@ async fn run(profile: &'static str, latency_ms: u64) -> Run {
             ])
             .arg(dir.path().join("bench.db"))
             .env("TOLLGATE_ADO_PAT", "bench")
+            .env_remove("TOLLGATE_BENCH_PROFILES")
             .output()
             .unwrap()
     })

@@ -15,6 +15,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{self, Overrides};
 use crate::output::{self, ConsoleProgress, Format, SyncReport};
 use crate::report::{self, ScanFormat};
+use crate::services::scan::Evaluation;
 use crate::services::sync::ModeRequest;
 use crate::startup;
 use tollgate_policy::Severity;
@@ -198,9 +199,29 @@ pub struct ScanArgs {
     /// Exit with code 4 when a finding is at least this severe
     #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
     pub fail_on: Option<Severity>,
+    /// What to judge: `auto` judges only what incremental syncs changed since the last scan
+    /// (and what depends on it) when that gives the same findings, else everything; `all`
+    /// always judges everything
+    #[arg(long, value_enum, default_value_t = EvaluateChoice::Auto)]
+    pub evaluate: EvaluateChoice,
     /// No progress output on stderr
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvaluateChoice {
+    Auto,
+    All,
+}
+
+impl From<EvaluateChoice> for Evaluation {
+    fn from(choice: EvaluateChoice) -> Self {
+        match choice {
+            EvaluateChoice::Auto => Evaluation::Auto,
+            EvaluateChoice::All => Evaluation::All,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -519,7 +540,9 @@ async fn demo(config_file: Option<&std::path::Path>, args: DemoArgs) -> Result<E
         })
         .collect();
     let scanner = startup::scan_service(&loaded.config).await?;
-    let report = scanner.scan(time::OffsetDateTime::now_utc()).await?;
+    let report = scanner
+        .scan(time::OffsetDateTime::now_utc(), Evaluation::All)
+        .await?;
     let report_path = std::path::Path::new(&loaded.config.database.url).with_extension("html");
     std::fs::write(&report_path, report::render(&report, ScanFormat::Html))
         .with_context(|| format!("writing {}", report_path.display()))?;
@@ -586,7 +609,16 @@ async fn scan(config_file: Option<&std::path::Path>, args: ScanArgs) -> Result<E
         }
     }
     let scanner = startup::scan_service(&loaded.config).await?;
-    let report = scanner.scan(time::OffsetDateTime::now_utc()).await?;
+    let mut report = scanner
+        .scan(time::OffsetDateTime::now_utc(), args.evaluate.into())
+        .await?;
+    report.peak_rss_kib = output::peak_rss_kib();
+    if !args.quiet {
+        eprintln!(
+            "evaluated {} resources ({}: {})",
+            report.resources_evaluated, report.evaluation.mode, report.evaluation.reason
+        );
+    }
     for problem in &report.load_problems {
         eprintln!("warning: policy not loaded: {problem}");
     }

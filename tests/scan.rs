@@ -14,6 +14,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tollgate::config::{self, Config, Overrides};
 use tollgate::report::{self, ScanFormat};
+use tollgate::services::scan::Evaluation;
 use tollgate::services::sync::{ModeRequest, NoProgress};
 use tollgate::startup;
 use tollgate_domain::SecretString;
@@ -72,7 +73,7 @@ async fn sync_and_scan(config: &Config) -> tollgate::services::scan::ScanReport 
     startup::scan_service(config)
         .await
         .unwrap()
-        .scan(OffsetDateTime::now_utc())
+        .scan(OffsetDateTime::now_utc(), Evaluation::Auto)
         .await
         .unwrap()
 }
@@ -148,8 +149,82 @@ async fn findings_follow_mutations_through_an_incremental_sync() {
         .await
         .unwrap();
     let second = sync_and_scan(&config).await;
+    assert_eq!(second.evaluation.mode, "changed", "{:?}", second.evaluation);
     assert_same(&planted(&sim).await, &found(&second), "after mutations");
     assert!(second.lifecycle.opened > 0, "{:?}", second.lifecycle);
+    assert!(
+        second.resources_evaluated < first.resources_evaluated / 4,
+        "changed-only judged {} of {} resources",
+        second.resources_evaluated,
+        first.resources_evaluated
+    );
+}
+
+async fn scan_only(
+    config: &Config,
+    evaluation: Evaluation,
+) -> tollgate::services::scan::ScanReport {
+    startup::scan_service(config)
+        .await
+        .unwrap()
+        .scan(OffsetDateTime::now_utc(), evaluation)
+        .await
+        .unwrap()
+}
+
+/// Judging only what changed must leave exactly the findings that judging everything gives,
+/// whatever changed: every kind of mutation, several rounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judging_only_what_changed_agrees_with_judging_everything() {
+    let sim = simulator(11, Profile::Small).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&sim, &dir.path().join("changed.db"));
+    let first = sync_and_scan(&config).await;
+    assert_eq!(first.evaluation.mode, "all");
+    let client = reqwest::Client::new();
+    for round in 0..3 {
+        let ops: Vec<MutationKind> = MutationKind::ALL
+            .iter()
+            .copied()
+            .cycle()
+            .skip(round * 5)
+            .take(MutationKind::ALL.len())
+            .collect();
+        let response = client
+            .post(format!("{}/_sim/mutate", sim.base_url))
+            .body(serde_json::json!({"ops": ops, "count": 10}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        let changed = sync_and_scan(&config).await;
+        assert_eq!(changed.evaluation.mode, "changed", "round {round}");
+        let everything = scan_only(&config, Evaluation::All).await;
+        assert_eq!(everything.evaluation.mode, "all");
+        assert_same(
+            &found(&everything),
+            &found(&changed),
+            &format!("round {round}"),
+        );
+        assert_eq!(
+            (
+                everything.lifecycle.opened,
+                everything.lifecycle.reopened,
+                everything.lifecycle.fixed
+            ),
+            (0, 0, 0),
+            "round {round}: a full evaluation found nothing the changed-only one missed"
+        );
+        assert_same(
+            &planted(&sim).await,
+            &found(&changed),
+            &format!("round {round} vs manifest"),
+        );
+    }
+    // With nothing changed, nothing is judged.
+    let idle = sync_and_scan(&config).await;
+    assert_eq!(idle.evaluation.mode, "changed");
+    assert_eq!(idle.resources_evaluated, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

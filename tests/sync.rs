@@ -421,3 +421,56 @@ async fn syncing_another_organisation_into_the_same_database_starts_over_with_a_
     assert_eq!(stored_counts(&config).await, manifest_counts(&second).await);
     assert!(summary.kinds.iter().all(|k| k.status == KindStatus::Synced));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_definitions_are_listed_then_read_in_full_and_skipped_when_forbidden() {
+    let config = SimConfig {
+        seed: 6,
+        ..SimConfig::default()
+    };
+    let simulated = Simulator::new(config.clone());
+    let minimum: u64 = simulated.minimum_requests().values().sum();
+    let sim = simulated
+        .spawn("127.0.0.1:0")
+        .await
+        .expect("simulator starts");
+    let dir = tempfile::tempdir().unwrap();
+    let db = config_for(&sim, &dir.path().join("release.db"));
+    let summary = sync(&db, ModeRequest::Full).await.unwrap();
+    assert_eq!(summary.status, "ok");
+    // The list returns summaries; each definition is then read by id, and no call more.
+    let expected = manifest_counts(&sim).await["release_definitions"];
+    let calls = get_json(&sim, "/_sim/calls").await;
+    assert_eq!(
+        calls["by_endpoint"]["GET /{organization}/{project}/_apis/release/definitions/{id}"],
+        expected,
+        "{calls}"
+    );
+    assert_eq!(calls["total"].as_u64().unwrap(), minimum, "{calls}");
+    let stored = snapshot(&db).await;
+    let definitions: Vec<&String> = stored
+        .iter()
+        .filter(|((kind, _), _)| *kind == ResourceKind::ReleaseDefinitions)
+        .map(|(_, raw)| raw)
+        .collect();
+    assert_eq!(definitions.len() as u64, expected);
+    assert!(
+        definitions
+            .iter()
+            .all(|raw| raw.contains("\"preDeployApprovals\"")),
+        "stored definitions are the full ones"
+    );
+
+    let forbidden = simulator(SimConfig {
+        forbidden: vec![ResourceKind::ReleaseDefinitions],
+        ..config
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = config_for(&forbidden, &dir.path().join("forbidden.db"));
+    let summary = sync(&db, ModeRequest::Full).await.unwrap();
+    assert_eq!(summary.status, "partial");
+    let skipped: Vec<ResourceKind> = summary.skipped().map(|k| k.kind).collect();
+    assert_eq!(skipped, vec![ResourceKind::ReleaseDefinitions]);
+    assert_eq!(stored_counts(&db).await["release_definitions"], 0);
+}

@@ -1,14 +1,14 @@
 //! The `related` facts each resource is evaluated with (docs/POLICY-INPUT.md): the few
 //! cross-object lookups controls need, computed once per scan from the stored inventory.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use anyhow::Result;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tollgate_domain::{InventoryItem, ResourceKind, TenantId};
-use tollgate_store::InventoryStore;
+use tollgate_store::{InventoryChange, InventoryStore};
 
 use crate::services::settings::Names;
 
@@ -17,9 +17,16 @@ const PAGE: u32 = 2_000;
 /// Work item facts: its parent, type and children.
 #[derive(Default)]
 struct WorkItemNode {
+    /// False for a parent that was looked for and is not in the inventory.
+    exists: bool,
     parent: Option<u64>,
     kind: String,
     children: u32,
+    /// `System.State`, and the project the item belongs to.
+    state: String,
+    project: String,
+    /// How many children are in each state.
+    child_states: BTreeMap<String, u32>,
 }
 
 #[derive(Default)]
@@ -37,7 +44,59 @@ pub struct Facts {
     work_items: HashMap<u64, WorkItemNode>,
     /// Per project: repositories, pipelines, environments.
     project_counts: HashMap<String, [u64; 3]>,
+    /// Environment names by id (deployment records name only the id).
+    environment_names: HashMap<String, String>,
+    /// Source branch per build id: a deployment record's owner is the run that deployed.
+    build_branches: HashMap<String, String>,
     names: Names,
+}
+
+/// Which part of the inventory facts are read from.
+#[derive(Clone, Copy, Debug)]
+pub enum FactScope<'a> {
+    /// Everything (a full evaluation).
+    All,
+    /// Re-evaluating what changed: only these projects, and only the fact sources of the
+    /// kinds being judged. Project names are still read whole, and work-item parents are
+    /// followed into other projects.
+    Projects {
+        projects: &'a BTreeSet<String>,
+        judging: &'a BTreeSet<ResourceKind>,
+    },
+}
+
+impl FactScope<'_> {
+    fn reads(&self, source: ResourceKind) -> bool {
+        match self {
+            FactScope::All => true,
+            // Repositories name the places scoped settings refer to.
+            FactScope::Projects { judging, .. } => {
+                source == ResourceKind::Repositories
+                    || judging
+                        .iter()
+                        .any(|kind| fact_sources(*kind).contains(&source))
+            }
+        }
+    }
+}
+
+/// The kinds whose objects feed the `related` facts of a kind. [`dependents`] is its inverse.
+pub fn fact_sources(kind: ResourceKind) -> &'static [ResourceKind] {
+    use ResourceKind as K;
+    match kind {
+        K::Repositories => &[K::PolicyConfigurations, K::Refs],
+        K::Environments
+        | K::ServiceEndpoints
+        | K::VariableGroups
+        | K::AgentQueues
+        | K::SecureFiles => &[K::CheckConfigurations],
+        K::Pipelines => &[K::BuildDefinitions],
+        K::BuildDefinitions => &[K::PipelineRuns],
+        K::WorkItems => &[K::WorkItems],
+        K::EnvironmentDeployments => &[K::Environments, K::Builds],
+        K::Projects => &[K::Repositories, K::Pipelines, K::Environments],
+        _ => &[],
+    }
 }
 
 /// Visit every stored item of a kind, a page at a time.
@@ -58,6 +117,34 @@ pub async fn for_each_item(
     }
 }
 
+/// Visit the items of a kind within a fact scope.
+async fn for_each_in(
+    store: &dyn InventoryStore,
+    tenant: &TenantId,
+    kind: ResourceKind,
+    scope: FactScope<'_>,
+    mut visit: impl FnMut(InventoryItem),
+) -> Result<()> {
+    if !scope.reads(kind) {
+        return Ok(());
+    }
+    let FactScope::Projects { projects, .. } = scope else {
+        return for_each_item(store, tenant, kind, visit).await;
+    };
+    for project in projects {
+        let mut after: Option<String> = None;
+        loop {
+            let page = store
+                .project_items(tenant, kind, project, after.as_deref(), PAGE)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.key.clone());
+            page.into_iter().for_each(&mut visit);
+        }
+    }
+    Ok(())
+}
+
 fn parse(item: &InventoryItem) -> Value {
     serde_json::from_str(&item.raw).unwrap_or(Value::Null)
 }
@@ -67,6 +154,27 @@ fn string_id(value: &Value) -> String {
         Value::String(text) => text.clone(),
         Value::Null => String::new(),
         other => other.to_string(),
+    }
+}
+
+/// How far up a work-item hierarchy is walked.
+const MAX_ANCESTORS: usize = 64;
+
+fn work_item_node(item: &InventoryItem, raw: &Value) -> WorkItemNode {
+    let field = |name: &str| {
+        raw.pointer(&format!("/fields/{name}"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    WorkItemNode {
+        exists: true,
+        parent: work_item_parent(raw),
+        kind: field("System.WorkItemType"),
+        children: 0,
+        state: field("System.State"),
+        project: item.project.clone(),
+        child_states: BTreeMap::new(),
     }
 }
 
@@ -87,17 +195,24 @@ impl Facts {
         store: &dyn InventoryStore,
         tenant: &TenantId,
         now: OffsetDateTime,
+        scope: FactScope<'_>,
     ) -> Result<Self> {
         let mut facts = Facts::default();
-        for_each_item(store, tenant, ResourceKind::PolicyConfigurations, |item| {
-            facts
-                .policies
-                .entry(item.project.clone())
-                .or_default()
-                .push(parse(&item));
-        })
+        for_each_in(
+            store,
+            tenant,
+            ResourceKind::PolicyConfigurations,
+            scope,
+            |item| {
+                facts
+                    .policies
+                    .entry(item.project.clone())
+                    .or_default()
+                    .push(parse(&item));
+            },
+        )
         .await?;
-        for_each_item(store, tenant, ResourceKind::Refs, |item| {
+        for_each_in(store, tenant, ResourceKind::Refs, scope, |item| {
             facts
                 .refs
                 .entry(item.scope.clone())
@@ -105,26 +220,38 @@ impl Facts {
                 .push(item.ado_id);
         })
         .await?;
-        for_each_item(store, tenant, ResourceKind::CheckConfigurations, |item| {
-            let raw = parse(&item);
-            let resource_type = raw["resource"]["type"]
-                .as_str()
-                .unwrap_or_default()
-                .to_lowercase();
-            let resource_id = string_id(&raw["resource"]["id"]);
-            facts
-                .checks
-                .entry((resource_type, resource_id))
-                .or_default()
-                .push(raw);
-        })
+        for_each_in(
+            store,
+            tenant,
+            ResourceKind::CheckConfigurations,
+            scope,
+            |item| {
+                let raw = parse(&item);
+                let resource_type = raw["resource"]["type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_lowercase();
+                let resource_id = string_id(&raw["resource"]["id"]);
+                facts
+                    .checks
+                    .entry((resource_type, resource_id))
+                    .or_default()
+                    .push(raw);
+            },
+        )
         .await?;
-        for_each_item(store, tenant, ResourceKind::BuildDefinitions, |item| {
-            facts.definitions.insert(item.key.clone(), parse(&item));
-        })
+        for_each_in(
+            store,
+            tenant,
+            ResourceKind::BuildDefinitions,
+            scope,
+            |item| {
+                facts.definitions.insert(item.key.clone(), parse(&item));
+            },
+        )
         .await?;
         let month_ago = now - time::Duration::days(30);
-        for_each_item(store, tenant, ResourceKind::PipelineRuns, |item| {
+        for_each_in(store, tenant, ResourceKind::PipelineRuns, scope, |item| {
             let raw = parse(&item);
             let created = raw["createdDate"]
                 .as_str()
@@ -134,28 +261,27 @@ impl Facts {
             }
         })
         .await?;
-        for_each_item(store, tenant, ResourceKind::WorkItems, |item| {
-            let raw = parse(&item);
+        for_each_in(store, tenant, ResourceKind::WorkItems, scope, |item| {
             if let Ok(id) = item.ado_id.parse::<u64>() {
-                let node = facts.work_items.entry(id).or_default();
-                node.parent = work_item_parent(&raw);
-                node.kind = raw
-                    .pointer("/fields/System.WorkItemType")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
+                facts
+                    .work_items
+                    .insert(id, work_item_node(&item, &parse(&item)));
             }
         })
         .await?;
-        let parents: Vec<u64> = facts
+        let parents: Vec<(u64, String)> = facts
             .work_items
             .values()
-            .filter_map(|node| node.parent)
+            .filter_map(|node| node.parent.map(|parent| (parent, node.state.clone())))
             .collect();
-        for parent in parents {
+        for (parent, child_state) in parents {
             if let Some(node) = facts.work_items.get_mut(&parent) {
                 node.children += 1;
+                *node.child_states.entry(child_state).or_default() += 1;
             }
+        }
+        if let FactScope::Projects { .. } = scope {
+            facts.follow_foreign_parents(store, tenant).await?;
         }
         for_each_item(store, tenant, ResourceKind::Projects, |item| {
             facts
@@ -164,7 +290,7 @@ impl Facts {
                 .insert(item.ado_id.clone(), item.name.clone().unwrap_or_default());
         })
         .await?;
-        for_each_item(store, tenant, ResourceKind::Repositories, |item| {
+        for_each_in(store, tenant, ResourceKind::Repositories, scope, |item| {
             facts.names.repositories.insert(
                 item.ado_id.clone(),
                 (item.project.clone(), item.name.clone().unwrap_or_default()),
@@ -176,11 +302,66 @@ impl Facts {
             (ResourceKind::Pipelines, 1),
             (ResourceKind::Environments, 2),
         ] {
-            for key in store.keys(tenant, kind, None).await? {
-                facts.project_counts.entry(key.project).or_default()[slot] += 1;
+            for_each_in(store, tenant, kind, scope, |item| {
+                facts.project_counts.entry(item.project).or_default()[slot] += 1;
+            })
+            .await?;
+        }
+        for_each_in(store, tenant, ResourceKind::Environments, scope, |item| {
+            if let Some(name) = item.name {
+                facts.environment_names.insert(item.ado_id, name);
+            }
+        })
+        .await?;
+        for_each_in(store, tenant, ResourceKind::Builds, scope, |item| {
+            if let Some(branch) = parse(&item)["sourceBranch"].as_str() {
+                facts.build_branches.insert(item.ado_id, branch.to_owned());
+            }
+        })
+        .await?;
+        Ok(facts)
+    }
+
+    /// Load the ancestors that live outside the loaded projects, so that a parent's type
+    /// and the hierarchy walk see them. (Their own children are not counted: they are
+    /// never evaluated from here.)
+    async fn follow_foreign_parents(
+        &mut self,
+        store: &dyn InventoryStore,
+        tenant: &TenantId,
+    ) -> Result<()> {
+        for _ in 0..MAX_ANCESTORS {
+            let missing: BTreeSet<String> = self
+                .work_items
+                .values()
+                .filter_map(|node| node.parent)
+                .filter(|parent| !self.work_items.contains_key(parent))
+                .map(|parent| parent.to_string())
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
+            let missing: Vec<String> = missing.into_iter().collect();
+            let found = store
+                .items_by_ado_ids(tenant, ResourceKind::WorkItems, &missing)
+                .await?;
+            for id in &missing {
+                // Absent parents are remembered as such, so they are not asked for again.
+                if let Ok(id) = id.parse::<u64>() {
+                    self.work_items.entry(id).or_insert_with(|| WorkItemNode {
+                        exists: false,
+                        ..WorkItemNode::default()
+                    });
+                }
+            }
+            for item in found {
+                if let Ok(id) = item.ado_id.parse::<u64>() {
+                    self.work_items
+                        .insert(id, work_item_node(&item, &parse(&item)));
+                }
             }
         }
-        Ok(facts)
+        Ok(())
     }
 
     /// Project and repository names, to place resources for scoped settings.
@@ -194,15 +375,26 @@ impl Facts {
         match item.kind {
             K::Repositories => {
                 let default_branch = raw["defaultBranch"].as_str().unwrap_or_default();
-                let policies: Vec<&Value> = self
+                let live: Vec<&Value> = self
                     .policies
                     .get(&item.project)
                     .into_iter()
                     .flatten()
                     .filter(|p| p["isDeleted"] != true && p["isEnabled"] != false)
+                    .collect();
+                let policies: Vec<&Value> = live
+                    .iter()
+                    .copied()
                     .filter(|p| policy_applies(p, &item.ado_id, default_branch))
                     .collect();
-                json!({"policies": policies, "refs": self.refs.get(&item.ado_id).cloned().unwrap_or_default()})
+                // Policies on any branch of this repository (release/*, ...): controls match
+                // the refs themselves against each scope entry.
+                let branch_policies: Vec<&Value> = live
+                    .into_iter()
+                    .filter(|p| policy_names_repository(p, &item.ado_id))
+                    .collect();
+                json!({"policies": policies, "branch_policies": branch_policies,
+                       "refs": self.refs.get(&item.ado_id).cloned().unwrap_or_default()})
             }
             K::Environments => json!({"checks": self.checks_on("environment", &item.ado_id)}),
             K::ServiceEndpoints => json!({"checks": self.checks_on("endpoint", &item.ado_id)}),
@@ -216,6 +408,12 @@ impl Facts {
                 json!({"pipeline_runs_30d": self.recent_runs.get(&item.ado_id).copied().unwrap_or(0)})
             }
             K::WorkItems => self.work_item_related(item),
+            K::EnvironmentDeployments => {
+                // For planType Build the record's owner is the run (build) that deployed.
+                let run = string_id(&raw["owner"]["id"]);
+                json!({"environment": self.environment_names.get(&item.scope),
+                       "source_branch": self.build_branches.get(&run)})
+            }
             K::Projects => {
                 let [repositories, pipelines, environments] = self
                     .project_counts
@@ -241,9 +439,13 @@ impl Facts {
         };
         let node = self.work_items.get(&id);
         let parent = node.and_then(|n| n.parent);
-        let parent_type = parent
+        let parent_node = parent
             .and_then(|p| self.work_items.get(&p))
-            .map(|p| p.kind.clone());
+            .filter(|p| p.exists);
+        let parent_type = parent_node.map(|p| p.kind.clone());
+        let parent_project = parent_node
+            .map(|p| p.project.clone())
+            .filter(|p| !p.is_empty());
         // Walk up the chain; a chain that comes back to this item is a cycle. A chain that
         // loops elsewhere (through an ancestor's cycle) stops at the first repeat.
         let mut ancestors = Vec::new();
@@ -256,14 +458,90 @@ impl Facts {
                 cycle = true;
                 break;
             }
-            if !seen.insert(current) || ancestors.len() >= 64 {
+            if !seen.insert(current) || ancestors.len() >= MAX_ANCESTORS {
                 break;
             }
             next = self.work_items.get(&current).and_then(|n| n.parent);
         }
-        json!({"parent": parent, "parent_type": parent_type, "ancestors": ancestors, "cycle": cycle,
-               "children": node.map(|n| n.children).unwrap_or(0)})
+        json!({"parent": parent, "parent_type": parent_type, "parent_project": parent_project,
+               "ancestors": ancestors, "cycle": cycle, "children": node.map(|n| n.children).unwrap_or(0),
+               "child_states": node.map(|n| n.child_states.clone()).unwrap_or_default()})
     }
+}
+
+/// What must be judged again because an object changed, besides the object itself.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Dependent {
+    /// One resource, by inventory key.
+    Key(ResourceKind, String),
+    /// Every resource of a kind in a project.
+    ProjectKind(ResourceKind, String),
+}
+
+/// The resources whose `related` facts (or placement) read a changed object. This is the
+/// inverse of [`Facts::related`] and [`Facts::load`]: a fact added there is added here, and
+/// `tests/scan.rs` checks that judging only what changed agrees with judging everything.
+pub fn dependents(change: &InventoryChange) -> Vec<Dependent> {
+    use Dependent::{Key, ProjectKind};
+    use ResourceKind as K;
+    let project = change.project.clone();
+    match change.kind {
+        // Branch policies apply to the repositories of their project.
+        K::PolicyConfigurations => vec![ProjectKind(K::Repositories, project)],
+        // Refs are listed under their repository (scope = repository id).
+        K::Refs => vec![Key(
+            K::Repositories,
+            InventoryItem::key_for(&project, &change.scope),
+        )],
+        K::CheckConfigurations => [
+            K::Environments,
+            K::ServiceEndpoints,
+            K::VariableGroups,
+            K::AgentQueues,
+            K::SecureFiles,
+        ]
+        .into_iter()
+        .map(|kind| ProjectKind(kind, project.clone()))
+        .collect(),
+        // A pipeline and its build definition share the id.
+        K::BuildDefinitions => vec![Key(K::Pipelines, change.key.clone())],
+        // Runs are listed under their pipeline (scope = pipeline id).
+        K::PipelineRuns => vec![Key(
+            K::BuildDefinitions,
+            InventoryItem::key_for(&project, &change.scope),
+        )],
+        // Parents, children and cycles: the hierarchy of the project.
+        K::WorkItems => vec![ProjectKind(K::WorkItems, project)],
+        K::Repositories => vec![Key(K::Projects, project)],
+        K::Pipelines => vec![Key(K::Projects, project)],
+        // Deployment records are judged with their environment's name and their run's branch.
+        K::Environments => vec![
+            Key(K::Projects, project.clone()),
+            ProjectKind(K::EnvironmentDeployments, project),
+        ],
+        K::Builds => vec![ProjectKind(K::EnvironmentDeployments, project)],
+        // A renamed project changes where its resources sit for scoped settings.
+        K::Projects => ResourceKind::ALL
+            .iter()
+            .filter(|kind| **kind != K::Projects)
+            .map(|kind| ProjectKind(*kind, change.key.clone()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Does a branch policy have a scope entry for this repository (or for every repository of the
+/// project), whatever the branch? A policy without scope applies everywhere.
+fn policy_names_repository(policy: &Value, repository_id: &str) -> bool {
+    let Some(scopes) = policy["settings"]["scope"].as_array() else {
+        return true;
+    };
+    scopes
+        .iter()
+        .any(|scope| match scope["repositoryId"].as_str() {
+            None => true,
+            Some(id) => id.eq_ignore_ascii_case(repository_id),
+        })
 }
 
 /// Does a branch policy apply to a repository's default branch? Scope entries name a
@@ -309,6 +587,12 @@ mod tests {
         assert!(policy_applies(&project_wide, "any", "refs/heads/main"));
         let default_branch = json!({"settings": {"scope": [{"matchKind": "DefaultBranch"}]}});
         assert!(policy_applies(&default_branch, "any", "refs/heads/trunk"));
+        let release = json!({"settings": {"scope": [{"repositoryId": "r1", "refName": "refs/heads/main", "matchKind": "Exact"},
+                                                    {"repositoryId": "r1", "refName": "refs/heads/release/", "matchKind": "Prefix"}]}});
+        assert!(policy_names_repository(&release, "R1"));
+        assert!(!policy_names_repository(&release, "r2"));
+        assert!(policy_names_repository(&project_wide, "r2"));
+        assert!(policy_names_repository(&json!({"settings": {}}), "r2"));
     }
 
     #[test]
@@ -320,5 +604,33 @@ mod tests {
         let relation = json!({"relations": [{"rel": "System.LinkTypes.Hierarchy-Reverse", "url": "https://dev.azure.com/o/_apis/wit/workItems/9"}]});
         assert_eq!(work_item_parent(&relation), Some(9));
         assert_eq!(work_item_parent(&json!({"relations": []})), None);
+    }
+}
+
+#[cfg(test)]
+mod dependency_tests {
+    use super::*;
+
+    /// Whatever feeds a kind's facts, when changed, makes that kind be judged again.
+    #[test]
+    fn every_fact_source_has_its_dependents() {
+        for kind in ResourceKind::ALL {
+            for source in fact_sources(*kind) {
+                let change = InventoryChange {
+                    run: tollgate_domain::SyncRunId(1),
+                    kind: *source,
+                    key: "p/x".to_owned(),
+                    scope: "p".to_owned(),
+                    project: "p".to_owned(),
+                    deleted: false,
+                };
+                let judged = dependents(&change).iter().any(|dependent| match dependent {
+                    Dependent::Key(dependent, _) | Dependent::ProjectKind(dependent, _) => {
+                        dependent == kind
+                    }
+                });
+                assert!(judged, "a change to {source} does not re-judge {kind}");
+            }
+        }
     }
 }

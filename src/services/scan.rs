@@ -9,13 +9,14 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use tollgate_domain::{InventoryItem, ResourceKind, TenantId};
+use tollgate_domain::{InventoryItem, ResourceKind, SyncRunId, TenantId};
 use tollgate_policy::{ControlMeta, PolicySet, Severity};
 use tollgate_store::{
-    Coverage, FindingStatus, FindingStore, InventoryStore, LifecycleCounts, Observation,
+    Coverage, FindingStatus, FindingStore, InventoryChange, InventoryStore, LifecycleCounts,
+    Observation, SyncMode,
 };
 
-use crate::services::facts::Facts;
+use crate::services::facts::{Dependent, FactScope, Facts, dependents};
 use crate::services::settings::{Action, PolicySettings, ScopedSetting};
 
 /// Which controls run, how their findings act and with which parameters (configuration).
@@ -70,6 +71,8 @@ pub struct ScanReport {
     pub duration_ms: u64,
     pub controls_evaluated: usize,
     pub resources_evaluated: u64,
+    /// Whether everything was judged or only what changed, and why.
+    pub evaluation: EvaluationScope,
     /// Active (open or reopened) findings per severity.
     pub by_severity: BTreeMap<Severity, u64>,
     pub lifecycle: LifecycleCounts,
@@ -83,6 +86,9 @@ pub struct ScanReport {
     /// Policy files that could not be loaded (file:line: reason).
     pub load_problems: Vec<String>,
     pub controls: Vec<ControlSummary>,
+    /// The process's peak resident memory, when the command line reports it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_kib: Option<u64>,
 }
 
 impl ScanReport {
@@ -96,6 +102,62 @@ impl ScanReport {
     }
 }
 
+/// What a scan is asked to judge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Evaluation {
+    /// Only what incremental syncs changed since the last evaluation (and what depends on
+    /// it), whenever that gives the same findings as judging everything; else everything.
+    #[default]
+    Auto,
+    /// Every resource.
+    All,
+}
+
+/// How much a scan judged, for the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct EvaluationScope {
+    /// `all` or `changed`.
+    pub mode: &'static str,
+    pub reason: String,
+    /// For `changed`: how many inventory changes were consumed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<u64>,
+}
+
+/// The outcome of judging, before the report is assembled.
+pub struct Evaluated {
+    pub scanned_at: String,
+    pub controls_evaluated: usize,
+    pub resources_evaluated: u64,
+    pub lifecycle: LifecycleCounts,
+    pub not_evaluated: Vec<NotEvaluated>,
+    pub evaluation: EvaluationScope,
+}
+
+enum Plan {
+    All {
+        /// The newest finished sync whose state is judged.
+        through: Option<SyncRunId>,
+        reason: String,
+    },
+    Changed {
+        through: SyncRunId,
+        changes: u64,
+        targets: BTreeSet<Dependent>,
+        /// Keys deleted since the last evaluation: their findings are fixed.
+        deleted: BTreeSet<String>,
+    },
+}
+
+/// Clock-dependent controls (SLAs, staleness) are judged again at least this often, since
+/// a changed-only evaluation sees a resource only when it changes.
+const FULL_EVALUATION_INTERVAL: time::Duration = time::Duration::hours(24);
+const WATERMARK_EVALUATED_RUN: &str = "scan.evaluated_run";
+const WATERMARK_FINGERPRINT: &str = "scan.fingerprint";
+const WATERMARK_FULL_AT: &str = "scan.full_evaluation_at";
+/// Items read and judged per page.
+const PAGE: u32 = 1_000;
+
 pub struct ScanService {
     store: Arc<dyn InventoryStore>,
     findings: Arc<dyn FindingStore>,
@@ -103,6 +165,9 @@ pub struct ScanService {
     load_problems: Vec<String>,
     tenant: TenantId,
     settings: Arc<PolicySettings>,
+    /// The policies and their configuration: findings judged under another fingerprint
+    /// are judged again in full.
+    fingerprint: String,
 }
 
 impl ScanService {
@@ -119,6 +184,13 @@ impl ScanService {
             PolicySettings::new(&options.scoped, &ids)
                 .context("[[policy.scoped]] configuration")?,
         );
+        let configured =
+            serde_json::to_string(&options.scoped).context("fingerprinting settings")?;
+        let fingerprint = format!(
+            "{}-{}",
+            policies.fingerprint(),
+            tollgate_policy::stable_digest(configured.as_bytes())
+        );
         Ok(Self {
             store,
             findings,
@@ -126,6 +198,7 @@ impl ScanService {
             load_problems,
             tenant,
             settings,
+            fingerprint,
         })
     }
 
@@ -137,42 +210,176 @@ impl ScanService {
         self.policies.controls().iter().collect()
     }
 
-    /// Evaluate every enabled control over the whole inventory and update the findings.
-    pub async fn scan(&self, now: OffsetDateTime) -> Result<ScanReport> {
+    /// Evaluate and update the findings, then report every active finding.
+    pub async fn scan(&self, now: OffsetDateTime, requested: Evaluation) -> Result<ScanReport> {
         let started = Instant::now();
+        let evaluated = self.evaluate(now, requested).await?;
+        self.report(evaluated, started).await
+    }
+
+    /// Decide what to judge: everything, or only what incremental syncs changed since the
+    /// last evaluation (and what depends on it).
+    async fn plan(&self, requested: Evaluation, now: OffsetDateTime) -> Result<Plan> {
+        let evaluated_run = self
+            .store
+            .watermark(&self.tenant, WATERMARK_EVALUATED_RUN)
+            .await?
+            .and_then(|run| run.parse().ok())
+            .map(SyncRunId);
+        let runs = self.store.syncs_since(&self.tenant, evaluated_run).await?;
+        // Stop before a sync that is still running: its changes are not all recorded yet.
+        let through = runs
+            .iter()
+            .take_while(|run| run.finished_at.is_some())
+            .map(|run| run.id)
+            .last()
+            .or(evaluated_run);
+        let all = |reason: &str| Plan::All {
+            through,
+            reason: reason.to_owned(),
+        };
+        if requested == Evaluation::All {
+            return Ok(all("requested"));
+        }
+        let Some(evaluated_run) = evaluated_run else {
+            return Ok(all("no earlier evaluation"));
+        };
+        let fingerprint = self
+            .store
+            .watermark(&self.tenant, WATERMARK_FINGERPRINT)
+            .await?;
+        if fingerprint.as_deref() != Some(self.fingerprint_at(now).await?.as_str()) {
+            return Ok(all(
+                "policies, their configuration or the active waivers changed",
+            ));
+        }
+        let full_at = self
+            .store
+            .watermark(&self.tenant, WATERMARK_FULL_AT)
+            .await?
+            .and_then(|at| OffsetDateTime::parse(&at, &Rfc3339).ok());
+        if full_at.is_none_or(|at| now - at > FULL_EVALUATION_INTERVAL) {
+            return Ok(all(
+                "the last full evaluation is over 24 h old (clock-dependent controls are judged again)",
+            ));
+        }
+        let Some(through) = through else {
+            return Ok(all("no inventory"));
+        };
+        if runs
+            .iter()
+            .any(|run| run.id <= through && run.mode == SyncMode::Full)
+        {
+            return Ok(all("a full sync ran since the last evaluation"));
+        }
+        let changes: Vec<InventoryChange> = self
+            .store
+            .changes_since(&self.tenant, evaluated_run)
+            .await?
+            .into_iter()
+            .filter(|change| change.run <= through)
+            .collect();
+        let mut deleted: BTreeSet<String> = BTreeSet::new();
+        let mut targets: BTreeSet<Dependent> = BTreeSet::new();
+        for change in &changes {
+            if change.deleted {
+                deleted.insert(change.key.clone());
+            } else {
+                targets.insert(Dependent::Key(change.kind, change.key.clone()));
+            }
+            targets.extend(dependents(change));
+        }
+        Ok(Plan::Changed {
+            through,
+            changes: changes.len() as u64,
+            targets,
+            deleted,
+        })
+    }
+
+    /// Judge what the plan names and apply the observations to the findings.
+    pub async fn evaluate(&self, now: OffsetDateTime, requested: Evaluation) -> Result<Evaluated> {
         let now_text = now.format(&Rfc3339).context("formatting the clock")?;
-        let facts = Arc::new(Facts::load(self.store.as_ref(), &self.tenant, now).await?);
+        let plan = self.plan(requested, now).await?;
         let controls = self.active_controls();
         let kinds: BTreeSet<ResourceKind> = controls.iter().map(|c| c.kind).collect();
         let meta: BTreeMap<&str, &ControlMeta> =
             controls.iter().map(|c| (c.id.as_str(), *c)).collect();
+
+        // The items to judge, a kind at a time; for a changed-only plan, gathered up front.
+        let mut chosen: BTreeMap<ResourceKind, Vec<InventoryItem>> = BTreeMap::new();
+        let mut projects: BTreeSet<String> = BTreeSet::new();
+        if let Plan::Changed { targets, .. } = &plan {
+            let mut keys: BTreeMap<ResourceKind, Vec<String>> = BTreeMap::new();
+            for target in targets {
+                match target {
+                    Dependent::Key(kind, key) if kinds.contains(kind) => {
+                        keys.entry(*kind).or_default().push(key.clone());
+                    }
+                    Dependent::ProjectKind(kind, project) if kinds.contains(kind) => {
+                        let mut after: Option<String> = None;
+                        loop {
+                            let page = self
+                                .store
+                                .project_items(&self.tenant, *kind, project, after.as_deref(), PAGE)
+                                .await?;
+                            let Some(last) = page.last() else { break };
+                            after = Some(last.key.clone());
+                            chosen.entry(*kind).or_default().extend(page);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            for (kind, keys) in keys {
+                let found = self.store.items_by_keys(&self.tenant, kind, &keys).await?;
+                chosen.entry(kind).or_default().extend(found);
+            }
+            for items in chosen.values_mut() {
+                items.sort_by(|a, b| a.key.cmp(&b.key));
+                items.dedup_by(|a, b| a.key == b.key);
+                for item in items.iter() {
+                    projects.insert(item.project.clone());
+                    if item.kind == ResourceKind::Projects {
+                        projects.insert(item.key.clone());
+                    }
+                }
+            }
+        }
+        let judging: BTreeSet<ResourceKind> = chosen.keys().copied().collect();
+        let fact_scope = match &plan {
+            Plan::All { .. } => FactScope::All,
+            Plan::Changed { .. } => FactScope::Projects {
+                projects: &projects,
+                judging: &judging,
+            },
+        };
+        let facts =
+            Arc::new(Facts::load(self.store.as_ref(), &self.tenant, now, fact_scope).await?);
+
         let mut observations = Vec::new();
         let mut failures: BTreeMap<String, (u64, String)> = BTreeMap::new();
         let mut resources = 0u64;
+        let mut evaluated_keys: Vec<String> = Vec::new();
         for kind in &kinds {
-            let defaults: Arc<Vec<(String, Map<String, Value>)>> = Arc::new(
-                self.policies
-                    .controls_for(*kind)
-                    .map(|c| {
-                        (
-                            c.id.clone(),
-                            c.parameters
-                                .iter()
-                                .map(|(k, v)| (k.clone(), v.clone()))
-                                .collect(),
-                        )
-                    })
-                    .collect(),
-            );
+            let defaults = Arc::new(self.control_defaults(*kind));
+            let mut listed = chosen.remove(kind).unwrap_or_default().into_iter();
             let mut after: Option<String> = None;
             loop {
-                let page = self
-                    .store
-                    .items(&self.tenant, *kind, after.as_deref(), 1_000)
-                    .await?;
+                let page: Vec<InventoryItem> = match &plan {
+                    Plan::All { .. } => {
+                        self.store
+                            .items(&self.tenant, *kind, after.as_deref(), PAGE)
+                            .await?
+                    }
+                    Plan::Changed { .. } => listed.by_ref().take(PAGE as usize).collect(),
+                };
                 let Some(last) = page.last() else { break };
                 after = Some(last.key.clone());
                 resources += page.len() as u64;
+                if let Plan::Changed { .. } = &plan {
+                    evaluated_keys.extend(page.iter().map(|item| item.key.clone()));
+                }
                 let context = PageContext {
                     policies: self.policies.clone(),
                     facts: facts.clone(),
@@ -205,6 +412,7 @@ impl ScanService {
                 ));
             }
         }
+        let observations = merge_repeats(observations);
         let mut not_evaluated = self.not_evaluated(&controls).await?;
         // A control that failed on some resources is reported, and its earlier findings are
         // left alone rather than marked fixed by a run that could not judge them.
@@ -220,6 +428,13 @@ impl ScanService {
             });
         }
         let skipped: BTreeSet<&str> = not_evaluated.iter().map(|n| n.control.as_str()).collect();
+        let keys = match &plan {
+            Plan::All { .. } => None,
+            Plan::Changed { deleted, .. } => {
+                evaluated_keys.extend(deleted.iter().cloned());
+                Some(evaluated_keys)
+            }
+        };
         let coverage = Coverage {
             controls: controls
                 .iter()
@@ -227,21 +442,140 @@ impl ScanService {
                 .map(|c| c.id.clone())
                 .collect(),
             kinds: kinds.iter().copied().collect(),
-            keys: None,
+            keys,
         };
         let lifecycle = self
             .findings
             .apply_observations(&self.tenant, &observations, &coverage, now)
             .await?;
-        self.report(
-            now_text,
-            started,
-            controls.len(),
-            resources,
+        self.record_evaluation(&plan, now, &now_text).await?;
+        let scope = match plan {
+            Plan::All { reason, .. } => EvaluationScope {
+                mode: "all",
+                reason,
+                changes: None,
+            },
+            Plan::Changed { changes, .. } => EvaluationScope {
+                mode: "changed",
+                reason: "only what incremental syncs changed, and what depends on it".to_owned(),
+                changes: Some(changes),
+            },
+        };
+        Ok(Evaluated {
+            scanned_at: now_text,
+            controls_evaluated: controls.len(),
+            resources_evaluated: resources,
             lifecycle,
             not_evaluated,
-        )
-        .await
+            evaluation: scope,
+        })
+    }
+
+    /// Visit the policy input of every resource a full evaluation would judge, as it would
+    /// judge it (for benchmarks and for inspecting what a control sees).
+    pub async fn for_each_input(
+        &self,
+        now: OffsetDateTime,
+        mut visit: impl FnMut(&Value),
+    ) -> Result<()> {
+        let now_text = now.format(&Rfc3339).context("formatting the clock")?;
+        let facts =
+            Arc::new(Facts::load(self.store.as_ref(), &self.tenant, now, FactScope::All).await?);
+        let kinds: BTreeSet<ResourceKind> = self.active_controls().iter().map(|c| c.kind).collect();
+        for kind in kinds {
+            let context = PageContext {
+                policies: self.policies.clone(),
+                facts: facts.clone(),
+                settings: self.settings.clone(),
+                defaults: Arc::new(self.control_defaults(kind)),
+                now: now_text.clone(),
+            };
+            let mut after: Option<String> = None;
+            loop {
+                let page = self
+                    .store
+                    .items(&self.tenant, kind, after.as_deref(), PAGE)
+                    .await?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.key.clone());
+                for item in &page {
+                    if let Some((input, _)) = context.input(item) {
+                        visit(&input);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Each control of a kind with its default parameters.
+    fn control_defaults(&self, kind: ResourceKind) -> Vec<(String, Map<String, Value>)> {
+        self.policies
+            .controls_for(kind)
+            .map(|c| {
+                (
+                    c.id.clone(),
+                    c.parameters
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// The rules findings are judged under: the policy set, its configuration and the
+    /// waivers active at `now` (a waiver added, removed or expired changes findings without
+    /// any inventory change).
+    async fn fingerprint_at(&self, now: OffsetDateTime) -> Result<String> {
+        let mut active: Vec<String> = self
+            .findings
+            .waivers(&self.tenant)
+            .await?
+            .iter()
+            .filter(|waiver| waiver.expires_at > now)
+            .map(|waiver| format!("{}:{}", waiver.id, waiver.expires_at.unix_timestamp()))
+            .collect();
+        active.sort();
+        Ok(format!(
+            "{}-{}",
+            self.fingerprint,
+            tollgate_policy::stable_digest(active.join(",").as_bytes())
+        ))
+    }
+
+    /// Remember what has been judged, under which rules, and forget the consumed changes.
+    async fn record_evaluation(
+        &self,
+        plan: &Plan,
+        now: OffsetDateTime,
+        now_text: &str,
+    ) -> Result<()> {
+        let through = match plan {
+            Plan::All { through, .. } => *through,
+            Plan::Changed { through, .. } => Some(*through),
+        };
+        let Some(through) = through else {
+            return Ok(());
+        };
+        self.store
+            .set_watermark(
+                &self.tenant,
+                WATERMARK_EVALUATED_RUN,
+                &through.0.to_string(),
+            )
+            .await?;
+        let fingerprint = self.fingerprint_at(now).await?;
+        self.store
+            .set_watermark(&self.tenant, WATERMARK_FINGERPRINT, &fingerprint)
+            .await?;
+        if let Plan::All { .. } = plan {
+            self.store
+                .set_watermark(&self.tenant, WATERMARK_FULL_AT, now_text)
+                .await?;
+        }
+        self.store.prune_changes(&self.tenant, through).await?;
+        Ok(())
     }
 
     /// Controls that could not run: their kind was not readable in the last sync.
@@ -290,15 +624,15 @@ impl ScanService {
             .collect())
     }
 
-    async fn report(
-        &self,
-        scanned_at: String,
-        started: Instant,
-        controls_evaluated: usize,
-        resources_evaluated: u64,
-        lifecycle: LifecycleCounts,
-        not_evaluated: Vec<NotEvaluated>,
-    ) -> Result<ScanReport> {
+    async fn report(&self, evaluated: Evaluated, started: Instant) -> Result<ScanReport> {
+        let Evaluated {
+            scanned_at,
+            controls_evaluated,
+            resources_evaluated,
+            lifecycle,
+            not_evaluated,
+            evaluation,
+        } = evaluated;
         let stored = self
             .findings
             .findings(
@@ -375,6 +709,7 @@ impl ScanService {
             duration_ms: started.elapsed().as_millis() as u64,
             controls_evaluated,
             resources_evaluated,
+            evaluation,
             by_severity,
             lifecycle,
             findings,
@@ -383,8 +718,43 @@ impl ScanService {
             not_evaluated,
             load_problems: self.load_problems.clone(),
             controls,
+            peak_rss_kib: None,
         })
     }
+}
+
+/// A control that objects to one resource several times makes one finding: its messages
+/// joined, its evidence `{"violations": [each violation's evidence]}`.
+fn merge_repeats(observations: Vec<Observation>) -> Vec<Observation> {
+    let mut grouped: BTreeMap<(String, String), Vec<Observation>> = BTreeMap::new();
+    for observation in observations {
+        grouped
+            .entry((
+                observation.control.clone(),
+                observation.resource_key.clone(),
+            ))
+            .or_default()
+            .push(observation);
+    }
+    grouped
+        .into_values()
+        .filter_map(|mut repeats| {
+            if repeats.len() < 2 {
+                return repeats.pop();
+            }
+            repeats.sort_by(|a, b| a.message.cmp(&b.message));
+            let message = repeats
+                .iter()
+                .map(|o| o.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            let evidence: Vec<Value> = repeats.iter_mut().map(|o| o.evidence.take()).collect();
+            let mut first = repeats.swap_remove(0);
+            first.message = message;
+            first.evidence = json!({ "violations": evidence });
+            Some(first)
+        })
+        .collect()
 }
 
 /// What evaluating a page found: violations with their action, and per control the
@@ -407,7 +777,9 @@ struct PageContext {
 }
 
 impl PageContext {
-    fn evaluate(&self, item: &InventoryItem, found: &mut PageOutcome) {
+    /// The policy input for one resource (docs/POLICY-INPUT.md) and each control's action
+    /// there; `None` when every control is off for it.
+    fn input(&self, item: &InventoryItem) -> Option<(Value, BTreeMap<&str, Action>)> {
         let raw: Value = serde_json::from_str(&item.raw).unwrap_or(Value::Null);
         let placement =
             self.facts
@@ -421,12 +793,19 @@ impl PageContext {
             params.insert(control.clone(), Value::Object(resolved.params));
         }
         if actions.values().all(|a| *a == Action::Off) {
-            return;
+            return None;
         }
         let input = json!({
             "kind": item.kind.as_str(), "key": item.key, "project": item.project, "scope": item.scope,
             "related": self.facts.related(item, &raw), "resource": raw, "params": params, "now": self.now,
         });
+        Some((input, actions))
+    }
+
+    fn evaluate(&self, item: &InventoryItem, found: &mut PageOutcome) {
+        let Some((input, actions)) = self.input(item) else {
+            return;
+        };
         let (violations, errors) = self.policies.evaluate_each(&input);
         for violation in violations {
             let action = actions
