@@ -16,7 +16,7 @@ use tollgate_store::{
     Observation, SyncMode,
 };
 
-use crate::services::facts::{Dependent, FactScope, Facts, dependents};
+use crate::services::facts::{Dependent, FactScope, Facts, dependents, for_each_item};
 use crate::services::settings::{Action, PolicySettings, ScopedSetting};
 
 /// Which controls run, how their findings act and with which parameters (configuration).
@@ -490,20 +490,12 @@ impl ScanService {
                 defaults: Arc::new(self.control_defaults(kind)),
                 now: now_text.clone(),
             };
-            let mut after: Option<String> = None;
-            loop {
-                let page = self
-                    .store
-                    .items(&self.tenant, kind, after.as_deref(), PAGE)
-                    .await?;
-                let Some(last) = page.last() else { break };
-                after = Some(last.key.clone());
-                for item in &page {
-                    if let Some((input, _)) = context.input(item) {
-                        visit(&input);
-                    }
+            for_each_item(self.store.as_ref(), &self.tenant, kind, |item| {
+                if let Some((input, _)) = context.input(&item) {
+                    visit(&input);
                 }
-            }
+            })
+            .await?;
         }
         Ok(())
     }

@@ -227,6 +227,42 @@ impl Org {
         }
     }
 
+    /// A production resource's gates: a CAB approval and branch control, less the skipped
+    /// one. Returns the name of the check left out (for the planted reason).
+    fn gate_production_resource(
+        &mut self,
+        rng: &mut SplitMix64,
+        project: &ProjectInfo,
+        resource: &Value,
+        skip_approval: bool,
+        skip_branch_control: bool,
+    ) -> &'static str {
+        if !skip_approval {
+            let settings = approval_settings(vec![group(project, "Change Advisory Board")]);
+            self.put_gate_check(
+                rng,
+                project,
+                (check_types::APPROVAL, "Approval"),
+                resource,
+                settings,
+            );
+        }
+        if !skip_branch_control {
+            self.put_gate_check(
+                rng,
+                project,
+                (check_types::TASK_CHECK, "Task Check"),
+                resource,
+                branch_control_settings(true),
+            );
+        }
+        if skip_approval {
+            "approval"
+        } else {
+            "branch control"
+        }
+    }
+
     fn put_gate_check(
         &mut self,
         rng: &mut SplitMix64,
@@ -660,31 +696,14 @@ impl Org {
         let ungated = plan.has(Flaw::UngatedConnection, index);
         let even = index.is_multiple_of(2);
         let (skip_approval, skip_branch_control) = (ungated && even, ungated && !even);
-        if !skip_approval {
-            let settings = approval_settings(vec![group(project, "Change Advisory Board")]);
-            self.put_gate_check(
-                rng,
-                project,
-                (check_types::APPROVAL, "Approval"),
-                &resource,
-                settings,
-            );
-        }
-        if !skip_branch_control {
-            self.put_gate_check(
-                rng,
-                project,
-                (check_types::TASK_CHECK, "Task Check"),
-                &resource,
-                branch_control_settings(true),
-            );
-        }
+        let missing = self.gate_production_resource(
+            rng,
+            project,
+            &resource,
+            skip_approval,
+            skip_branch_control,
+        );
         if ungated {
-            let missing = if skip_approval {
-                "approval"
-            } else {
-                "branch control"
-            };
             self.plant_gate(
                 "STR-11",
                 ResourceKind::ServiceEndpoints,
@@ -798,31 +817,14 @@ impl Org {
         // The opposite check to the connection's, so both kinds of gap occur.
         let even = index.is_multiple_of(2);
         let (skip_approval, skip_branch_control) = (ungated && !even, ungated && even);
-        if !skip_approval {
-            let settings = approval_settings(vec![group(project, "Change Advisory Board")]);
-            self.put_gate_check(
-                rng,
-                project,
-                (check_types::APPROVAL, "Approval"),
-                &resource,
-                settings,
-            );
-        }
-        if !skip_branch_control {
-            self.put_gate_check(
-                rng,
-                project,
-                (check_types::TASK_CHECK, "Task Check"),
-                &resource,
-                branch_control_settings(true),
-            );
-        }
+        let missing = self.gate_production_resource(
+            rng,
+            project,
+            &resource,
+            skip_approval,
+            skip_branch_control,
+        );
         if ungated {
-            let missing = if skip_approval {
-                "approval"
-            } else {
-                "branch control"
-            };
             self.plant_gate(
                 "STR-12",
                 ResourceKind::VariableGroups,

@@ -41,6 +41,26 @@ fn parse_kind(raw: &str) -> Result<ResourceKind, StoreError> {
         .map_err(|error| StoreError::Corrupt(format!("{error}")))
 }
 
+/// The row filters a replacement names, as SQL with its bound values: `true` for every row,
+/// else one IN-list per chunk of scopes, projects or keys.
+fn replacement_filters(replace: &Replace) -> Vec<(String, &[String])> {
+    let mut filters: Vec<(String, &[String])> = Vec::new();
+    if replace.all {
+        filters.push(("true".to_owned(), &[]));
+    }
+    for (column, values) in [
+        ("scope", &replace.scopes),
+        ("project", &replace.projects),
+        ("key", &replace.keys),
+    ] {
+        for chunk in values.chunks(CHUNK) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            filters.push((format!("{column} IN ({placeholders})"), chunk));
+        }
+    }
+    filters
+}
+
 fn item_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<InventoryItem, StoreError> {
     Ok(InventoryItem {
         kind: parse_kind(&row.try_get::<String, _>("kind")?)?,
@@ -236,6 +256,7 @@ impl InventoryStore for SqliteStore {
         replace: &Replace,
         watermarks: &[(String, String)],
     ) -> Result<u64, StoreError> {
+        let filters = replacement_filters(replace);
         let mut transaction = self.pool.begin().await?;
         let mode: Option<String> =
             sqlx::query_scalar("SELECT mode FROM sync_runs WHERE id = ? AND tenant_id = ?")
@@ -259,73 +280,37 @@ impl InventoryStore for SqliteStore {
             .execute(&mut *transaction)
             .await?;
             let not_restaged = "key NOT IN (SELECT key FROM inventory_staging WHERE run_id = ? AND tenant_id = ? AND kind = ?)";
-            let record_deleted = |criterion: &str| {
-                format!(
+            for (filter, values) in &filters {
+                let sql = format!(
                     "INSERT INTO inventory_changes (tenant_id, run_id, kind, key, scope, project, deleted) \
                      SELECT tenant_id, ?, kind, key, scope, project, 1 FROM inventory \
-                     WHERE tenant_id = ? AND kind = ? AND {criterion} AND {not_restaged}"
-                )
-            };
-            if replace.all {
-                sqlx::query(AssertSqlSafe(record_deleted("true")))
+                     WHERE tenant_id = ? AND kind = ? AND {filter} AND {not_restaged}"
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql))
                     .bind(run.0)
                     .bind(tenant.as_str())
-                    .bind(kind.as_str())
+                    .bind(kind.as_str());
+                for value in *values {
+                    query = query.bind(value);
+                }
+                query
                     .bind(run.0)
                     .bind(tenant.as_str())
                     .bind(kind.as_str())
                     .execute(&mut *transaction)
                     .await?;
             }
-            for (column, values) in [
-                ("scope", &replace.scopes),
-                ("project", &replace.projects),
-                ("key", &replace.keys),
-            ] {
-                for chunk in values.chunks(CHUNK) {
-                    let placeholders = vec!["?"; chunk.len()].join(", ");
-                    let sql = record_deleted(&format!("{column} IN ({placeholders})"));
-                    let mut query = sqlx::query(AssertSqlSafe(sql))
-                        .bind(run.0)
-                        .bind(tenant.as_str())
-                        .bind(kind.as_str());
-                    for value in chunk {
-                        query = query.bind(value);
-                    }
-                    query
-                        .bind(run.0)
-                        .bind(tenant.as_str())
-                        .bind(kind.as_str())
-                        .execute(&mut *transaction)
-                        .await?;
-                }
-            }
         }
-        if replace.all {
-            sqlx::query("DELETE FROM inventory WHERE tenant_id = ? AND kind = ?")
+        for (filter, values) in &filters {
+            let sql =
+                format!("DELETE FROM inventory WHERE tenant_id = ? AND kind = ? AND {filter}");
+            let mut query = sqlx::query(AssertSqlSafe(sql))
                 .bind(tenant.as_str())
-                .bind(kind.as_str())
-                .execute(&mut *transaction)
-                .await?;
-        }
-        for (column, values) in [
-            ("scope", &replace.scopes),
-            ("project", &replace.projects),
-            ("key", &replace.keys),
-        ] {
-            for chunk in values.chunks(CHUNK) {
-                let placeholders = vec!["?"; chunk.len()].join(", ");
-                let sql = format!(
-                    "DELETE FROM inventory WHERE tenant_id = ? AND kind = ? AND {column} IN ({placeholders})"
-                );
-                let mut query = sqlx::query(AssertSqlSafe(sql))
-                    .bind(tenant.as_str())
-                    .bind(kind.as_str());
-                for value in chunk {
-                    query = query.bind(value);
-                }
-                query.execute(&mut *transaction).await?;
+                .bind(kind.as_str());
+            for value in *values {
+                query = query.bind(value);
             }
+            query.execute(&mut *transaction).await?;
         }
         // `WHERE true` disambiguates INSERT … SELECT … ON CONFLICT for SQLite's parser.
         sqlx::query(
