@@ -3,6 +3,8 @@
 //! Layers (see docs/ARCHITECTURE.md): `cli` is the adapter; `services` are the use cases,
 //! reaching storage and ADO only through traits; `startup` is the composition root.
 
+/// Principals, roles and permissions; token and API-key authentication.
+pub mod auth;
 /// The command-line adapter.
 pub mod cli;
 /// `tollgate policy` and `tollgate waiver`.
