@@ -78,6 +78,27 @@ Exit codes: 0 no finding at or above --fail-on, 1 error, 3 the sync skipped kind
         #[command(subcommand)]
         action: WaiverAction,
     },
+    /// Run the server: REST API, service-hook receiver, workers, metrics.
+    #[command(
+        after_help = "Examples:\n  tollgate serve                                   127.0.0.1:8080, ./tollgate.db, workers in-process\n  tollgate serve --listen 0.0.0.0:8080 --db /var/lib/tollgate/tollgate.db\n\n\
+The first line on stdout is the listening address. With no identity provider and no API key yet,\n\
+the first start prints a one-time admin API key. Ctrl-C or SIGTERM stops gracefully.\n\
+API: /api/v1 (OpenAPI at /api/openapi.json, Swagger UI at /api/docs); webhooks: POST /hooks/ado/TENANT;\n\
+operations: /healthz, /readyz, /metrics."
+    )]
+    Serve(crate::cli_server::ServeArgs),
+    /// Run workers only (process events and scheduled syncs from the shared queue).
+    Worker(crate::cli_server::WorkerArgs),
+    /// Add, list or remove the organisations served as tenants.
+    Tenant {
+        #[command(subcommand)]
+        action: crate::cli_server::TenantAction,
+    },
+    /// List stored service-hook events and replay them.
+    Events {
+        #[command(subcommand)]
+        action: crate::cli_server::EventsAction,
+    },
     /// Show or check configuration.
     Config {
         #[command(subcommand)]
@@ -403,6 +424,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Scan(args) => scan(config_file, args).await,
         Command::Policy { action } => crate::cli_policy::run(config_file, action).await,
         Command::Waiver { action } => crate::cli_policy::waiver(config_file, action).await,
+        Command::Serve(args) => crate::cli_server::serve(config_file, args).await,
+        Command::Worker(args) => crate::cli_server::worker(config_file, args).await,
+        Command::Tenant { action } => crate::cli_server::tenant(config_file, action).await,
+        Command::Events { action } => crate::cli_server::events(config_file, action).await,
         Command::Config { action } => {
             match action {
                 ConfigAction::Example => print!("{}", crate::config::Config::example()),

@@ -24,6 +24,130 @@ pub struct Config {
     pub ado: AdoConfig,
     pub sync: SyncConfig,
     pub policy: PolicyConfig,
+    /// The default tenant's service-hook secret (`tollgate serve`).
+    pub webhook: WebhookConfig,
+    /// More organisations served by one install, each a tenant of its own.
+    pub tenants: Vec<TenantConfig>,
+    pub server: ServerConfig,
+    pub worker: WorkerConfig,
+}
+
+/// How ADO authenticates its service-hook deliveries to us. ADO's Web Hooks consumer sends
+/// either basic auth (`basicAuthUsername`/`basicAuthPassword`) or custom headers; we accept
+/// the secret as the basic-auth password (any user name) or as the value of `header`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    pub secret: Option<SecretString>,
+    pub secret_file: Option<PathBuf>,
+    /// The custom header that may carry the secret instead of basic auth.
+    pub header: String,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            secret_file: None,
+            header: "X-Tollgate-Webhook-Secret".to_owned(),
+        }
+    }
+}
+
+impl WebhookConfig {
+    /// The secret, reading a secret file now; `None` when none is configured.
+    pub fn secret(&self) -> Result<Option<SecretString>> {
+        match (&self.secret, &self.secret_file) {
+            (Some(_), Some(_)) => bail!("both webhook.secret and webhook.secret_file are set; keep one"),
+            (Some(secret), None) => Ok(Some(secret.clone())),
+            (None, Some(path)) => read_secret_file(path, "webhook secret").map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// One organisation served as a tenant: `[[tenants]]` with `id`, `[tenants.ado]` and
+/// `[tenants.webhook]` tables shaped like the top-level `[ado]` and `[webhook]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub id: String,
+    #[serde(default)]
+    pub ado: AdoConfig,
+    #[serde(default)]
+    pub webhook: WebhookConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where `tollgate serve` listens.
+    pub listen: String,
+    /// Largest request body accepted by the API.
+    pub body_limit_bytes: usize,
+    /// Largest service-hook delivery accepted (ADO's payloads with full resource details can
+    /// reach a few hundred KiB).
+    pub webhook_body_limit_bytes: usize,
+    /// A request must be answered within this time (503 otherwise).
+    pub request_timeout_secs: u64,
+    /// A client must send its request headers within this time (slow clients that send
+    /// nothing are disconnected).
+    pub header_read_timeout_secs: u64,
+    /// Requests per minute per principal before 429 with Retry-After (0: no limit).
+    pub rate_limit_per_minute: u32,
+    /// Origins allowed to call the API from a browser; empty: CORS off.
+    pub cors_origins: Vec<String>,
+    /// How long stored service-hook events are kept (at least 36 h, so redeliveries are
+    /// still recognised as duplicates).
+    pub event_retention_hours: u64,
+    /// How long shutdown waits for in-flight requests and jobs.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            body_limit_bytes: 1024 * 1024,
+            webhook_body_limit_bytes: 4 * 1024 * 1024,
+            request_timeout_secs: 30,
+            header_read_timeout_secs: 10,
+            rate_limit_per_minute: 600,
+            cors_origins: Vec::new(),
+            event_retention_hours: 7 * 24,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Jobs processed at once per worker process.
+    pub concurrency: usize,
+    /// How often an idle worker looks for jobs (new events wake it at once in-process).
+    pub poll_interval_ms: u64,
+    /// Attempts before a job is dead-lettered.
+    pub max_attempts: u32,
+    /// Events arriving within this window share one re-sync.
+    pub debounce_ms: u64,
+    /// Scheduled incremental sync and evaluation per tenant (0: off).
+    pub incremental_sync_every_secs: u64,
+    /// Scheduled full sync per tenant (0: off).
+    pub full_sync_every_secs: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            poll_interval_ms: 1000,
+            max_attempts: 8,
+            debounce_ms: 250,
+            incremental_sync_every_secs: 15 * 60,
+            full_sync_every_secs: 24 * 60 * 60,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -93,6 +217,59 @@ impl Default for AdoConfig {
     }
 }
 
+impl AdoConfig {
+    /// The organisation URL, or an error saying how to give one.
+    pub fn org_url(&self) -> Result<&str> {
+        self
+            .org_url
+            .as_deref()
+            .ok_or_else(|| anyhow!("no organisation given: pass --org https://dev.azure.com/ORG, set TOLLGATE_ADO_ORG_URL, or ado.org_url in tollgate.toml"))
+    }
+
+    /// The ADO credential, reading secret files now.
+    pub fn credential(&self) -> Result<tollgate_ado::Credential> {
+        match self.auth {
+            AdoAuth::Pat => {
+                let pat = match (&self.pat, &self.pat_file) {
+                    (Some(pat), _) => pat.clone(),
+                    (None, Some(path)) => read_secret_file(path, "PAT")?,
+                    (None, None) => bail!(
+                        "no Azure DevOps credential: set TOLLGATE_ADO_PAT, pass --pat-file FILE, or configure ado.pat_file (or ado.auth = \"service_principal\")"
+                    ),
+                };
+                if pat.is_empty() {
+                    bail!("the PAT is empty");
+                }
+                Ok(tollgate_ado::Credential::Pat(pat))
+            }
+            AdoAuth::ServicePrincipal => {
+                let missing =
+                    |key: &str| anyhow!("ado.auth = \"service_principal\" needs ado.{key}");
+                let secret = match (&self.client_secret, &self.client_secret_file) {
+                    (Some(secret), _) => secret.clone(),
+                    (None, Some(path)) => read_secret_file(path, "client secret")?,
+                    (None, None) => return Err(missing("client_secret or ado.client_secret_file")),
+                };
+                Ok(tollgate_ado::Credential::ServicePrincipal(
+                    tollgate_ado::ServicePrincipal {
+                        tenant_id: self
+                            .tenant_id
+                            .clone()
+                            .ok_or_else(|| missing("tenant_id"))?,
+                        client_id: self
+                            .client_id
+                            .clone()
+                            .ok_or_else(|| missing("client_id"))?,
+                        client_secret: secret,
+                        authority: self.authority.clone(),
+                    },
+                ))
+            }
+        }
+    }
+
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyncConfig {
@@ -140,6 +317,9 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ),
     ("TOLLGATE_ADO_MAX_ATTEMPTS", "ado.max_attempts"),
     ("TOLLGATE_SYNC_OVERLAP_SECS", "sync.overlap_secs"),
+    ("TOLLGATE_LISTEN", "server.listen"),
+    ("TOLLGATE_WEBHOOK_SECRET", "webhook.secret"),
+    ("TOLLGATE_WEBHOOK_SECRET_FILE", "webhook.secret_file"),
 ];
 
 /// Variables read elsewhere in this module, not mapped onto keys.
@@ -266,7 +446,8 @@ fn set_key(table: &mut toml::Table, dotted: &str, raw: &str) {
     let value = match (key, value) {
         (
             "url" | "org_url" | "pat" | "pat_file" | "tenant_id" | "client_id" | "client_secret"
-            | "client_secret_file" | "authority" | "auth",
+            | "client_secret_file" | "authority" | "auth" | "listen" | "secret" | "secret_file"
+            | "header",
             v,
         ) => toml::Value::String(match v {
             toml::Value::String(s) => s,
@@ -306,6 +487,22 @@ impl Config {
                 self.ado.max_concurrency
             );
         }
+        let mut seen = std::collections::BTreeSet::new();
+        for tenant in &self.tenants {
+            tollgate_domain::TenantId::parse(&tenant.id)
+                .map_err(|error| anyhow!("[[tenants]]: {error} (it appears in the webhook URL)"))?;
+            if !seen.insert(tenant.id.as_str()) {
+                bail!("tenant {:?} is configured twice", tenant.id);
+            }
+        }
+        if self.server.event_retention_hours < 36 {
+            bail!(
+                "server.event_retention_hours must be at least 36: ADO redelivers events for up to 36 hours and duplicates are recognised by the stored ids"
+            );
+        }
+        if self.worker.concurrency == 0 || self.worker.max_attempts == 0 {
+            bail!("worker.concurrency and worker.max_attempts must be at least 1");
+        }
         for host in self.ado.hosts.keys() {
             if !tollgate_domain::ado_api::AdoHost::ALL
                 .iter()
@@ -321,60 +518,116 @@ impl Config {
 
     /// The organisation URL, or an error saying how to give one.
     pub fn org_url(&self) -> Result<&str> {
-        self.ado
-            .org_url
-            .as_deref()
-            .ok_or_else(|| anyhow!("no organisation given: pass --org https://dev.azure.com/ORG, set TOLLGATE_ADO_ORG_URL, or ado.org_url in tollgate.toml"))
+        self.ado.org_url()
     }
 
     /// The ADO credential, reading secret files now.
     pub fn credential(&self) -> Result<tollgate_ado::Credential> {
-        match self.ado.auth {
-            AdoAuth::Pat => {
-                let pat = match (&self.ado.pat, &self.ado.pat_file) {
-                    (Some(pat), _) => pat.clone(),
-                    (None, Some(path)) => read_secret_file(path, "PAT")?,
-                    (None, None) => bail!(
-                        "no Azure DevOps credential: set TOLLGATE_ADO_PAT, pass --pat-file FILE, or configure ado.pat_file (or ado.auth = \"service_principal\")"
-                    ),
-                };
-                if pat.is_empty() {
-                    bail!("the PAT is empty");
-                }
-                Ok(tollgate_ado::Credential::Pat(pat))
-            }
-            AdoAuth::ServicePrincipal => {
-                let missing =
-                    |key: &str| anyhow!("ado.auth = \"service_principal\" needs ado.{key}");
-                let secret = match (&self.ado.client_secret, &self.ado.client_secret_file) {
-                    (Some(secret), _) => secret.clone(),
-                    (None, Some(path)) => read_secret_file(path, "client secret")?,
-                    (None, None) => return Err(missing("client_secret or ado.client_secret_file")),
-                };
-                Ok(tollgate_ado::Credential::ServicePrincipal(
-                    tollgate_ado::ServicePrincipal {
-                        tenant_id: self
-                            .ado
-                            .tenant_id
-                            .clone()
-                            .ok_or_else(|| missing("tenant_id"))?,
-                        client_id: self
-                            .ado
-                            .client_id
-                            .clone()
-                            .ok_or_else(|| missing("client_id"))?,
-                        client_secret: secret,
-                        authority: self.ado.authority.clone(),
-                    },
-                ))
-            }
+        self.ado.credential()
+    }
+
+    /// The tenants `tollgate serve` answers for: `default` (from `[ado]` and `[webhook]`)
+    /// when an organisation or a webhook secret is configured there, then `[[tenants]]`.
+    pub fn tenants(&self) -> Vec<TenantConfig> {
+        let mut tenants = Vec::new();
+        let default_configured = self.ado.org_url.is_some()
+            || self.webhook.secret.is_some()
+            || self.webhook.secret_file.is_some();
+        if default_configured && !self.tenants.iter().any(|t| t.id == "default") {
+            tenants.push(TenantConfig {
+                id: "default".to_owned(),
+                ado: self.ado.clone(),
+                webhook: self.webhook.clone(),
+            });
         }
+        tenants.extend(self.tenants.iter().cloned());
+        tenants
     }
 
     /// A documented example configuration (`tollgate config example`).
     pub fn example() -> &'static str {
         include_str!("../tollgate.example.toml")
     }
+}
+
+/// Add `[[tenants]]` to a configuration file (created when missing), keeping its comments
+/// and layout. Secrets are referenced by file path, never copied into the file.
+pub fn add_tenant(
+    path: &Path,
+    id: &str,
+    org_url: &str,
+    pat_file: &Path,
+    webhook_secret_file: &Path,
+) -> Result<()> {
+    let mut document = read_document(path)?;
+    let tenants = document
+        .entry("tenants")
+        .or_insert(toml_edit::Item::ArrayOfTables(
+            toml_edit::ArrayOfTables::new(),
+        ))
+        .as_array_of_tables_mut()
+        .ok_or_else(|| anyhow!("{}: `tenants` is not an array of tables", path.display()))?;
+    if tenants
+        .iter()
+        .any(|t| t.get("id").and_then(|v| v.as_str()) == Some(id))
+    {
+        bail!("tenant {id} is already configured in {}", path.display());
+    }
+    let absolute = |p: &Path| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    };
+    let mut ado = toml_edit::Table::new();
+    ado.insert("org_url", toml_edit::value(org_url));
+    ado.insert("pat_file", toml_edit::value(absolute(pat_file)));
+    let mut webhook = toml_edit::Table::new();
+    webhook.insert("secret_file", toml_edit::value(absolute(webhook_secret_file)));
+    let mut tenant = toml_edit::Table::new();
+    tenant.insert("id", toml_edit::value(id));
+    tenant.insert("ado", toml_edit::Item::Table(ado));
+    tenant.insert("webhook", toml_edit::Item::Table(webhook));
+    tenants.push(tenant);
+    write_document(path, &document)
+}
+
+/// Remove a `[[tenants]]` entry; returns whether it was there.
+pub fn remove_tenant(path: &Path, id: &str) -> Result<bool> {
+    let mut document = read_document(path)?;
+    let Some(tenants) = document
+        .get_mut("tenants")
+        .and_then(|t| t.as_array_of_tables_mut())
+    else {
+        return Ok(false);
+    };
+    let before = tenants.len();
+    tenants.retain(|t| t.get("id").and_then(|v| v.as_str()) != Some(id));
+    let removed = tenants.len() != before;
+    if removed {
+        write_document(path, &document)?;
+    }
+    Ok(removed)
+}
+
+fn read_document(path: &Path) -> Result<toml_edit::DocumentMut> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .parse()
+            .with_context(|| format!("{} is not valid TOML", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            Ok(toml_edit::DocumentMut::new())
+        }
+        Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Write through a temporary file and rename, so a crash never leaves half a file.
+fn write_document(path: &Path, document: &toml_edit::DocumentMut) -> Result<()> {
+    let temporary = path.with_extension("toml.tmp");
+    std::fs::write(&temporary, document.to_string())
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, path).with_context(|| format!("replacing {}", path.display()))
 }
 
 /// A tracing filter from `TOLLGATE_LOG` (e.g. `debug` or `tollgate=debug,reqwest=info`).

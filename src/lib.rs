@@ -7,8 +7,14 @@
 pub mod auth;
 /// The command-line adapter.
 pub mod cli;
+/// `tollgate serve`, `worker`, `tenant` and `events`.
+mod cli_server;
+/// Workers and the scheduler of the durable job queue.
+pub mod jobs;
 /// `tollgate policy` and `tollgate waiver`.
 mod cli_policy;
+/// The HTTP adapter: API, webhooks, health and metrics.
+pub mod http;
 /// Layered configuration and secrets.
 pub mod config;
 /// Rendering of tables and JSON for people and scripts.
@@ -17,5 +23,7 @@ pub mod output;
 pub mod report;
 /// Use cases.
 pub mod services;
+/// Prometheus metrics.
+pub mod telemetry;
 /// The composition root.
 pub mod startup;

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::services::inventory::InventoryService;
 use crate::services::settings::{Action, ScopedSetting};
 use crate::services::sync::SyncService;
+use crate::services::tenant::{TenantContext, WebhookSecret};
 
 /// Open the store a `--db` value names: a file path or `sqlite://path`.
 pub async fn open_store(url: &str) -> Result<Arc<dyn InventoryStore>> {
@@ -111,7 +112,7 @@ pub fn policies(config: &Config) -> Result<(Arc<tollgate_policy::PolicySet>, Vec
     Ok((Arc::new(loaded.set), problems))
 }
 
-async fn sqlite(url: &str) -> Result<Arc<SqliteStore>> {
+pub async fn sqlite(url: &str) -> Result<Arc<SqliteStore>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         bail!(
             "PostgreSQL storage is not available in this build yet; use a SQLite file path for --db"
@@ -132,10 +133,9 @@ pub async fn finding_store(config: &Config) -> Result<Arc<dyn tollgate_store::Fi
     Ok(sqlite(&config.database.url).await?)
 }
 
-pub async fn scan_service(config: &Config) -> Result<crate::services::scan::ScanService> {
-    let store = sqlite(&config.database.url).await?;
-    let (policies, problems) = policies(config)?;
-    // `disabled` and `params` are organisation-wide shorthands for scoped settings.
+/// The configured actions and parameters per scope; `disabled` and `params` are
+/// organisation-wide shorthands for scoped settings.
+fn scan_options(config: &Config) -> crate::services::scan::ScanOptions {
     let mut scoped: Vec<ScopedSetting> = config
         .policy
         .disabled
@@ -160,13 +160,323 @@ pub async fn scan_service(config: &Config) -> Result<crate::services::scan::Scan
             }),
     );
     scoped.extend(config.policy.scoped.iter().cloned());
-    let options = crate::services::scan::ScanOptions { scoped };
+    crate::services::scan::ScanOptions { scoped }
+}
+
+pub async fn scan_service(config: &Config) -> Result<crate::services::scan::ScanService> {
+    let store = sqlite(&config.database.url).await?;
+    let (policies, problems) = policies(config)?;
     crate::services::scan::ScanService::new(
         store.clone(),
         store,
         policies,
         problems,
         TenantId::default_tenant(),
-        options,
+        scan_options(config),
     )
+}
+
+/// The tenants a server serves, over one store: each with its sync (when an organisation
+/// and a credential are configured), scan and webhook secret. With no tenant configured,
+/// `default` serves what is stored.
+pub fn tenant_contexts(
+    config: &Config,
+    store: Arc<SqliteStore>,
+    policies: Arc<tollgate_policy::PolicySet>,
+    problems: &[String],
+) -> Result<Vec<TenantContext>> {
+    let mut configured = config.tenants();
+    if configured.is_empty() {
+        configured.push(crate::config::TenantConfig {
+            id: TenantId::DEFAULT.to_owned(),
+            ado: config.ado.clone(),
+            webhook: config.webhook.clone(),
+        });
+    }
+    let mut contexts = Vec::new();
+    for tenant in configured {
+        let id = TenantId::parse(&tenant.id)?;
+        let sync = match &tenant.ado.org_url {
+            None => None,
+            Some(_) => {
+                let tenant_config = Config {
+                    ado: tenant.ado.clone(),
+                    ..config.clone()
+                };
+                let client = ado_client(&tenant_config)
+                    .with_context(|| format!("tenant {id}: the ADO client"))?;
+                let org_url = client.config().org_url();
+                Some(Arc::new(SyncService::new(
+                    Arc::new(client),
+                    store.clone(),
+                    id.clone(),
+                    org_url,
+                    tenant.ado.max_concurrency,
+                    Duration::from_secs(config.sync.overlap_secs),
+                )))
+            }
+        };
+        let scan = crate::services::scan::ScanService::new(
+            store.clone(),
+            store.clone(),
+            policies.clone(),
+            problems.to_vec(),
+            id.clone(),
+            scan_options(config),
+        )?;
+        let webhook = tenant
+            .webhook
+            .secret()
+            .with_context(|| format!("tenant {id}: the webhook secret"))?
+            .map(|secret| WebhookSecret {
+                secret,
+                header: tenant.webhook.header.clone(),
+            });
+        contexts.push(TenantContext {
+            id,
+            org_url: tenant.ado.org_url.clone(),
+            inventory: store.clone(),
+            findings: store.clone(),
+            policies: policies.clone(),
+            scan: Arc::new(scan),
+            sync,
+            webhook,
+            refresh_lock: tokio::sync::Mutex::new(()),
+        });
+    }
+    Ok(contexts)
+}
+
+/// Everything `serve` and `worker` share: one store, the tenants, metrics, the wake-up
+/// signal between the receiver and in-process workers.
+struct ServerParts {
+    store: Arc<SqliteStore>,
+    tenants: Arc<crate::services::tenant::Tenants>,
+    metrics: Arc<crate::telemetry::Metrics>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+async fn server_parts(config: &Config) -> Result<ServerParts> {
+    let store = sqlite(&config.database.url).await?;
+    let (policies, problems) = policies(config)?;
+    for problem in &problems {
+        tracing::warn!(problem, "a policy file did not load; the rest of the catalog runs");
+    }
+    let contexts = tenant_contexts(config, store.clone(), policies, &problems)?;
+    Ok(ServerParts {
+        store,
+        tenants: Arc::new(crate::services::tenant::Tenants::new(contexts)),
+        metrics: Arc::new(crate::telemetry::Metrics::new()),
+        wake: Arc::new(tokio::sync::Notify::new()),
+    })
+}
+
+fn worker_for(config: &Config, parts: &ServerParts, index: usize) -> crate::jobs::Worker {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
+    crate::jobs::Worker {
+        jobs: parts.store.clone(),
+        events: parts.store.clone(),
+        tenants: parts.tenants.clone(),
+        metrics: parts.metrics.clone(),
+        settings: crate::jobs::WorkerSettings {
+            id: format!("{host}:{}:{index}", std::process::id()),
+            concurrency: config.worker.concurrency,
+            poll_interval: Duration::from_millis(config.worker.poll_interval_ms.max(10)),
+            max_attempts: config.worker.max_attempts,
+            debounce: Duration::from_millis(config.worker.debounce_ms),
+            lease: Duration::from_secs(300),
+        },
+        wake: parts.wake.clone(),
+    }
+}
+
+/// A watch channel that turns true on Ctrl-C or SIGTERM.
+fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (sender, receiver) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut terminate =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(signal) => signal,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C still stops");
+                        let _ = ctrl_c.await;
+                        let _ = sender.send(true);
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down: no new requests or jobs; finishing what is in flight");
+        let _ = sender.send(true);
+    });
+    receiver
+}
+
+struct StoreReadiness(Arc<SqliteStore>);
+
+#[async_trait::async_trait]
+impl crate::http::Readiness for StoreReadiness {
+    async fn check(&self) -> Result<()> {
+        Ok(self.0.ready().await?)
+    }
+}
+
+/// Prune what retention allows, hourly: events past their retention (never under 36 h,
+/// so redeliveries are still recognised) and finished jobs after a week.
+async fn prune_periodically(
+    store: Arc<SqliteStore>,
+    retention: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    use tollgate_store::{EventStore, JobStore};
+    loop {
+        let now = time::OffsetDateTime::now_utc();
+        let events_before = now - time::Duration::try_from(retention).unwrap_or(time::Duration::days(7));
+        match store.prune_events(events_before).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "old service-hook events pruned"),
+            Err(error) => tracing::warn!(%error, "pruning events failed"),
+        }
+        if let Err(error) = store.prune_jobs(now - time::Duration::days(7)).await {
+            tracing::warn!(%error, "pruning finished jobs failed");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = shutdown.changed() => if *shutdown.borrow() { return; },
+        }
+    }
+}
+
+/// `tollgate serve`: the API, the webhook receiver and (unless `with_workers` is false)
+/// in-process workers and the scheduler, until Ctrl-C or SIGTERM.
+pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
+    let parts = server_parts(config).await?;
+    let authenticator = authenticator(config, parts.store.clone()).await?;
+    let (ingest, ingest_task) = crate::services::events::IngestService::start(
+        parts.store.clone(),
+        parts.metrics.clone(),
+        parts.wake.clone(),
+    );
+    let events = Arc::new(crate::services::events::EventsService::new(
+        parts.store.clone(),
+        parts.store.clone(),
+        config.worker.max_attempts,
+    ));
+    let state = crate::http::AppState {
+        tenants: parts.tenants.clone(),
+        authenticator: authenticator.0,
+        api_keys: authenticator.1,
+        rate_limiter: Arc::new(crate::http::middleware::RateLimiter::new(
+            config.server.rate_limit_per_minute,
+        )),
+        metrics: parts.metrics.clone(),
+        settings: Arc::new(crate::http::HttpSettings {
+            body_limit_bytes: config.server.body_limit_bytes,
+            webhook_body_limit_bytes: config.server.webhook_body_limit_bytes,
+            request_timeout: Duration::from_secs(config.server.request_timeout_secs.max(1)),
+            header_read_timeout: Duration::from_secs(
+                config.server.header_read_timeout_secs.max(1),
+            ),
+            cors_origins: config.server.cors_origins.clone(),
+        }),
+        readiness: Arc::new(StoreReadiness(parts.store.clone())),
+        ingest: Some(ingest),
+        events: Some(events),
+        wake: parts.wake.clone(),
+        max_attempts: config.worker.max_attempts,
+    };
+    let listener = crate::http::bind(&config.server.listen).await?;
+    let address = listener.local_addr()?;
+    // The first line on stdout is the address (tests and scripts read it).
+    println!("listening on http://{address}");
+    for tenant in parts.tenants.all() {
+        if tenant.webhook.is_none() {
+            eprintln!(
+                "warning: tenant {} has no webhook secret; its service-hook deliveries are refused (set webhook.secret_file)",
+                tenant.id
+            );
+        }
+    }
+    let shutdown = shutdown_signal();
+    let mut background = Vec::new();
+    if with_workers {
+        for index in 0..1 {
+            background.push(tokio::spawn(
+                worker_for(config, &parts, index).run(shutdown.clone()),
+            ));
+        }
+        background.push(tokio::spawn(crate::jobs::schedule(
+            parts.store.clone(),
+            parts.tenants.clone(),
+            Duration::from_secs(config.worker.incremental_sync_every_secs),
+            Duration::from_secs(config.worker.full_sync_every_secs),
+            config.worker.max_attempts,
+            parts.wake.clone(),
+            shutdown.clone(),
+        )));
+    }
+    background.push(tokio::spawn(prune_periodically(
+        parts.store.clone(),
+        Duration::from_secs(config.server.event_retention_hours.max(36) * 3600),
+        shutdown.clone(),
+    )));
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let mut stop = shutdown.clone();
+    let app = crate::http::router(state);
+    crate::http::serve(
+        listener,
+        app,
+        Duration::from_secs(config.server.header_read_timeout_secs.max(1)),
+        async move {
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        },
+        grace,
+    )
+    .await?;
+    // Requests are answered; let the event writer drain what they submitted, then the
+    // workers finish the jobs in hand.
+    let _ = tokio::time::timeout(grace, ingest_task).await;
+    let _ = tokio::time::timeout(grace, futures_util::future::join_all(background)).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `tollgate worker`: workers and the scheduler without the HTTP server.
+pub async fn run_workers(config: &Config) -> Result<()> {
+    let parts = server_parts(config).await?;
+    let shutdown = shutdown_signal();
+    println!(
+        "worker started with {} job(s) at a time; Ctrl-C stops after the jobs in hand",
+        config.worker.concurrency
+    );
+    let worker = tokio::spawn(worker_for(config, &parts, 0).run(shutdown.clone()));
+    let scheduler = tokio::spawn(crate::jobs::schedule(
+        parts.store.clone(),
+        parts.tenants.clone(),
+        Duration::from_secs(config.worker.incremental_sync_every_secs),
+        Duration::from_secs(config.worker.full_sync_every_secs),
+        config.worker.max_attempts,
+        parts.wake.clone(),
+        shutdown,
+    ));
+    let _ = futures_util::future::join(worker, scheduler).await;
+    Ok(())
+}
+
+/// Stored events and jobs, for `tollgate events`.
+pub async fn event_pipeline(config: &Config) -> Result<crate::services::events::EventsService> {
+    let store = sqlite(&config.database.url).await?;
+    Ok(crate::services::events::EventsService::new(
+        store.clone(),
+        store,
+        config.worker.max_attempts,
+    ))
 }

@@ -168,6 +168,7 @@ pub struct ScanService {
     /// The policies and their configuration: findings judged under another fingerprint
     /// are judged again in full.
     fingerprint: String,
+    scoped: Vec<ScopedSetting>,
 }
 
 impl ScanService {
@@ -199,7 +200,18 @@ impl ScanService {
             tenant,
             settings,
             fingerprint,
+            scoped: options.scoped,
         })
+    }
+
+    /// The configured actions and parameters per scope.
+    pub fn scoped_settings(&self) -> &[ScopedSetting] {
+        &self.scoped
+    }
+
+    /// Policy files that failed to load (`file:line: reason`).
+    pub fn load_problems(&self) -> &[String] {
+        &self.load_problems
     }
 
     pub fn policies(&self) -> &PolicySet {

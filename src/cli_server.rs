@@ -1,0 +1,269 @@
+//! `tollgate serve`, `worker`, `tenant` and `events`: the server and its operations.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tollgate_domain::TenantId;
+use tollgate_store::{EventFilter, EventId, ReplaySelection};
+
+use crate::cli::DbArgs;
+use crate::config::{self, Overrides};
+use crate::startup;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080; env: TOLLGATE_LISTEN]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Receive and store events, serve the API, but run no workers (run `tollgate worker`
+    /// processes instead)
+    #[arg(long)]
+    pub no_workers: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantAction {
+    /// Add an organisation as a tenant to the configuration file.
+    #[command(
+        after_help = "Example:\n  tollgate tenant add contoso --org https://dev.azure.com/contoso --pat-file /run/secrets/contoso-pat --webhook-secret-file /run/secrets/contoso-hook\n\n\
+Secrets are referenced by file, never written into tollgate.toml. ADO's service hook then posts to\n  https://HOST/hooks/ado/contoso  with the secret as the basic-auth password."
+    )]
+    Add {
+        /// Tenant id: lowercase letters, digits, '-' and '_'
+        id: String,
+        /// Organisation URL
+        #[arg(long, value_name = "URL")]
+        org: String,
+        /// File holding the organisation's PAT
+        #[arg(long, value_name = "FILE")]
+        pat_file: PathBuf,
+        /// File holding the service-hook secret
+        #[arg(long, value_name = "FILE")]
+        webhook_secret_file: PathBuf,
+    },
+    /// List configured tenants (no secrets).
+    List,
+    /// Remove a tenant from the configuration file (its stored data stays).
+    Remove { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsAction {
+    /// List stored service-hook events, newest last.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// received, processed, failed, malformed or unknown
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Process stored events again, by id or by time range.
+    #[command(
+        after_help = "Examples:\n  tollgate events replay --id 42 --id 43\n  tollgate events replay --since 2026-11-20T00:00:00Z --until 2026-11-21T00:00:00Z\n\n\
+Replayed events are queued for the workers of a running `tollgate serve` or `tollgate worker`."
+    )]
+    Replay {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// A stored event's number (repeatable)
+        #[arg(long = "id", value_name = "N")]
+        ids: Vec<i64>,
+        /// Received at or after (RFC 3339)
+        #[arg(long, value_name = "TIME", conflicts_with = "ids")]
+        since: Option<String>,
+        /// Received before (RFC 3339) [default: now]
+        #[arg(long, value_name = "TIME", requires = "since")]
+        until: Option<String>,
+    },
+}
+
+fn parse_time(raw: &str, what: &str) -> Result<OffsetDateTime> {
+    OffsetDateTime::parse(raw, &Rfc3339)
+        .with_context(|| format!("--{what} must be an RFC 3339 time such as 2026-11-20T00:00:00Z"))
+}
+
+pub async fn serve(config_file: Option<&Path>, args: ServeArgs) -> Result<ExitCode> {
+    let mut loaded = config::load(
+        config_file,
+        &Overrides {
+            db: args.db.db,
+            ..Overrides::default()
+        },
+    )?;
+    if let Some(listen) = args.listen {
+        loaded.config.server.listen = listen;
+    }
+    startup::run_server(&loaded.config, !args.no_workers).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn worker(config_file: Option<&Path>, args: WorkerArgs) -> Result<ExitCode> {
+    let loaded = config::load(
+        config_file,
+        &Overrides {
+            db: args.db.db,
+            ..Overrides::default()
+        },
+    )?;
+    startup::run_workers(&loaded.config).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration file `tenant add|remove` edits: --config, TOLLGATE_CONFIG or ./tollgate.toml.
+fn config_path(config_file: Option<&Path>) -> PathBuf {
+    config_file
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("TOLLGATE_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG_FILE))
+}
+
+pub async fn tenant(config_file: Option<&Path>, action: TenantAction) -> Result<ExitCode> {
+    match action {
+        TenantAction::List => {
+            let loaded = config::load(config_file, &Overrides::default())?;
+            let tenants = loaded.config.tenants();
+            if tenants.is_empty() {
+                println!("no tenant configured; `tollgate tenant add` adds one");
+            }
+            for tenant in tenants {
+                let secret = if tenant.webhook.secret.is_some() || tenant.webhook.secret_file.is_some() {
+                    "webhook secret set"
+                } else {
+                    "NO webhook secret: events are refused"
+                };
+                println!(
+                    "{}\t{}\t{secret}\t/hooks/ado/{}",
+                    tenant.id,
+                    tenant.ado.org_url.as_deref().unwrap_or("(no organisation)"),
+                    tenant.id
+                );
+            }
+        }
+        TenantAction::Add {
+            id,
+            org,
+            pat_file,
+            webhook_secret_file,
+        } => {
+            let id = TenantId::parse(&id)?;
+            for file in [&pat_file, &webhook_secret_file] {
+                if !file.is_file() {
+                    bail!("{} does not exist or is not a file", file.display());
+                }
+            }
+            let path = config_path(config_file);
+            config::add_tenant(&path, id.as_str(), &org, &pat_file, &webhook_secret_file)?;
+            // Prove the result loads before saying so.
+            config::load(Some(&path), &Overrides::default())
+                .with_context(|| format!("{} no longer loads after the edit", path.display()))?;
+            println!(
+                "tenant {id} added to {}; ADO's service hook posts to /hooks/ado/{id} (restart `tollgate serve` to pick it up)",
+                path.display()
+            );
+        }
+        TenantAction::Remove { id } => {
+            let path = config_path(config_file);
+            let found = config::remove_tenant(&path, &id)?;
+            if !found {
+                bail!("no tenant {id:?} in {}", path.display());
+            }
+            println!("tenant {id} removed from {}; its stored data stays in the database", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn events(config_file: Option<&Path>, action: EventsAction) -> Result<ExitCode> {
+    let db = match &action {
+        EventsAction::List { db, .. } | EventsAction::Replay { db, .. } => db.db.clone(),
+    };
+    let loaded = config::load(
+        config_file,
+        &Overrides {
+            db,
+            ..Overrides::default()
+        },
+    )?;
+    let pipeline = startup::event_pipeline(&loaded.config).await?;
+    match action {
+        EventsAction::List {
+            tenant,
+            status,
+            limit,
+            ..
+        } => {
+            let tenant = TenantId::parse(&tenant)?;
+            let status = status
+                .map(|s| {
+                    tollgate_store::EventStatus::parse(&s).with_context(|| {
+                        format!("unknown status {s:?}; use received, processed, failed, malformed or unknown")
+                    })
+                })
+                .transpose()?;
+            let events = pipeline
+                .events(
+                    &tenant,
+                    &EventFilter {
+                        status,
+                        limit,
+                        ..EventFilter::default()
+                    },
+                )
+                .await?;
+            for event in events {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    event.id,
+                    event.received_at.format(&Rfc3339).unwrap_or_default(),
+                    event.status.as_str(),
+                    event.event_type.as_deref().unwrap_or("-"),
+                    event.error.as_deref().unwrap_or(""),
+                );
+            }
+        }
+        EventsAction::Replay {
+            tenant,
+            ids,
+            since,
+            until,
+            ..
+        } => {
+            let tenant = TenantId::parse(&tenant)?;
+            let selection = match (ids.is_empty(), since) {
+                (false, _) => ReplaySelection::Ids(ids.into_iter().map(EventId).collect()),
+                (true, Some(since)) => ReplaySelection::Received {
+                    since: parse_time(&since, "since")?,
+                    until: until
+                        .map(|u| parse_time(&u, "until"))
+                        .transpose()?
+                        .unwrap_or_else(OffsetDateTime::now_utc),
+                },
+                (true, None) => bail!("name events with --id N, or a range with --since TIME"),
+            };
+            let outcome = pipeline.replay(&tenant, &selection).await?;
+            println!(
+                "{} event(s) queued again; {} skipped (malformed or not found)",
+                outcome.enqueued, outcome.skipped
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

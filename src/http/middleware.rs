@@ -1,0 +1,304 @@
+//! Request id, access log and metrics, secure headers, timeouts, authentication,
+//! authorisation and per-principal rate limits.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::error::ApiError;
+use super::routes::{self, Access};
+use crate::telemetry::{RequestLabels, RouteLabels};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+tokio::task_local! {
+    static CURRENT_REQUEST_ID: String;
+}
+
+/// The id of the request being answered, for error bodies and log lines.
+pub fn current_request_id() -> Option<String> {
+    CURRENT_REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// A caller's own request id is kept when it is short and plain; otherwise we make one.
+fn acceptable_request_id(headers: &HeaderMap) -> Option<String> {
+    let raw = headers.get(&REQUEST_ID)?.to_str().ok()?;
+    let plain = !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    plain.then(|| raw.to_owned())
+}
+
+fn new_request_id() -> String {
+    let bytes: [u8; 12] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Outermost layer: request id, access log, metrics, secure headers.
+pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = acceptable_request_id(request.headers()).unwrap_or_else(new_request_id);
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let mut response = CURRENT_REQUEST_ID
+        .scope(request_id.clone(), next.run(request))
+        .await;
+    // The matched route is only known after routing; inner layers record it.
+    let route = route
+        .or_else(|| response.extensions().get::<RouteName>().map(|r| r.0.clone()))
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = response.status();
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&RequestLabels {
+            method: method.to_string(),
+            route: route.clone(),
+            status: status.as_u16(),
+        })
+        .inc();
+    state
+        .metrics
+        .http_duration
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+        })
+        .observe(elapsed.as_secs_f64());
+    let principal = response
+        .extensions()
+        .get::<PrincipalName>()
+        .map(|p| p.0.clone());
+    // The path without its query string: queries may carry filters but never credentials,
+    // and headers (which do) are never logged.
+    tracing::info!(
+        target: "tollgate::access",
+        request_id = %request_id,
+        method = %method,
+        path = %path,
+        route = %route,
+        status = status.as_u16(),
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        principal = principal.as_deref().unwrap_or("-"),
+        "request"
+    );
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert(REQUEST_ID, value);
+    }
+    secure_headers(headers, route.starts_with("/api/docs"));
+    response
+}
+
+/// The OWASP secure headers for an API (and a looser CSP for the bundled Swagger UI, which
+/// runs its own scripts and styles from this origin).
+fn secure_headers(headers: &mut HeaderMap, swagger_ui: bool) {
+    let csp = if swagger_ui {
+        "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    } else {
+        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    };
+    let fixed: [(HeaderName, &str); 8] = [
+        (header::CONTENT_SECURITY_POLICY, csp),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=63072000; includeSubDomains",
+        ),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+        (
+            HeaderName::from_static("cross-origin-resource-policy"),
+            "same-origin",
+        ),
+        (
+            HeaderName::from_static("permissions-policy"),
+            "camera=(), microphone=(), geolocation=(), payment=()",
+        ),
+    ];
+    for (name, value) in fixed {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}
+
+/// Answer 503 when a request takes longer than the configured time.
+pub async fn timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.settings.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::unavailable("the request took too long; try again", 1).into_response(),
+    }
+}
+
+/// Remembered on the response so the outer layer can label metrics and logs.
+#[derive(Clone)]
+struct RouteName(String);
+#[derive(Clone)]
+struct PrincipalName(String);
+
+/// Authentication, rate limiting and authorisation for a matched route, from the table.
+pub async fn authorize(
+    State(state): State<AppState>,
+    matched: MatchedPath,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let route = matched.as_str().to_owned();
+    let with_route = |mut response: Response, principal: Option<String>| {
+        response.extensions_mut().insert(RouteName(route.clone()));
+        if let Some(principal) = principal {
+            response.extensions_mut().insert(PrincipalName(principal));
+        }
+        response
+    };
+    let Some(spec) = routes::lookup(request.method(), &route) else {
+        // Fail closed: a route someone forgot to list is nobody's.
+        tracing::error!(route, method = %request.method(), "route missing from the permission table");
+        return with_route(
+            ApiError::forbidden("this route is not in the permission table").into_response(),
+            None,
+        );
+    };
+    match spec.access {
+        Access::Public | Access::WebhookSecret => with_route(next.run(request).await, None),
+        Access::Authenticated | Access::Requires(_) => {
+            let headers = request.headers();
+            let authorization = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            let api_key = headers.get(&API_KEY).and_then(|v| v.to_str().ok());
+            let principal = match state
+                .authenticator
+                .authenticate(authorization, api_key)
+                .await
+            {
+                Ok(principal) => principal,
+                Err(failure) => {
+                    tracing::info!(route, reason = failure.reason, "authentication failed");
+                    let response = if failure.forbidden {
+                        ApiError::forbidden(
+                            "authenticated, but no tollgate role is mapped to this identity",
+                        )
+                    } else {
+                        ApiError::unauthorized(failure.reason)
+                    };
+                    return with_route(response.into_response(), None);
+                }
+            };
+            let subject = principal.subject.clone();
+            if let Some(retry_after) = state.rate_limiter.check(&subject) {
+                return with_route(
+                    ApiError {
+                        retry_after: Some(retry_after),
+                        ..ApiError::new(
+                            axum::http::StatusCode::TOO_MANY_REQUESTS,
+                            "rate_limited",
+                            "too many requests; wait for Retry-After seconds",
+                        )
+                    }
+                    .into_response(),
+                    Some(subject),
+                );
+            }
+            if let Access::Requires(permission) = spec.access
+                && !principal.may(permission)
+            {
+                tracing::info!(route, subject, role = %principal.role, %permission, "authorisation denied");
+                return with_route(
+                    ApiError::forbidden(format!(
+                        "role {} lacks the permission {permission}",
+                        principal.role
+                    ))
+                    .into_response(),
+                    Some(subject),
+                );
+            }
+            request.extensions_mut().insert(principal);
+            with_route(next.run(request).await, Some(subject))
+        }
+    }
+}
+
+/// Why a request could not be authenticated.
+#[derive(Clone, Debug)]
+pub struct AuthFailure {
+    /// A short machine reason for logs and `WWW-Authenticate` (`token_expired`, …).
+    pub reason: &'static str,
+    /// The identity is valid but has no role: 403 rather than 401.
+    pub forbidden: bool,
+}
+
+/// Token buckets per principal: `per_minute` requests refill evenly over a minute, with a
+/// burst of the same size.
+pub struct RateLimiter {
+    per_minute: u32,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `None` to go ahead; `Some(seconds)` to wait.
+    pub fn check(&self, subject: &str) -> Option<u64> {
+        if self.per_minute == 0 {
+            return None;
+        }
+        let capacity = f64::from(self.per_minute);
+        let per_second = capacity / 60.0;
+        let now = Instant::now();
+        let mut buckets = match self.buckets.lock() {
+            Ok(buckets) => buckets,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // Forget idle principals now and then, so the map stays bounded.
+        if buckets.len() > 10_000 {
+            buckets.retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(120));
+        }
+        let (tokens, at) = buckets.entry(subject.to_owned()).or_insert((capacity, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * per_second).min(capacity);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            None
+        } else {
+            Some(((1.0 - *tokens) / per_second).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+/// The authenticator behind the middleware, as a trait so the HTTP layer does not depend on
+/// how identities are verified.
+#[async_trait::async_trait]
+pub trait Authenticate: Send + Sync {
+    async fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        api_key: Option<&str>,
+    ) -> Result<crate::auth::Principal, AuthFailure>;
+}
+
+pub type SharedAuthenticator = Arc<dyn Authenticate>;

@@ -1,0 +1,249 @@
+//! The HTTP adapter of `tollgate serve`: the `/api/v1` API, the service-hook receiver,
+//! health, metrics and the OpenAPI document. Handlers call services; they hold no business
+//! logic and name no storage or ADO types beyond the domain's.
+
+pub mod api;
+pub mod api_admin;
+pub mod api_events;
+pub mod error;
+pub mod hooks;
+pub mod middleware;
+pub mod openapi;
+pub mod ops;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower::ServiceExt as _;
+
+use crate::services::tenant::Tenants;
+use crate::telemetry::Metrics;
+use middleware::{RateLimiter, SharedAuthenticator};
+
+/// Limits and timeouts of the HTTP server.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    pub body_limit_bytes: usize,
+    pub webhook_body_limit_bytes: usize,
+    pub request_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub cors_origins: Vec<String>,
+}
+
+/// Whether the server can do its work: the database answers and its schema is current.
+#[async_trait::async_trait]
+pub trait Readiness: Send + Sync {
+    async fn check(&self) -> Result<()>;
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub tenants: Arc<Tenants>,
+    pub authenticator: SharedAuthenticator,
+    pub rate_limiter: Arc<RateLimiter>,
+    pub metrics: Arc<Metrics>,
+    pub settings: Arc<HttpSettings>,
+    pub readiness: Arc<dyn Readiness>,
+    pub api_keys: Arc<crate::auth::api_keys::ApiKeyService>,
+    /// `None` on an instance that receives no events.
+    pub ingest: Option<crate::services::events::IngestService>,
+    pub events: Option<Arc<crate::services::events::EventsService>>,
+    /// Wakes in-process workers when jobs are queued.
+    pub wake: Arc<tokio::sync::Notify>,
+    pub max_attempts: u32,
+}
+
+impl AppState {
+    /// Read queue depth and lag from the store, so every replica reports the shared queue.
+    pub async fn refresh_queue_metrics(&self) {
+        let Some(events) = &self.events else { return };
+        match events.queue_stats().await {
+            Ok(stats) => {
+                for (status, count) in [
+                    ("queued", stats.queued),
+                    ("running", stats.running),
+                    ("dead", stats.dead),
+                    ("done", stats.done),
+                ] {
+                    self.metrics
+                        .queue_depth
+                        .get_or_create(&crate::telemetry::StatusLabels {
+                            status: status.to_owned(),
+                        })
+                        .set(i64::try_from(count).unwrap_or(i64::MAX));
+                }
+                let lag = stats
+                    .oldest_queued_at
+                    .map(|at| (time::OffsetDateTime::now_utc() - at).as_seconds_f64().max(0.0))
+                    .unwrap_or(0.0);
+                self.metrics.queue_lag_seconds.set(lag);
+            }
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "reading queue metrics"),
+        }
+    }
+}
+
+/// Every route, with the layers in order (outermost first): request id, access log,
+/// metrics and secure headers → timeout → body limit → authentication and authorisation
+/// from the route table → handler.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/api/openapi.json", get(openapi::document))
+        .route("/api/v1/me", get(api::me))
+        .route("/api/v1/inventory", get(api::inventory))
+        .route("/api/v1/inventory/{kind}", get(api::inventory_items))
+        .route("/api/v1/inventory/{kind}/item", get(api::inventory_item))
+        .route("/api/v1/findings", get(api::findings))
+        .route(
+            "/api/v1/waivers",
+            get(api::waivers).post(api::add_waiver),
+        )
+        .route("/api/v1/waivers/{id}", delete(api::remove_waiver))
+        .route("/api/v1/policies", get(api::policies))
+        .route("/api/v1/policies/settings", get(api::policy_settings))
+        .route("/api/v1/policies/{id}", get(api::policy))
+        .route(
+            "/api/v1/syncs",
+            get(api::syncs).post(api_events::start_sync),
+        )
+        .route("/api/v1/scans", post(api_events::start_scan))
+        .route("/api/v1/events", get(api_events::events))
+        .route("/api/v1/events/replay", post(api_events::replay))
+        .route("/api/v1/events/{id}", get(api_events::event))
+        .route("/api/v1/jobs", get(api_events::jobs))
+        .route("/api/v1/jobs/{id}", get(api_events::job))
+        .route("/api/v1/jobs/{id}/retry", post(api_events::retry_job))
+        .route(
+            "/api/v1/api-keys",
+            get(api_admin::api_keys).post(api_admin::create_api_key),
+        )
+        .route("/api/v1/api-keys/{id}", delete(api_admin::revoke_api_key))
+        .route("/api/v1/tenants", get(api_admin::tenants))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::authorize,
+        ))
+        .layer(DefaultBodyLimit::max(state.settings.body_limit_bytes));
+    // The receiver reads its body itself, under its own limit.
+    let hooks = Router::new()
+        .route("/hooks/ado/{tenant}", post(hooks::receive))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::authorize,
+        ))
+        .layer(DefaultBodyLimit::disable());
+    let docs = openapi::swagger_ui();
+    let mut app = Router::new()
+        .merge(api)
+        .merge(hooks)
+        .merge(docs)
+        .fallback(ops::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::timeout,
+        ));
+    if !state.settings.cors_origins.is_empty() {
+        let origins: Vec<axum::http::HeaderValue> = state
+            .settings
+            .cors_origins
+            .iter()
+            .filter_map(|o| o.parse().ok())
+            .collect();
+        app = app.layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(origins)
+                .allow_methods([
+                    axum::http::Method::GET,
+                    axum::http::Method::POST,
+                    axum::http::Method::DELETE,
+                ])
+                .allow_headers([
+                    axum::http::header::AUTHORIZATION,
+                    axum::http::header::CONTENT_TYPE,
+                ]),
+        );
+    }
+    app.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        middleware::observe,
+    ))
+    .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+        ops::panic_response,
+    ))
+    .with_state(state)
+}
+
+/// Serve until `shutdown` resolves, then stop accepting, let in-flight requests finish
+/// (up to `grace`), and return.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_read_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    grace: Duration,
+) -> Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // Slow clients that send nothing (or headers a byte at a time) are dropped.
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(true);
+    let _ = TokioExecutor::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = app.clone().map_request(|request: hyper::Request<hyper::body::Incoming>| {
+                    request.map(axum::body::Body::new)
+                });
+                let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!("in-flight requests did not finish within the grace period");
+        }
+    }
+    Ok(())
+}
+
+/// Bind an address, with a clear error when it is taken.
+pub async fn bind(address: &str) -> Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listening on {address}"))
+}

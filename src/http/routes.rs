@@ -1,0 +1,81 @@
+//! The route → permission table. The authorisation middleware looks every matched route up
+//! here (a route missing from the table is refused), and the black-box tests walk the same
+//! table to check every route against every role.
+
+use axum::http::Method;
+
+use crate::auth::Permission;
+
+/// What a route asks of the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// No credential (health, metrics, the OpenAPI document and its viewer).
+    Public,
+    /// The tenant's service-hook secret, checked by the receiver itself.
+    WebhookSecret,
+    /// Any authenticated principal.
+    Authenticated,
+    Requires(Permission),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct RouteSpec {
+    pub method: &'static str,
+    /// The axum route template, as `MatchedPath` reports it.
+    pub path: &'static str,
+    pub access: Access,
+    /// Whether the route changes state (audited, never cached).
+    pub mutating: bool,
+}
+
+const fn route(method: &'static str, path: &'static str, access: Access) -> RouteSpec {
+    let mutating = !matches!(method.as_bytes(), b"GET" | b"HEAD");
+    RouteSpec {
+        method,
+        path,
+        access,
+        mutating,
+    }
+}
+
+use Access::{Authenticated, Public, Requires, WebhookSecret};
+use Permission::*;
+
+pub const ROUTES: &[RouteSpec] = &[
+    route("GET", "/healthz", Public),
+    route("GET", "/readyz", Public),
+    route("GET", "/metrics", Public),
+    route("GET", "/api/openapi.json", Public),
+    route("POST", "/hooks/ado/{tenant}", WebhookSecret),
+    route("GET", "/api/v1/me", Authenticated),
+    route("GET", "/api/v1/inventory", Requires(InventoryRead)),
+    route("GET", "/api/v1/inventory/{kind}", Requires(InventoryRead)),
+    route("GET", "/api/v1/inventory/{kind}/item", Requires(InventoryRead)),
+    route("GET", "/api/v1/findings", Requires(FindingsRead)),
+    route("GET", "/api/v1/waivers", Requires(FindingsRead)),
+    route("POST", "/api/v1/waivers", Requires(WaiversManage)),
+    route("DELETE", "/api/v1/waivers/{id}", Requires(WaiversManage)),
+    route("GET", "/api/v1/policies", Requires(InventoryRead)),
+    route("GET", "/api/v1/policies/{id}", Requires(InventoryRead)),
+    route("GET", "/api/v1/policies/settings", Requires(InventoryRead)),
+    route("GET", "/api/v1/syncs", Requires(InventoryRead)),
+    route("POST", "/api/v1/syncs", Requires(SyncRun)),
+    route("POST", "/api/v1/scans", Requires(SyncRun)),
+    route("GET", "/api/v1/events", Requires(EventsManage)),
+    route("GET", "/api/v1/events/{id}", Requires(EventsManage)),
+    route("POST", "/api/v1/events/replay", Requires(EventsManage)),
+    route("GET", "/api/v1/jobs", Requires(EventsManage)),
+    route("GET", "/api/v1/jobs/{id}", Requires(EventsManage)),
+    route("POST", "/api/v1/jobs/{id}/retry", Requires(EventsManage)),
+    route("GET", "/api/v1/api-keys", Requires(ConfigManage)),
+    route("POST", "/api/v1/api-keys", Requires(ConfigManage)),
+    route("DELETE", "/api/v1/api-keys/{id}", Requires(ConfigManage)),
+    route("GET", "/api/v1/tenants", Requires(ConfigManage)),
+];
+
+/// The table entry for a matched route.
+pub fn lookup(method: &Method, path: &str) -> Option<&'static RouteSpec> {
+    ROUTES
+        .iter()
+        .find(|r| r.path == path && r.method == method.as_str())
+}

@@ -1,0 +1,357 @@
+//! Workers: take jobs from the durable queue and run them — process a stored service-hook
+//! event, re-sync and re-evaluate a tenant, run a scheduled full sync — and the scheduler
+//! that enqueues the periodic ones.
+//!
+//! Handlers are idempotent: a job may run twice (a worker died after doing the work but
+//! before recording it), and running it again converges to the same state.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tokio::sync::{Notify, watch};
+use tollgate_domain::TenantId;
+use tollgate_store::{EventStatus, EventStore, Job, JobStatus, JobStore, NewJob, Retry};
+
+use crate::services::events::{JOB_EVALUATE, JOB_EVENT, JOB_FULL_SYNC, JOB_REFRESH};
+use crate::services::scan::Evaluation;
+use crate::services::sync::{ModeRequest, NoProgress};
+use crate::services::tenant::{TenantContext, Tenants};
+use crate::telemetry::{Metrics, StatusLabels};
+
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    /// Names this worker in leases (`hostname:pid:n`).
+    pub id: String,
+    pub concurrency: usize,
+    pub poll_interval: Duration,
+    pub max_attempts: u32,
+    /// Events within this window share one re-sync.
+    pub debounce: Duration,
+    pub lease: Duration,
+}
+
+pub struct Worker {
+    pub jobs: Arc<dyn JobStore>,
+    pub events: Arc<dyn EventStore>,
+    pub tenants: Arc<Tenants>,
+    pub metrics: Arc<Metrics>,
+    pub settings: WorkerSettings,
+    /// Notified when jobs are enqueued in this process, so they start without waiting for
+    /// the next poll.
+    pub wake: Arc<Notify>,
+}
+
+/// Exponential backoff with jitter: 2 s, 4 s, 8 s … capped at 10 minutes.
+pub fn backoff(attempt: u32) -> Duration {
+    let base = 2u64.saturating_pow(attempt.min(20)).saturating_mul(1_000).min(600_000);
+    let jitter = rand::random::<u64>() % (base / 4 + 1);
+    Duration::from_millis(base - base / 8 + jitter)
+}
+
+impl Worker {
+    /// Claim and run jobs until `shutdown` turns true; then finish the jobs in hand and return.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let worker = Arc::new(self);
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let now = OffsetDateTime::now_utc();
+            let claimed = match worker
+                .jobs
+                .claim(
+                    &worker.settings.id,
+                    worker.settings.concurrency as u32,
+                    worker.settings.lease,
+                    now,
+                )
+                .await
+            {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::warn!(%error, "claiming jobs failed; retrying");
+                    Vec::new()
+                }
+            };
+            if claimed.is_empty() {
+                tokio::select! {
+                    () = worker.wake.notified() => {}
+                    () = tokio::time::sleep(worker.settings.poll_interval) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            // In-flight jobs always finish: shutdown is only looked at between batches.
+            join_all(claimed.into_iter().map(|job| {
+                let worker = worker.clone();
+                async move { worker.run_job(job).await }
+            }))
+            .await;
+        }
+        tracing::info!(worker = %worker.settings.id, "worker stopped");
+    }
+
+    async fn run_job(&self, job: Job) {
+        let started = Instant::now();
+        let heartbeat = self.keep_lease(&job);
+        let outcome = tokio::select! {
+            outcome = self.handle(&job) => outcome,
+            () = heartbeat => Err(anyhow!("lost the job's lease")),
+        };
+        let now = OffsetDateTime::now_utc();
+        let seconds = started.elapsed().as_secs_f64();
+        match outcome {
+            Ok(()) => {
+                if let Err(error) = self.jobs.complete(job.id, &self.settings.id, now).await {
+                    tracing::warn!(job = %job.id, %error, "recording a finished job failed; it will run again (handlers are idempotent)");
+                }
+                self.metrics.job(&job.kind, "done", seconds);
+            }
+            Err(error) => {
+                let message = format!("{error:#}");
+                let retry = if job.attempts >= job.max_attempts {
+                    Retry::Never
+                } else {
+                    let delay = backoff(job.attempts);
+                    Retry::At(now + time::Duration::try_from(delay).unwrap_or(time::Duration::MINUTE))
+                };
+                match self
+                    .jobs
+                    .fail(job.id, &self.settings.id, &message, retry, now)
+                    .await
+                {
+                    Ok(JobStatus::Dead) => {
+                        tracing::error!(job = %job.id, kind = %job.kind, attempts = job.attempts, error = %message, "job dead-lettered");
+                        self.metrics.job(&job.kind, "dead", seconds);
+                        self.event_failed(&job, &message).await;
+                    }
+                    Ok(_) => {
+                        tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, error = %message, "job failed; will retry");
+                        self.metrics.job(&job.kind, "retry", seconds);
+                    }
+                    Err(store_error) => {
+                        tracing::error!(job = %job.id, %store_error, "recording a failed job failed; its lease will expire and it runs again");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Extends the job's lease while it runs; resolves only if the lease is lost.
+    async fn keep_lease(&self, job: &Job) {
+        let every = self.settings.lease / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            let until = OffsetDateTime::now_utc()
+                + time::Duration::try_from(self.settings.lease).unwrap_or(time::Duration::MINUTE);
+            match self.jobs.extend_lease(job.id, &self.settings.id, until).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => tracing::warn!(job = %job.id, %error, "extending a lease failed"),
+            }
+        }
+    }
+
+    fn tenant(&self, id: &TenantId) -> Result<Arc<TenantContext>> {
+        self.tenants
+            .get(id)
+            .ok_or_else(|| anyhow!("tenant {id} is not configured in this process"))
+    }
+
+    async fn handle(&self, job: &Job) -> Result<()> {
+        match job.kind.as_str() {
+            JOB_EVENT => self.process_event(job).await,
+            JOB_REFRESH => self.refresh(&job.tenant, ModeRequest::Auto).await,
+            JOB_FULL_SYNC => self.refresh(&job.tenant, ModeRequest::Full).await,
+            JOB_EVALUATE => self.evaluate(&job.tenant, Evaluation::All).await,
+            other => Err(anyhow!("unknown job kind {other:?}")),
+        }
+    }
+
+    /// An event says something in the organisation changed: schedule a (coalesced) re-sync
+    /// of the tenant. ADO sends no event for many configuration changes (branch policies,
+    /// checks, connections), so the re-sync reads the audit log for those as well.
+    async fn process_event(&self, job: &Job) -> Result<()> {
+        let event_id = job
+            .payload
+            .get("event_id")
+            .and_then(Value::as_str)
+            .context("the job names no event")?;
+        let event = self.find_event(&job.tenant, event_id).await?;
+        let now = OffsetDateTime::now_utc();
+        self.jobs
+            .enqueue(
+                &job.tenant,
+                &NewJob {
+                    kind: JOB_REFRESH.to_owned(),
+                    payload: json!({ "reason": event.event_type }),
+                    dedupe_key: Some(JOB_REFRESH.to_owned()),
+                    run_after: now
+                        + time::Duration::try_from(self.settings.debounce)
+                            .unwrap_or(time::Duration::ZERO),
+                    max_attempts: self.settings.max_attempts,
+                },
+            )
+            .await
+            .context("enqueueing the re-sync")?;
+        self.events
+            .mark_event(&job.tenant, event.id, EventStatus::Processed, None, now)
+            .await
+            .context("marking the event processed")?;
+        // The refresh waits out the debounce window; wake a poller when it is due.
+        let wake = self.wake.clone();
+        let debounce = self.settings.debounce;
+        tokio::spawn(async move {
+            tokio::time::sleep(debounce).await;
+            wake.notify_waiters();
+        });
+        Ok(())
+    }
+
+    async fn find_event(
+        &self,
+        tenant: &TenantId,
+        event_id: &str,
+    ) -> Result<tollgate_store::StoredEvent> {
+        self.events
+            .event_by_ado_id(tenant, event_id)
+            .await?
+            .ok_or_else(|| anyhow!("event {event_id} is not stored (pruned?)"))
+    }
+
+    async fn event_failed(&self, job: &Job, message: &str) {
+        if job.kind != JOB_EVENT {
+            return;
+        }
+        let Some(event_id) = job.payload.get("event_id").and_then(Value::as_str) else {
+            return;
+        };
+        if let Ok(event) = self.find_event(&job.tenant, event_id).await {
+            let _ = self
+                .events
+                .mark_event(
+                    &job.tenant,
+                    event.id,
+                    EventStatus::Failed,
+                    Some(message),
+                    OffsetDateTime::now_utc(),
+                )
+                .await;
+        }
+    }
+
+    /// Sync the tenant (incremental when possible) and judge what changed.
+    async fn refresh(&self, tenant: &TenantId, mode: ModeRequest) -> Result<()> {
+        let tenant = self.tenant(tenant)?;
+        let exclusive = tenant.refresh_lock.lock().await;
+        if let Some(sync) = &tenant.sync {
+            let started = Instant::now();
+            let summary = sync.run(mode, &NoProgress).await;
+            let status = match &summary {
+                Ok(summary) => summary.status.clone(),
+                Err(_) => "failed".to_owned(),
+            };
+            self.metrics
+                .syncs
+                .get_or_create(&StatusLabels { status })
+                .inc();
+            self.metrics
+                .sync_seconds
+                .observe(started.elapsed().as_secs_f64());
+            let summary = summary.context("syncing the inventory")?;
+            tracing::info!(tenant = %tenant.id, run = summary.run_id, mode = ?summary.mode, status = %summary.status, ms = summary.duration_ms, "synced");
+        }
+        drop(exclusive);
+        self.evaluate(&tenant.id, Evaluation::Auto).await
+    }
+
+    /// Judge the inventory (what changed, or everything) and update the findings.
+    async fn evaluate(&self, tenant: &TenantId, evaluation: Evaluation) -> Result<()> {
+        let tenant = self.tenant(tenant)?;
+        let _exclusive = tenant.refresh_lock.lock().await;
+        let started = Instant::now();
+        let evaluated = tenant
+            .scan
+            .evaluate(OffsetDateTime::now_utc(), evaluation)
+            .await
+            .context("evaluating the policies")?;
+        self.metrics
+            .evaluations
+            .get_or_create(&StatusLabels {
+                status: evaluated.evaluation.mode.to_owned(),
+            })
+            .inc();
+        self.metrics
+            .evaluation_seconds
+            .observe(started.elapsed().as_secs_f64());
+        tracing::info!(
+            tenant = %tenant.id,
+            mode = evaluated.evaluation.mode,
+            resources = evaluated.resources_evaluated,
+            opened = evaluated.lifecycle.opened,
+            reopened = evaluated.lifecycle.reopened,
+            fixed = evaluated.lifecycle.fixed,
+            "evaluated"
+        );
+        Ok(())
+    }
+}
+
+/// Enqueue the periodic syncs of every tenant that has an organisation. The queue's
+/// coalescing keeps one queued job per tenant and kind however many replicas schedule.
+pub async fn schedule(
+    jobs: Arc<dyn JobStore>,
+    tenants: Arc<Tenants>,
+    incremental_every: Duration,
+    full_every: Duration,
+    max_attempts: u32,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut next_incremental = Instant::now();
+    let mut next_full = Instant::now() + full_every;
+    loop {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        if !incremental_every.is_zero() && now >= next_incremental {
+            due.push(JOB_REFRESH);
+            next_incremental = now + incremental_every;
+        }
+        if !full_every.is_zero() && now >= next_full {
+            due.push(JOB_FULL_SYNC);
+            next_full = now + full_every;
+        }
+        for kind in due {
+            for tenant in tenants.all().filter(|t| t.sync.is_some()) {
+                let job = NewJob {
+                    kind: kind.to_owned(),
+                    payload: json!({ "reason": "schedule" }),
+                    dedupe_key: Some(kind.to_owned()),
+                    run_after: OffsetDateTime::now_utc(),
+                    max_attempts,
+                };
+                if let Err(error) = jobs.enqueue(&tenant.id, &job).await {
+                    tracing::warn!(tenant = %tenant.id, kind, %error, "scheduling a sync failed");
+                }
+            }
+            wake.notify_waiters();
+        }
+        let mut wait = Duration::from_secs(3600);
+        if !incremental_every.is_zero() {
+            wait = wait.min(next_incremental.saturating_duration_since(Instant::now()));
+        }
+        if !full_every.is_zero() {
+            wait = wait.min(next_full.saturating_duration_since(Instant::now()));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait.max(Duration::from_millis(100))) => {}
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() { return; }
+            }
+        }
+    }
+}

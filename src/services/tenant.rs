@@ -1,0 +1,229 @@
+//! One tenant's use cases for the server: read the inventory, findings, waivers, policies
+//! and sync runs, page by page, and manage waivers. The HTTP API and the workers call these;
+//! they reach storage only through the store traits.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use time::OffsetDateTime;
+use tollgate_domain::{InventoryItem, ResourceKind, SecretString, TenantId};
+use tollgate_policy::{ControlMeta, PolicySet};
+use tollgate_store::{
+    Finding, FindingStatus, FindingStore, InventoryStore, NewWaiver, SyncRecord, Waiver,
+};
+
+use crate::services::scan::ScanService;
+use crate::services::sync::SyncService;
+
+/// The largest page any list returns.
+pub const MAX_PAGE: u32 = 1_000;
+pub const DEFAULT_PAGE: u32 = 100;
+
+/// A page of results and the cursor for the next one (`None`: this was the last page).
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Clamp a requested page size to 1..=MAX_PAGE.
+pub fn page_size(requested: Option<u32>) -> u32 {
+    requested.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)
+}
+
+/// How a tenant's service hooks authenticate.
+#[derive(Clone, Debug)]
+pub struct WebhookSecret {
+    pub secret: SecretString,
+    /// The custom header that may carry the secret instead of basic auth.
+    pub header: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct FindingFilter {
+    pub statuses: Vec<FindingStatus>,
+    pub control: Option<String>,
+    pub severity: Option<String>,
+    pub project: Option<String>,
+    pub resource_kind: Option<ResourceKind>,
+}
+
+/// Everything the server does for one tenant.
+pub struct TenantContext {
+    pub id: TenantId,
+    pub org_url: Option<String>,
+    pub inventory: Arc<dyn InventoryStore>,
+    pub findings: Arc<dyn FindingStore>,
+    pub policies: Arc<PolicySet>,
+    pub scan: Arc<ScanService>,
+    /// `None` when no organisation or credential is configured for the tenant (it can still
+    /// receive and store events, and serve what is stored).
+    pub sync: Option<Arc<SyncService>>,
+    pub webhook: Option<WebhookSecret>,
+    /// Serialises syncs and evaluations of this tenant within the process: the job queue
+    /// coalesces them, this keeps a scheduled and an event-driven one from overlapping.
+    pub refresh_lock: tokio::sync::Mutex<()>,
+}
+
+impl TenantContext {
+    pub async fn counts(&self) -> Result<BTreeMap<ResourceKind, u64>> {
+        Ok(self.inventory.counts(&self.id).await?)
+    }
+
+    pub async fn last_sync(&self) -> Result<Option<SyncRecord>> {
+        Ok(self.inventory.last_successful_sync(&self.id).await?)
+    }
+
+    /// Items of a kind ordered by key; the cursor is the last key of the previous page.
+    pub async fn items(
+        &self,
+        kind: ResourceKind,
+        project: Option<&str>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<InventoryItem>> {
+        let fetch = limit + 1;
+        let mut items = match project {
+            Some(project) => {
+                self.inventory
+                    .project_items(&self.id, kind, project, cursor, fetch)
+                    .await?
+            }
+            None => self.inventory.items(&self.id, kind, cursor, fetch).await?,
+        };
+        let next_cursor = (items.len() > limit as usize).then(|| {
+            items.truncate(limit as usize);
+            items.last().map(|i| i.key.clone()).unwrap_or_default()
+        });
+        Ok(Page { items, next_cursor })
+    }
+
+    pub async fn item(&self, kind: ResourceKind, key: &str) -> Result<Option<InventoryItem>> {
+        Ok(self
+            .inventory
+            .items_by_keys(&self.id, kind, &[key.to_owned()])
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Findings matching the filter, ordered by control then resource key; the cursor is
+    /// `{control}\u{1f}{resource_key}` of the last finding returned.
+    pub async fn findings(
+        &self,
+        filter: &FindingFilter,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Finding>> {
+        let after = cursor.map(|c| c.split_once('\u{1f}').unwrap_or((c, "")));
+        let all = self.findings.findings(&self.id, &filter.statuses).await?;
+        let mut matching = all.into_iter().filter(|f| {
+            filter
+                .control
+                .as_deref()
+                .is_none_or(|c| f.control.eq_ignore_ascii_case(c))
+                && filter.severity.as_deref().is_none_or(|s| f.severity == s)
+                && filter.project.as_deref().is_none_or(|p| f.project == p)
+                && filter.resource_kind.is_none_or(|k| f.resource_kind == k)
+                && after.is_none_or(|(control, key)| {
+                    (f.control.as_str(), f.resource_key.as_str()) > (control, key)
+                })
+        });
+        let mut items: Vec<Finding> = matching.by_ref().take(limit as usize).collect();
+        let next_cursor = if matching.next().is_some() {
+            items
+                .last()
+                .map(|f| format!("{}\u{1f}{}", f.control, f.resource_key))
+        } else {
+            None
+        };
+        items.shrink_to_fit();
+        Ok(Page { items, next_cursor })
+    }
+
+    pub async fn waivers(&self) -> Result<Vec<Waiver>> {
+        Ok(self.findings.waivers(&self.id).await?)
+    }
+
+    /// Accept a risk. The control must exist; owner and reason are required; the expiry
+    /// must be in the future. It takes effect at the next evaluation.
+    pub async fn add_waiver(&self, waiver: NewWaiver, now: OffsetDateTime) -> Result<Waiver> {
+        let Some(control) = self.policies.control(&waiver.control) else {
+            bail!(
+                "no control {:?}; GET /api/v1/policies lists them",
+                waiver.control
+            );
+        };
+        if waiver.owner.trim().is_empty() || waiver.reason.trim().is_empty() {
+            bail!("a waiver needs an owner and a reason");
+        }
+        if waiver.scope.trim().is_empty() {
+            bail!("a waiver needs a scope: a resource key, a key prefix ending in *, or *");
+        }
+        if waiver.expires_at <= now {
+            bail!("the expiry must be in the future");
+        }
+        let waiver = NewWaiver {
+            control: control.id.clone(),
+            ..waiver
+        };
+        self.findings
+            .add_waiver(&self.id, &waiver)
+            .await
+            .context("storing the waiver")
+    }
+
+    pub async fn remove_waiver(&self, id: i64) -> Result<bool> {
+        Ok(self.findings.remove_waiver(&self.id, id).await?)
+    }
+
+    pub fn controls(&self) -> &[ControlMeta] {
+        self.policies.controls()
+    }
+
+    /// Sync runs, newest first.
+    pub async fn syncs(&self, before: Option<i64>, limit: u32) -> Result<Page<SyncRecord>> {
+        let mut runs = self.inventory.syncs_since(&self.id, None).await?;
+        runs.reverse();
+        let mut matching = runs
+            .into_iter()
+            .filter(|run| before.is_none_or(|b| run.id.0 < b));
+        let items: Vec<SyncRecord> = matching.by_ref().take(limit as usize).collect();
+        let next_cursor = if matching.next().is_some() {
+            items.last().map(|r| r.id.0.to_string())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+}
+
+/// The tenants this process serves.
+#[derive(Default)]
+pub struct Tenants {
+    by_id: BTreeMap<TenantId, Arc<TenantContext>>,
+}
+
+impl Tenants {
+    pub fn new(contexts: Vec<TenantContext>) -> Self {
+        Self {
+            by_id: contexts
+                .into_iter()
+                .map(|c| (c.id.clone(), Arc::new(c)))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, id: &TenantId) -> Option<Arc<TenantContext>> {
+        self.by_id.get(id).cloned()
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<TenantContext>> {
+        self.by_id.values()
+    }
+
+    pub fn ids(&self) -> Vec<TenantId> {
+        self.by_id.keys().cloned().collect()
+    }
+}
