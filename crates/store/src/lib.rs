@@ -5,8 +5,10 @@
 //! (`sqlx::query`), one implementation per backend; see docs/adr/0002-store-per-backend.md.
 
 mod migrate;
+mod queue;
 mod sqlite;
 mod sqlite_findings;
+mod sqlite_queue;
 
 use std::collections::BTreeMap;
 
@@ -15,7 +17,11 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tollgate_domain::{InventoryItem, ResourceKind, SyncRunId, TenantId};
 
-pub use sqlite::SqliteStore;
+pub use queue::{
+    EventFilter, EventId, EventStatus, EventStore, IngestOutcome, Job, JobFilter, JobId, JobStatus,
+    JobStore, NewEvent, NewJob, QueueStats, ReplayOutcome, ReplaySelection, Retry, StoredEvent,
+};
+pub use sqlite::{SqliteStore, SynchronousLevels};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -32,6 +38,10 @@ pub enum StoreError {
     SchemaTooNew { found: i64, known: i64 },
     #[error("sync run {0} does not exist")]
     UnknownRun(SyncRunId),
+    #[error("event {0} does not exist")]
+    UnknownEvent(EventId),
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]

@@ -24,4 +24,9 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "changes",
         sql: include_str!("../migrations/sqlite/0003_changes.sql"),
     },
+    Migration {
+        version: 4,
+        name: "events",
+        sql: include_str!("../migrations/sqlite/0004_events.sql"),
+    },
 ];

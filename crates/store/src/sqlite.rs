@@ -23,6 +23,21 @@ pub(crate) const CHUNK: usize = 500;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// One connection to the same file with `synchronous = FULL`, for writes that are
+    /// acknowledged to someone who will not send them again (webhook events, enqueued jobs):
+    /// a commit on it is on disk before it returns, surviving power loss, not only a crash.
+    /// One connection because SQLite has one writer anyway; callers batch (group commit).
+    durable: SqlitePool,
+}
+
+/// The `PRAGMA synchronous` level of each of the store's pools: 0 off, 1 normal, 2 full,
+/// 3 extra.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SynchronousLevels {
+    /// Inventory, findings, job bookkeeping: everything that can be recomputed or redone.
+    pub general: i64,
+    /// Event ingestion, enqueueing and replay.
+    pub durable: i64,
 }
 
 fn now_text() -> String {
@@ -140,16 +155,40 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
+            .await
+            .map_err(|source| StoreError::Open {
+                location: location.clone(),
+                source,
+            })?;
+        let durable = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.synchronous(SqliteSynchronous::Full))
             .await
             .map_err(|source| StoreError::Open { location, source })?;
-        let store = Self { pool };
+        let store = Self { pool, durable };
         store.migrate().await?;
         Ok(store)
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    pub(crate) fn durable_pool(&self) -> &SqlitePool {
+        &self.durable
+    }
+
+    /// What each pool's connections run with, as SQLite reports it (diagnostics, tests).
+    pub async fn synchronous_levels(&self) -> Result<SynchronousLevels, StoreError> {
+        Ok(SynchronousLevels {
+            general: sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&self.pool)
+                .await?,
+            durable: sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&self.durable)
+                .await?,
+        })
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
