@@ -124,12 +124,15 @@ impl Worker {
                     .fail(job.id, &self.settings.id, &message, retry, now)
                     .await
                 {
-                    Ok(JobStatus::Dead) => {
+                    Ok(Some(JobStatus::Dead)) => {
                         tracing::error!(job = %job.id, kind = %job.kind, attempts = job.attempts, error = %message, "job dead-lettered");
                         self.metrics.job(&job.kind, "dead", seconds);
                         self.event_failed(&job, &message).await;
                     }
-                    Ok(_) => {
+                    Ok(None) => {
+                        tracing::warn!(job = %job.id, "the job's lease was taken over; its new holder records the outcome");
+                    }
+                    Ok(Some(_)) => {
                         tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, error = %message, "job failed; will retry");
                         self.metrics.job(&job.kind, "retry", seconds);
                     }
@@ -176,19 +179,18 @@ impl Worker {
     /// of the tenant. ADO sends no event for many configuration changes (branch policies,
     /// checks, connections), so the re-sync reads the audit log for those as well.
     async fn process_event(&self, job: &Job) -> Result<()> {
-        let event_id = job
+        let event_type = job
             .payload
-            .get("event_id")
+            .get("event_type")
             .and_then(Value::as_str)
-            .context("the job names no event")?;
-        let event = self.find_event(&job.tenant, event_id).await?;
+            .unwrap_or("event");
         let now = OffsetDateTime::now_utc();
         self.jobs
             .enqueue(
                 &job.tenant,
                 &NewJob {
                     kind: JOB_REFRESH.to_owned(),
-                    payload: json!({ "reason": event.event_type }),
+                    payload: json!({ "reason": event_type }),
                     dedupe_key: Some(JOB_REFRESH.to_owned()),
                     run_after: now
                         + time::Duration::try_from(self.settings.debounce)
@@ -199,7 +201,7 @@ impl Worker {
             .await
             .context("enqueueing the re-sync")?;
         self.events
-            .mark_event(&job.tenant, event.id, EventStatus::Processed, None, now)
+            .mark_job_events(&job.tenant, job.id, EventStatus::Processed, None, now)
             .await
             .context("marking the event processed")?;
         // The refresh waits out the debounce window; wake a poller when it is due.
@@ -212,35 +214,22 @@ impl Worker {
         Ok(())
     }
 
-    async fn find_event(
-        &self,
-        tenant: &TenantId,
-        event_id: &str,
-    ) -> Result<tollgate_store::StoredEvent> {
-        self.events
-            .event_by_ado_id(tenant, event_id)
-            .await?
-            .ok_or_else(|| anyhow!("event {event_id} is not stored (pruned?)"))
-    }
-
     async fn event_failed(&self, job: &Job, message: &str) {
         if job.kind != JOB_EVENT {
             return;
         }
-        let Some(event_id) = job.payload.get("event_id").and_then(Value::as_str) else {
-            return;
-        };
-        if let Ok(event) = self.find_event(&job.tenant, event_id).await {
-            let _ = self
-                .events
-                .mark_event(
-                    &job.tenant,
-                    event.id,
-                    EventStatus::Failed,
-                    Some(message),
-                    OffsetDateTime::now_utc(),
-                )
-                .await;
+        if let Err(error) = self
+            .events
+            .mark_job_events(
+                &job.tenant,
+                job.id,
+                EventStatus::Failed,
+                Some(message),
+                OffsetDateTime::now_utc(),
+            )
+            .await
+        {
+            tracing::warn!(job = %job.id, %error, "marking a dead event's status failed");
         }
     }
 

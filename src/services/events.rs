@@ -111,7 +111,7 @@ pub fn classify(
     NewEvent {
         tenant: tenant.clone(),
         event_id: Some(event_id.clone()),
-        event_type: Some(event_type),
+        event_type: Some(event_type.clone()),
         subscription_id: text("subscriptionId"),
         status: if handled {
             EventStatus::Received
@@ -124,7 +124,7 @@ pub fn classify(
         // The job names the event, so processing reads the exact bytes received.
         job: handled.then(|| NewJob {
             kind: JOB_EVENT.to_owned(),
-            payload: json!({ "event_id": event_id }),
+            payload: json!({ "event_id": event_id, "event_type": event_type }),
             dedupe_key: None,
             run_after: received_at,
             max_attempts,
@@ -287,7 +287,7 @@ pub fn job_for(event: &StoredEvent, max_attempts: u32, now: OffsetDateTime) -> O
     let event_id = event.event_id.as_ref()?;
     (handled && event.status != EventStatus::Malformed).then(|| NewJob {
         kind: JOB_EVENT.to_owned(),
-        payload: json!({ "event_id": event_id }),
+        payload: json!({ "event_id": event_id, "event_type": event.event_type }),
         dedupe_key: None,
         run_after: now,
         max_attempts,

@@ -171,6 +171,23 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Whether the database answers and carries every migration this binary knows (for
+    /// `/readyz`): a file replaced or rolled back under a running server is not ready.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&self.pool)
+                .await?;
+        let known = MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0);
+        if applied == known {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt(format!(
+                "the schema is at version {applied}, this binary needs {known}"
+            )))
+        }
+    }
+
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
