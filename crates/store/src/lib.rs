@@ -4,9 +4,11 @@
 //! implementation slots in without changing a caller. Queries are written at run time
 //! (`sqlx::query`), one implementation per backend; see docs/adr/0002-store-per-backend.md.
 
+mod keys;
 mod migrate;
 mod sqlite;
 mod sqlite_findings;
+mod sqlite_keys;
 
 use std::collections::BTreeMap;
 
@@ -15,6 +17,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tollgate_domain::{InventoryItem, ResourceKind, SyncRunId, TenantId};
 
+pub use keys::{ApiKeyStore, StoredApiKey};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

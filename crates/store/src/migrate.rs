@@ -24,4 +24,9 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "changes",
         sql: include_str!("../migrations/sqlite/0003_changes.sql"),
     },
+    Migration {
+        version: 5,
+        name: "api_keys",
+        sql: include_str!("../migrations/sqlite/0005_api_keys.sql"),
+    },
 ];
