@@ -26,7 +26,9 @@ use time::{Duration, OffsetDateTime};
 use tollgate::auth::api_keys::{ApiKeyError, ApiKeyService};
 use tollgate::auth::authenticator::{AuthError, AuthFailure, Authenticator};
 use tollgate::auth::jwks_http::HttpKeySource;
-use tollgate::auth::oidc::{KeySource, OidcSettings, OidcValidator, SigningAlgorithm};
+use tollgate::auth::oidc::{
+    KeySource, KeySourceError, OidcSettings, OidcValidator, SigningAlgorithm,
+};
 use tollgate::auth::{Credential, Role};
 use tollgate_domain::TenantId;
 use tollgate_store::{ApiKeyStore, SqliteStore, StoreError, StoredApiKey};
@@ -819,12 +821,19 @@ async fn known_keys_survive_a_jwks_outage_and_a_cold_start_fails_closed() {
         refused
     );
     assert_eq!(issuer.jwks_fetches(), 4);
+    // A start-up warm-up reports why.
+    assert!(matches!(
+        cold.warm_up(NOW + Duration::seconds(2)).await,
+        Err(KeySourceError::Status { status: 500, .. })
+    ));
+    assert_eq!(issuer.jwks_fetches(), 5);
     // Once the issuer recovers (and the interval passed), it works.
     issuer.set_jwks_failing(false);
     assert_eq!(
-        role_of(&cold, &token, NOW + Duration::seconds(61)).await,
+        role_of(&cold, &token, NOW + Duration::seconds(62)).await,
         Ok(Role::Operator)
     );
+    assert_eq!(validator_with(settings(&issuer)).warm_up(NOW).await, Ok(1));
 }
 
 #[tokio::test]
@@ -1422,9 +1431,7 @@ async fn a_fake_key_source_drives_the_validator_without_http() {
     struct Fixed(Value, std::sync::atomic::AtomicUsize);
     #[async_trait]
     impl KeySource for Fixed {
-        async fn fetch_keys(
-            &self,
-        ) -> Result<jsonwebtoken::jwk::JwkSet, tollgate::auth::oidc::KeySourceError> {
+        async fn fetch_keys(&self) -> Result<jsonwebtoken::jwk::JwkSet, KeySourceError> {
             self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Ok(serde_json::from_value(self.0.clone()).unwrap())
         }

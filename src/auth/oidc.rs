@@ -682,7 +682,8 @@ impl OidcValidator {
             self.may_fetch(&cache, now)
         };
         if may_fetch {
-            self.refresh_keys(now).await;
+            // A failure is logged there; the cache decides below what still works.
+            let _ = self.refresh_keys(now).await;
         }
         let cache = self.cache_read();
         if let Some(key) = cache.keys.get(kid) {
@@ -697,37 +698,42 @@ impl OidcValidator {
         Err(invalid("unknown_kid"))
     }
 
+    /// Fetch the key set now (at start-up, to show a misconfigured issuer early) and return
+    /// how many usable signing keys it holds. Counts against the refetch rate limit.
+    pub async fn warm_up(&self, now: OffsetDateTime) -> Result<usize, KeySourceError> {
+        let _flight = self.refresh.lock().await;
+        self.refresh_keys(now).await
+    }
+
     /// Fetch the key set and replace the cache; on failure keep the old keys (served while
     /// stale) and log why. Callers hold `refresh`.
-    async fn refresh_keys(&self, now: OffsetDateTime) {
+    async fn refresh_keys(&self, now: OffsetDateTime) -> Result<usize, KeySourceError> {
         self.cache_write().attempted_at = Some(now);
-        match self.source.fetch_keys().await {
-            Ok(set) => {
-                let mut keys = HashMap::new();
-                for jwk in &set.keys {
-                    match VerificationKey::from_jwk(jwk) {
-                        Ok((kid, key)) => {
-                            keys.insert(kid, key);
-                        }
-                        Err(why) => {
-                            tracing::debug!(kid = ?jwk.common.key_id, why, "ignoring a key in the issuer's key set");
-                        }
-                    }
+        let set = self.source.fetch_keys().await.inspect_err(|error| {
+            tracing::warn!(issuer = %self.settings.issuer, %error, "fetching the issuer's signing keys failed");
+        })?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            match VerificationKey::from_jwk(jwk) {
+                Ok((kid, key)) => {
+                    keys.insert(kid, key);
                 }
-                if keys.is_empty() {
-                    tracing::warn!(
-                        issuer = %self.settings.issuer,
-                        "the issuer's key set holds no usable signing key; every token will be refused"
-                    );
+                Err(why) => {
+                    tracing::debug!(kid = ?jwk.common.key_id, why, "ignoring a key in the issuer's key set");
                 }
-                let mut cache = self.cache_write();
-                cache.keys = keys;
-                cache.fetched_at = Some(now);
-            }
-            Err(error) => {
-                tracing::warn!(issuer = %self.settings.issuer, %error, "fetching the issuer's signing keys failed");
             }
         }
+        if keys.is_empty() {
+            tracing::warn!(
+                issuer = %self.settings.issuer,
+                "the issuer's key set holds no usable signing key; every token will be refused"
+            );
+        }
+        let usable = keys.len();
+        let mut cache = self.cache_write();
+        cache.keys = keys;
+        cache.fetched_at = Some(now);
+        Ok(usable)
     }
 }
 
