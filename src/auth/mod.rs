@@ -4,6 +4,11 @@
 //! every permission of the roles below it. Permissions are the ten named capabilities the
 //! route table (`http::routes::ROUTES`) requires; tests read the same table.
 
+pub mod api_keys;
+pub mod authenticator;
+pub mod jwks_http;
+pub mod oidc;
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -12,7 +17,17 @@ use tollgate_domain::TenantId;
 
 /// A role, lowest first so that `Ord` follows the hierarchy.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -191,7 +206,11 @@ mod tests {
         for permission in Permission::ALL {
             let lowest = permission.minimum_role();
             for role in Role::ALL {
-                assert_eq!(role.grants(permission), role >= lowest, "{role} {permission}");
+                assert_eq!(
+                    role.grants(permission),
+                    role >= lowest,
+                    "{role} {permission}"
+                );
             }
         }
         assert!(Role::Admin.grants(Permission::ConfigManage));

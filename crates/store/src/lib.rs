@@ -4,10 +4,12 @@
 //! implementation slots in without changing a caller. Queries are written at run time
 //! (`sqlx::query`), one implementation per backend; see docs/adr/0002-store-per-backend.md.
 
+mod keys;
 mod migrate;
 mod queue;
 mod sqlite;
 mod sqlite_findings;
+mod sqlite_keys;
 mod sqlite_queue;
 
 use std::collections::BTreeMap;
@@ -17,6 +19,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tollgate_domain::{InventoryItem, ResourceKind, SyncRunId, TenantId};
 
+pub use keys::{ApiKeyStore, StoredApiKey};
 pub use queue::{
     EventFilter, EventId, EventStatus, EventStore, IngestOutcome, Job, JobFilter, JobId, JobStatus,
     JobStore, NewEvent, NewJob, QueueStats, ReplayOutcome, ReplaySelection, Retry, StoredEvent,

@@ -29,4 +29,9 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "events",
         sql: include_str!("../migrations/sqlite/0004_events.sql"),
     },
+    Migration {
+        version: 5,
+        name: "api_keys",
+        sql: include_str!("../migrations/sqlite/0005_api_keys.sql"),
+    },
 ];
