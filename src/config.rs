@@ -30,6 +30,15 @@ pub struct Config {
     pub tenants: Vec<TenantConfig>,
     pub server: ServerConfig,
     pub worker: WorkerConfig,
+    pub auth: AuthConfig,
+}
+
+/// How API callers prove who they are. API keys always work; `[auth.oidc]` adds Entra ID
+/// (or any OIDC issuer's) bearer tokens.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub oidc: Option<crate::auth::oidc::OidcSettings>,
 }
 
 /// How ADO authenticates its service-hook deliveries to us. ADO's Web Hooks consumer sends

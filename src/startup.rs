@@ -355,6 +355,55 @@ async fn prune_periodically(
     }
 }
 
+/// The authenticator: API keys always, OIDC bearer tokens when `[auth.oidc]` is set. With
+/// neither an identity provider nor any active key, a one-time admin key is created and
+/// printed, so the first start is never open and never locked out.
+async fn authenticator(
+    config: &Config,
+    store: Arc<SqliteStore>,
+) -> Result<(
+    Arc<crate::auth::authenticator::Authenticator>,
+    Arc<crate::auth::api_keys::ApiKeyService>,
+)> {
+    let api_keys = crate::auth::api_keys::ApiKeyService::new(store);
+    let oidc = match &config.auth.oidc {
+        None => None,
+        Some(settings) => {
+            settings
+                .validate()
+                .map_err(|error| anyhow::anyhow!("[auth.oidc]: {error}"))?;
+            let source = crate::auth::jwks_http::HttpKeySource::new(settings)
+                .map_err(|error| anyhow::anyhow!("[auth.oidc]: {error}"))?;
+            let validator =
+                crate::auth::oidc::OidcValidator::new(settings.clone(), Arc::new(source))
+                    .map_err(|error| anyhow::anyhow!("[auth.oidc]: {error}"))?;
+            // A broken issuer is worth knowing at start, but tokens may still work later.
+            if let Err(error) = validator.warm_up(time::OffsetDateTime::now_utc()).await {
+                tracing::warn!(%error, "the OIDC issuer's keys could not be fetched yet");
+            }
+            Some(validator)
+        }
+    };
+    if let Some(key) = api_keys
+        .bootstrap_admin(oidc.is_some(), time::OffsetDateTime::now_utc())
+        .await
+        .context("creating the bootstrap admin key")?
+    {
+        println!("bootstrap admin API key: {}", key.expose());
+        eprintln!(
+            "A one-time admin API key was created and printed above; it is not shown again. \
+Create named keys with POST /api/v1/api-keys and revoke `bootstrap`."
+        );
+    }
+    Ok((
+        Arc::new(crate::auth::authenticator::Authenticator::new(
+            oidc,
+            api_keys.clone(),
+        )),
+        Arc::new(api_keys),
+    ))
+}
+
 /// `tollgate serve`: the API, the webhook receiver and (unless `with_workers` is false)
 /// in-process workers and the scheduler, until Ctrl-C or SIGTERM.
 pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {

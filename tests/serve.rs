@@ -7,13 +7,14 @@
     reason = "a test reports failure by panicking"
 )]
 
-mod support;
+#[path = "support/server.rs"]
+mod server;
 
 use std::collections::BTreeMap;
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
-use support::server::Server;
+use server::Server;
 use tollgate::auth::Role;
 use tollgate::http::routes::{Access, ROUTES};
 
@@ -22,6 +23,7 @@ fn concrete(path: &str) -> String {
     path.replace("{kind}", "repositories")
         .replace("{id}", "1")
         .replace("{tenant}", "default")
+        .replace("{*rest}", "swagger-ui.css")
         .replace("/item", "/item?key=nothing")
 }
 

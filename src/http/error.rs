@@ -55,19 +55,6 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
-    pub fn unauthorized(reason: &str) -> Self {
-        Self {
-            challenge: Some(format!(
-                "Bearer error=\"invalid_token\", error_description=\"{reason}\""
-            )),
-            ..Self::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a valid bearer token or API key is required",
-            )
-        }
-    }
-
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }

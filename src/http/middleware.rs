@@ -2,7 +2,7 @@
 //! authorisation and per-principal rate limits.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use crate::auth::authenticator::AuthFailure;
 use super::error::ApiError;
 use super::routes::{self, Access};
 use crate::telemetry::{RequestLabels, RouteLabels};
@@ -188,18 +189,31 @@ pub async fn authorize(
             let api_key = headers.get(&API_KEY).and_then(|v| v.to_str().ok());
             let principal = match state
                 .authenticator
-                .authenticate(authorization, api_key)
+                .authenticate(authorization, api_key, time::OffsetDateTime::now_utc())
                 .await
             {
                 Ok(principal) => principal,
-                Err(failure) => {
-                    tracing::info!(route, reason = failure.reason, "authentication failed");
-                    let response = if failure.forbidden {
-                        ApiError::forbidden(
-                            "authenticated, but no tollgate role is mapped to this identity",
-                        )
-                    } else {
-                        ApiError::unauthorized(failure.reason)
+                Err(error) => {
+                    tracing::info!(route, reason = error.reason(), "authentication failed");
+                    let response = match error.failure() {
+                        AuthFailure::Unauthorized => ApiError {
+                            challenge: error.www_authenticate(),
+                            ..ApiError::new(
+                                axum::http::StatusCode::UNAUTHORIZED,
+                                "unauthorized",
+                                "a valid bearer token or API key is required",
+                            )
+                        },
+                        AuthFailure::Forbidden => ApiError {
+                            challenge: error.www_authenticate(),
+                            ..ApiError::forbidden(
+                                "authenticated, but no tollgate role is mapped to this identity",
+                            )
+                        },
+                        AuthFailure::Unavailable => ApiError::unavailable(
+                            "credentials cannot be checked right now; retry shortly",
+                            5,
+                        ),
                     };
                     return with_route(response.into_response(), None);
                 }
@@ -236,15 +250,6 @@ pub async fn authorize(
             with_route(next.run(request).await, Some(subject))
         }
     }
-}
-
-/// Why a request could not be authenticated.
-#[derive(Clone, Debug)]
-pub struct AuthFailure {
-    /// A short machine reason for logs and `WWW-Authenticate` (`token_expired`, …).
-    pub reason: &'static str,
-    /// The identity is valid but has no role: 403 rather than 401.
-    pub forbidden: bool,
 }
 
 /// Token buckets per principal: `per_minute` requests refill evenly over a minute, with a
@@ -289,16 +294,3 @@ impl RateLimiter {
         }
     }
 }
-
-/// The authenticator behind the middleware, as a trait so the HTTP layer does not depend on
-/// how identities are verified.
-#[async_trait::async_trait]
-pub trait Authenticate: Send + Sync {
-    async fn authenticate(
-        &self,
-        authorization: Option<&str>,
-        api_key: Option<&str>,
-    ) -> Result<crate::auth::Principal, AuthFailure>;
-}
-
-pub type SharedAuthenticator = Arc<dyn Authenticate>;

@@ -27,7 +27,7 @@ use tower::ServiceExt as _;
 
 use crate::services::tenant::Tenants;
 use crate::telemetry::Metrics;
-use middleware::{RateLimiter, SharedAuthenticator};
+use middleware::RateLimiter;
 
 /// Limits and timeouts of the HTTP server.
 #[derive(Clone, Debug)]
@@ -49,7 +49,7 @@ pub trait Readiness: Send + Sync {
 #[derive(Clone)]
 pub struct AppState {
     pub tenants: Arc<Tenants>,
-    pub authenticator: SharedAuthenticator,
+    pub authenticator: Arc<crate::auth::authenticator::Authenticator>,
     pub rate_limiter: Arc<RateLimiter>,
     pub metrics: Arc<Metrics>,
     pub settings: Arc<HttpSettings>,

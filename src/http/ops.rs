@@ -42,6 +42,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// Prometheus metrics in the OpenMetrics text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    state.refresh_queue_metrics().await;
     match state.metrics.render() {
         Ok(text) => (
             [(

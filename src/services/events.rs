@@ -38,6 +38,11 @@ pub const HANDLED_EVENT_TYPES: &[&str] = &[
     "git.repo.created",
     "git.repo.deleted",
     "git.repo.forked",
+    "git.repo.renamed",
+    "git.repo.statuschanged",
+    "ms.vss-endpoint.endpoint-created",
+    "serviceendpoint.updated",
+    "manualintervention.pending",
     "ms.vss-code.git-pullrequest-comment-event",
     "build.complete",
     "tfvc.checkin",
@@ -98,11 +103,24 @@ pub fn classify(
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
     };
-    let Some(event_id) = text("id") else {
-        return malformed("the event has no \"id\"".to_owned());
-    };
-    let Some(event_type) = text("eventType") else {
+    // The 2025 documentation also shows a bare shape without the envelope's `id`, naming the
+    // type in `eventId`. Such a delivery is identified by its content, so a redelivery of the
+    // same bytes is still recognised.
+    let Some(event_type) = text("eventType").or_else(|| text("eventId").filter(|t| t.contains('.')))
+    else {
         return malformed("the event has no \"eventType\"".to_owned());
+    };
+    let Some(event_id) = text("id").or_else(|| {
+        envelope
+            .get("resource")
+            .is_some()
+            .then(|| {
+                let digest = <sha2::Sha256 as sha2::Digest>::digest(body);
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                format!("sha256:{hex}")
+            })
+    }) else {
+        return malformed("the event has no \"id\"".to_owned());
     };
     if event_id.len() > 200 || event_type.len() > 200 {
         return malformed("\"id\" or \"eventType\" is implausibly long".to_owned());
@@ -264,6 +282,7 @@ mod tests {
             (&b"not json"[..], "not JSON"),
             (b"[1,2]", "not an object"),
             (br#"{"eventType":"git.push"}"#, "no \"id\""),
+            (br#"{"eventId":"x"}"#, "no \"eventType\""),
             (br#"{"id":"x"}"#, "no \"eventType\""),
             (br#"{"id":"  ","eventType":"git.push"}"#, "no \"id\""),
             (b"{\"id\":\"x\",\"eventType\":\"git.pu", "not JSON"),

@@ -287,12 +287,12 @@ impl EventStore for SqliteStore {
         let mut transaction = self.durable_pool().begin_with(BEGIN_WRITE).await?;
         let mut outcomes = Vec::with_capacity(events.len());
         for (event, (received_at, job)) in events.iter().zip(&prepared) {
-            // A redelivery conflicts on (tenant_id, event_id) and only counts up; a row that
+            // A redelivery conflicts on (tenant_id, event_id, event_type) and only counts up; a row that
             // comes back with one delivery was inserted just now.
             let row = sqlx::query(
                 "INSERT INTO events (tenant_id, event_id, event_type, subscription_id, status, body, \
                  error, received_at, deliveries) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) \
-                 ON CONFLICT (tenant_id, event_id) DO UPDATE SET deliveries = deliveries + 1 \
+                 ON CONFLICT (tenant_id, event_id, event_type) DO UPDATE SET deliveries = deliveries + 1 \
                  RETURNING id, deliveries",
             )
             .bind(event.tenant.as_str())

@@ -20,7 +20,9 @@ CREATE TABLE events (
     job_id          INTEGER                      -- the job processing it, shared when coalesced
 );
 -- ADO redelivers until it sees a 2xx; this is what recognises a redelivery.
-CREATE UNIQUE INDEX events_dedupe ON events (tenant_id, event_id);
+-- ADO's ids are GUIDs; the type is part of the key because published samples (and
+-- anonymised replays) reuse one id across event types.
+CREATE UNIQUE INDEX events_dedupe ON events (tenant_id, event_id, event_type);
 CREATE INDEX events_by_tenant ON events (tenant_id, id);
 CREATE INDEX events_by_status ON events (tenant_id, status, id);
 CREATE INDEX events_by_received ON events (received_at);
