@@ -104,6 +104,9 @@ pub struct DeliveryRecord {
     pub time: String,
 }
 
+/// Why an event raised while its subscription is on probation is not sent.
+const LOST_ON_PROBATION: &str = "the subscription is on probation: new events are lost";
+
 /// The newest records kept; older ones are forgotten so a long-running simulator stays small.
 const RECORDS_KEPT: usize = 10_000;
 
@@ -221,9 +224,11 @@ impl Hooks {
                 }
                 match subscription.status {
                     SubscriptionStatus::Enabled => {
+                        let notification_id =
+                            self.notifications.fetch_add(1, Ordering::Relaxed) + 1;
                         let notification = Notification {
                             event: event.clone(),
-                            notification_id: self.notifications.fetch_add(1, Ordering::Relaxed) + 1,
+                            notification_id,
                         };
                         // A closed queue means the worker is gone with its subscription.
                         let _ = entry.queue.send(notification);
@@ -239,7 +244,7 @@ impl Hooks {
                             .unwrap_or_default(),
                         attempt: 0,
                         status: None,
-                        error: Some("the subscription is on probation: new events are lost".into()),
+                        error: Some(LOST_ON_PROBATION.to_owned()),
                         outcome: Outcome::Dropped,
                         time: iso(now_ms()),
                     }),
