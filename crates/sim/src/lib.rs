@@ -6,9 +6,21 @@
 //! meters a TSTU-style budget, injects faults on request and counts every call.
 //!
 //! Control endpoints: `GET /_sim/manifest` (counts per kind and planted misconfigurations),
-//! `GET|DELETE /_sim/calls`, `GET|POST /_sim/faults`, `POST /_sim/mutate`.
+//! `GET|DELETE /_sim/calls`, `GET|POST /_sim/faults`, `POST /_sim/mutate`,
+//! `GET|DELETE /_sim/deliveries`.
+//!
+//! Service hooks ([`hooks`]): the Subscriptions API at `/{organization}/_apis/hooks/subscriptions`
+//! (list, create, read, replace, delete, shaped like the published examples). Changes made
+//! through `POST /_sim/mutate` raise the events ADO raises for them (`git.push`,
+//! `git.repo.created`, `workitem.updated` …; configuration changes such as a weakened policy
+//! raise none, only audit entries), POSTed in the background to every enabled Web Hooks
+//! subscription that wants them, in order per subscription, with ADO's retry and probation
+//! rules on the schedule of [`SimConfig::hooks`]. `GET /_sim/deliveries` lists every attempt:
+//! `{"count", "value": [{"subscription_id", "event_id", "event_type", "url", "attempt",
+//! "status", "error", "outcome", "time"}]}`; `DELETE` clears it.
 
 mod gates;
+pub mod hooks;
 pub mod model;
 pub mod mutate;
 mod operations;
@@ -23,8 +35,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tollgate_domain::ResourceKind;
 
+pub use hooks::{HookDelivery, HookEvent};
 pub use model::{Org, Planted};
-pub use mutate::{MutateRequest, MutationKind};
+pub use mutate::{MutateError, MutateRequest, Mutation, MutationKind};
 pub use profile::Profile;
 pub use server::Faults;
 
@@ -49,6 +62,8 @@ pub struct SimConfig {
     /// The organisation's "today" in Unix milliseconds; default: today's midnight UTC, so one
     /// seed gives the same organisation all day.
     pub now_ms: Option<i64>,
+    /// The retry and probation schedule of service-hook deliveries.
+    pub hooks: HookDelivery,
 }
 
 impl Default for SimConfig {
@@ -65,6 +80,7 @@ impl Default for SimConfig {
             token_lifetime_secs: 3600,
             forbidden: Vec::new(),
             now_ms: None,
+            hooks: HookDelivery::default(),
         }
     }
 }
@@ -122,15 +138,17 @@ impl Simulator {
             base_url: format!("http://{local}"),
             organization,
             task,
+            hooks: self.shared.hooks.clone(),
         })
     }
 }
 
-/// A simulator serving in the background; dropping it stops the server.
+/// A simulator serving in the background; dropping it stops the server and its deliveries.
 pub struct RunningSimulator {
     pub base_url: String,
     pub organization: String,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    hooks: std::sync::Arc<hooks::Hooks>,
 }
 
 impl RunningSimulator {
@@ -143,5 +161,7 @@ impl RunningSimulator {
 impl Drop for RunningSimulator {
     fn drop(&mut self) {
         self.task.abort();
+        // Deliveries stop with the server, as pending retries would outlive it otherwise.
+        self.hooks.shutdown();
     }
 }

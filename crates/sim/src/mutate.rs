@@ -1,11 +1,16 @@
 //! Changes to the organisation at run time, as people make them in ADO — with the audit-log
-//! entries ADO writes for them — so incremental sync has something real to catch up with.
+//! entries ADO writes for them, so incremental sync has something real to catch up with, and
+//! the service-hook events ADO raises for them, so a webhook receiver has something to receive.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tollgate_domain::{InventoryItem, ResourceKind};
 
-use crate::model::{Org, ProjectInfo, check_types, iso, policy_types};
+use crate::hooks::events::{self, HookEvent};
+use crate::model::{Org, PEOPLE, ProjectInfo, check_types, identity, iso, policy_types};
+
+/// The object id of a ref that does not exist yet, as `refUpdates` show it.
+const NO_OBJECT: &str = "0000000000000000000000000000000000000000";
 
 /// One kind of change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,9 +28,13 @@ pub enum MutationKind {
     RemoveProductionApproval,
     DeletePipeline,
     VotePullRequest,
+    /// A commit pushed to a repository's default branch (the ref moves; `git.push`). Not in
+    /// [`MutationKind::ALL`]: adding it would change what `count` draws for every seed.
+    PushToRepository,
 }
 
 impl MutationKind {
+    /// The kinds `count` draws from: every kind but [`MutationKind::PushToRepository`].
     pub const ALL: &'static [MutationKind] = &[
         MutationKind::WeakenPolicy,
         MutationKind::CreateRepository,
@@ -42,7 +51,7 @@ impl MutationKind {
     ];
 }
 
-/// `POST /_sim/mutate`: either named operations, or `count` random ones.
+/// `POST /_sim/mutate`: named operations, and `count` random ones after them.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MutateRequest {
@@ -50,6 +59,35 @@ pub struct MutateRequest {
     pub ops: Vec<MutationKind>,
     #[serde(default)]
     pub count: usize,
+    /// A repository, by name or id, for the `push_to_repository` and `weaken_policy` named in
+    /// `ops` to act on (otherwise they pick one at random). Random picks ignore it.
+    #[serde(default)]
+    pub repository: Option<String>,
+}
+
+/// What a mutation request changed, and the service-hook events the changes raise.
+#[derive(Clone, Debug, Default)]
+pub struct Mutation {
+    pub applied: Vec<Applied>,
+    pub events: Vec<HookEvent>,
+}
+
+/// A mutation request that cannot be carried out as asked; nothing was changed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MutateError {
+    #[error("no repository has the name or id {0:?}")]
+    UnknownRepository(String),
+    #[error("{count} repositories are named {name:?}; name the one meant by its id")]
+    AmbiguousRepository { name: String, count: usize },
+    #[error("`repository` is for push_to_repository and weaken_policy, and `ops` names neither")]
+    NothingToTarget,
+}
+
+/// The repository a request targets.
+#[derive(Clone, Debug)]
+struct Target {
+    project: ProjectInfo,
+    repository_id: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -61,15 +99,90 @@ pub struct Applied {
 }
 
 impl Org {
-    pub fn mutate(&mut self, request: &MutateRequest, now_ms: i64) -> Vec<Applied> {
-        let mut ops = request.ops.clone();
+    /// Apply a request: its named operations, then `count` random ones. An operation that
+    /// finds nothing to change (no active pull request left, say) is skipped.
+    pub fn mutate(
+        &mut self,
+        request: &MutateRequest,
+        now_ms: i64,
+    ) -> Result<Mutation, MutateError> {
+        let targeted = |op: &MutationKind| {
+            matches!(
+                op,
+                MutationKind::PushToRepository | MutationKind::WeakenPolicy
+            )
+        };
+        let target = match &request.repository {
+            None => None,
+            Some(_) if !request.ops.iter().any(targeted) => {
+                return Err(MutateError::NothingToTarget);
+            }
+            Some(repository) => Some(self.find_repository(repository)?),
+        };
+        let mut ops: Vec<(MutationKind, Option<&Target>)> = request
+            .ops
+            .iter()
+            .map(|op| (*op, target.as_ref().filter(|_| targeted(op))))
+            .collect();
         for _ in 0..request.count {
             let pick = self.rng().below(MutationKind::ALL.len() as u64) as usize;
-            ops.extend(MutationKind::ALL.get(pick).copied());
+            ops.extend(MutationKind::ALL.get(pick).map(|op| (*op, None)));
         }
-        ops.into_iter()
-            .filter_map(|op| self.apply(op, now_ms))
-            .collect()
+        let mut mutation = Mutation::default();
+        for (op, target) in ops {
+            if let Some(applied) = self.apply(op, now_ms, target, &mut mutation.events) {
+                mutation.applied.push(applied);
+            }
+        }
+        Ok(mutation)
+    }
+
+    /// A repository by id, or by name when the name is the organisation's only one so named.
+    fn find_repository(&self, name_or_id: &str) -> Result<Target, MutateError> {
+        let mut by_name = Vec::new();
+        for project in &self.projects {
+            for (_, object) in self
+                .collection(ResourceKind::Repositories)
+                .scope(&project.id, None)
+            {
+                let target = Target {
+                    project: project.clone(),
+                    repository_id: object.ado_id.clone(),
+                };
+                if object.ado_id.eq_ignore_ascii_case(name_or_id) {
+                    return Ok(target);
+                }
+                let named = serde_json::from_str::<Value>(&object.json)
+                    .ok()
+                    .and_then(|r| {
+                        r["name"]
+                            .as_str()
+                            .map(|n| n.eq_ignore_ascii_case(name_or_id))
+                    })
+                    .unwrap_or(false);
+                if named {
+                    by_name.push(target);
+                }
+            }
+        }
+        match by_name.len() {
+            0 => Err(MutateError::UnknownRepository(name_or_id.to_owned())),
+            1 => Ok(by_name.remove(0)),
+            count => Err(MutateError::AmbiguousRepository {
+                name: name_or_id.to_owned(),
+                count,
+            }),
+        }
+    }
+
+    fn organization_url(&self) -> String {
+        format!("https://dev.azure.com/{}", self.name)
+    }
+
+    fn repository(&self, project_id: &str, repository_id: &str) -> Option<Value> {
+        self.collection(ResourceKind::Repositories)
+            .get(project_id, repository_id)
+            .and_then(|o| serde_json::from_str(&o.json).ok())
     }
 
     fn random_project(&mut self) -> Option<ProjectInfo> {
@@ -100,8 +213,20 @@ impl Org {
         candidates.into_iter().nth(index)
     }
 
-    fn apply(&mut self, op: MutationKind, now: i64) -> Option<Applied> {
-        let project = self.random_project()?;
+    /// Apply one operation, adding the service-hook events it raises to `raised`. Events
+    /// draw nothing from the organisation's generator (they take who did it from the objects
+    /// changed, or from [`person_for`]), so a seed changes the organisation as it always did.
+    fn apply(
+        &mut self,
+        op: MutationKind,
+        now: i64,
+        target: Option<&Target>,
+        raised: &mut Vec<HookEvent>,
+    ) -> Option<Applied> {
+        let project = match target {
+            Some(target) => target.project.clone(),
+            None => self.random_project()?,
+        };
         let applied = |kind: ResourceKind, id: String, detail: String| Applied {
             op,
             kind,
@@ -110,10 +235,14 @@ impl Org {
         };
         match op {
             MutationKind::WeakenPolicy => {
+                let only = target.map(|t| t.repository_id.clone());
                 let (id, mut policy) =
                     self.pick(ResourceKind::PolicyConfigurations, &project.id, |p| {
                         p["type"]["id"] == policy_types::MINIMUM_REVIEWERS
                             && p["settings"]["minimumApproverCount"] == 2
+                            && only.as_ref().is_none_or(|repository| {
+                                p["settings"]["scope"][0]["repositoryId"] == json!(repository)
+                            })
                     })?;
                 policy["settings"]["minimumApproverCount"] = json!(1);
                 policy["revision"] = json!(policy["revision"].as_u64().unwrap_or(1) + 1);
@@ -157,6 +286,13 @@ impl Org {
                 // Release branches protected like main, as in the generated organisation.
                 let mut rng = crate::rng::SplitMix64::new(self.rng().next_u64());
                 self.protect_release_branches(&mut rng, &project, &id);
+                if let Some(repository) = self.repository(&project.id, &id) {
+                    raised.push(events::repository_created(
+                        &repository,
+                        &person_for(&id),
+                        &iso(now),
+                    ));
+                }
                 Some(applied(
                     ResourceKind::Repositories,
                     id,
@@ -164,8 +300,14 @@ impl Org {
                 ))
             }
             MutationKind::DeleteRepository => {
-                let (id, _) = self.pick(ResourceKind::Repositories, &project.id, |_| true)?;
+                let (id, repository) =
+                    self.pick(ResourceKind::Repositories, &project.id, |_| true)?;
                 self.remove_raw(ResourceKind::Repositories, &project.id, &id);
+                raised.push(events::repository_deleted(
+                    &repository,
+                    &person_for(&id),
+                    &iso(now),
+                ));
                 self.remove_scope(ResourceKind::Refs, &id);
                 self.remove_scope(ResourceKind::Alerts, &id);
                 self.forget_planted(
@@ -213,9 +355,16 @@ impl Org {
             }
             MutationKind::UpdateWorkItems => {
                 let (id, mut item) = self.pick(ResourceKind::WorkItems, &project.id, |_| true)?;
+                let before = item.clone();
                 item["rev"] = json!(item["rev"].as_u64().unwrap_or(1) + 1);
                 item["fields"]["System.State"] = json!("Active");
                 item["fields"]["System.ChangedDate"] = json!(iso(now));
+                raised.push(events::work_item_updated(
+                    &before,
+                    &item,
+                    &project.id,
+                    &self.organization_url(),
+                ));
                 self.insert_raw(ResourceKind::WorkItems, &project.id, &id, item, now);
                 // Reopened: a closed parent over open children (WI-04) is closed no longer.
                 let key = InventoryItem::key_for(&project.id, &id);
@@ -230,6 +379,11 @@ impl Org {
             MutationKind::CreateWorkItem => {
                 let id = self.next_id();
                 let item = self.work_item_json(&project, id, "Epic", 1, now, None, &[]);
+                raised.push(events::work_item_created(
+                    &item,
+                    &project.id,
+                    &self.organization_url(),
+                ));
                 self.insert_raw(
                     ResourceKind::WorkItems,
                     &project.id,
@@ -245,13 +399,18 @@ impl Org {
             }
             MutationKind::DeleteWorkItem => {
                 // Leaves only (no children), so no other item's relations go stale.
-                let (id, _) = self.pick(ResourceKind::WorkItems, &project.id, |w| {
+                let (id, item) = self.pick(ResourceKind::WorkItems, &project.id, |w| {
                     w["relations"].as_array().is_none_or(|r| {
                         r.iter()
                             .all(|rel| rel["rel"] != "System.LinkTypes.Hierarchy-Forward")
                     }) && w["fields"]["System.WorkItemType"] == "Task"
                 })?;
                 self.remove_raw(ResourceKind::WorkItems, &project.id, &id);
+                raised.push(events::work_item_deleted(
+                    &item,
+                    &project.id,
+                    &self.organization_url(),
+                ));
                 self.forget_planted(
                     ResourceKind::WorkItems,
                     &InventoryItem::key_for(&project.id, &id),
@@ -268,6 +427,7 @@ impl Org {
                     .unwrap_or_default()
                     .to_owned();
                 let run = self.add_run(&project, pipeline_id, &name, &repo, now);
+                raised.extend(self.run_events(&project, pipeline_id, run, &repo));
                 if let Some((environment, _)) =
                     self.pick(ResourceKind::Environments, &project.id, |_| true)
                 {
@@ -399,11 +559,16 @@ impl Org {
                     self.pick(ResourceKind::PullRequests, &project.id, |p| {
                         p["status"] == "active"
                     })?;
+                let mut voter = None;
                 if let Some(first) = pull_request["reviewers"]
                     .as_array_mut()
                     .and_then(|r| r.first_mut())
                 {
                     first["vote"] = json!(-5);
+                    voter = Some(first.clone());
+                }
+                if let Some(voter) = voter {
+                    raised.push(events::pull_request_voted(&pull_request, &voter, -5));
                 }
                 self.insert_raw(
                     ResourceKind::PullRequests,
@@ -418,6 +583,102 @@ impl Org {
                     "a reviewer now waits for the author".to_owned(),
                 ))
             }
+            MutationKind::PushToRepository => {
+                let repository_id = match target {
+                    Some(target) => target.repository_id.clone(),
+                    None => {
+                        self.pick(ResourceKind::Repositories, &project.id, |_| true)?
+                            .0
+                    }
+                };
+                let repository = self.repository(&project.id, &repository_id)?;
+                let branch = repository["defaultBranch"]
+                    .as_str()
+                    .unwrap_or("refs/heads/main")
+                    .to_owned();
+                let (name, mail) = PEOPLE[self.rng().below(PEOPLE.len() as u64) as usize];
+                let pusher = identity(name, mail);
+                let new_object_id = self.rng().sha();
+                let existing: Option<Value> = self
+                    .collection(ResourceKind::Refs)
+                    .get(&repository_id, &branch)
+                    .and_then(|o| serde_json::from_str(&o.json).ok());
+                let old_object_id = existing
+                    .as_ref()
+                    .and_then(|r| r["objectId"].as_str())
+                    .unwrap_or(NO_OBJECT)
+                    .to_owned();
+                let reference = match existing {
+                    Some(mut reference) => {
+                        reference["objectId"] = json!(new_object_id);
+                        reference
+                    }
+                    None => json!({
+                        "name": branch, "objectId": new_object_id, "creator": pusher,
+                        "url": format!("{}/refs?filter={}", repository["url"].as_str().unwrap_or_default(),
+                                       branch.trim_start_matches("refs/")),
+                    }),
+                };
+                self.insert_raw(ResourceKind::Refs, &repository_id, &branch, reference, now);
+                let push_id = self.next_id();
+                let comment = format!("Change {push_id}");
+                raised.push(events::push(&events::Push {
+                    repository: &repository,
+                    ref_name: &branch,
+                    old_object_id: &old_object_id,
+                    new_object_id: &new_object_id,
+                    comment: &comment,
+                    pusher: &pusher,
+                    push_id,
+                    at: &iso(now),
+                }));
+                Some(applied(
+                    ResourceKind::Refs,
+                    branch.clone(),
+                    format!(
+                        "pushed {} to {branch} of repository {repository_id} ({})",
+                        &new_object_id[..8.min(new_object_id.len())],
+                        repository["name"].as_str().unwrap_or_default()
+                    ),
+                ))
+            }
         }
     }
+
+    /// `build.complete` and `ms.vss-pipelines.run-state-changed-event` for a finished run.
+    fn run_events(
+        &self,
+        project: &ProjectInfo,
+        pipeline_id: u64,
+        run_id: u64,
+        repository_id: &str,
+    ) -> Vec<HookEvent> {
+        let read = |kind: ResourceKind, scope: &str| -> Option<Value> {
+            self.collection(kind)
+                .get(scope, &run_id.to_string())
+                .and_then(|o| serde_json::from_str(&o.json).ok())
+        };
+        let (Some(build), Some(run)) = (
+            read(ResourceKind::Builds, &project.id),
+            read(ResourceKind::PipelineRuns, &pipeline_id.to_string()),
+        ) else {
+            return Vec::new();
+        };
+        let repository = self.repository(&project.id, repository_id);
+        let organization_url = self.organization_url();
+        vec![
+            events::build_complete(&build, &organization_url),
+            events::run_state_changed(&run, &build, repository.as_ref(), &organization_url),
+        ]
+    }
+}
+
+/// Who did a change the simulated objects do not record a person for: one of the
+/// organisation's people, the same for the same object, drawn without the generator.
+fn person_for(key: &str) -> Value {
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let (name, mail) = PEOPLE[(hash % PEOPLE.len() as u64) as usize];
+    identity(name, mail)
 }

@@ -28,6 +28,7 @@ use tollgate_domain::ado_api::{
 use tollgate_domain::kind::ScopeLevel;
 
 use crate::SimConfig;
+use crate::hooks::{self, Hooks};
 use crate::model::Org;
 use crate::mutate::MutateRequest;
 use crate::rng::SplitMix64;
@@ -66,6 +67,7 @@ pub(crate) struct Shared {
     tstu_window: Mutex<VecDeque<Instant>>,
     issued_tokens: Mutex<HashSet<String>>,
     token_counter: AtomicU64,
+    pub(crate) hooks: Arc<Hooks>,
 }
 
 type AppState = Arc<Shared>;
@@ -90,13 +92,14 @@ impl Shared {
             .then(|| Instant::now() + Duration::from_millis(faults.throttle_for_ms));
         Self {
             fault_rng: Mutex::new(SplitMix64::new(config.seed ^ 0x5eed_f417)),
-            org: RwLock::new(org),
             faults: Mutex::new(faults),
             throttle_until: Mutex::new(throttle_until),
             calls: Mutex::new(CallCounts::default()),
             tstu_window: Mutex::new(VecDeque::new()),
             issued_tokens: Mutex::new(HashSet::new()),
             token_counter: AtomicU64::new(0),
+            hooks: Arc::new(Hooks::new(&org.name, config.hooks.clone())),
+            org: RwLock::new(org),
             config,
         }
     }
@@ -190,7 +193,7 @@ impl Shared {
 }
 
 /// ADO's error envelope.
-fn ado_error(status: StatusCode, type_key: &str, message: &str) -> Response {
+pub(crate) fn ado_error(status: StatusCode, type_key: &str, message: &str) -> Response {
     let body = json!({"$id": "1", "innerException": null, "message": message,
                       "typeName": format!("Microsoft.VisualStudio.Services.WebApi.{type_key}, Microsoft.VisualStudio.Services.WebApi"),
                       "typeKey": type_key, "errorCode": 0, "eventId": 3000});
@@ -293,7 +296,7 @@ async fn ado_gate(State(state): State<AppState>, request: Request, next: Next) -
     response
 }
 
-fn json_response(body: String, extra: Vec<(&'static str, String)>) -> Response {
+pub(crate) fn json_response(body: String, extra: Vec<(&'static str, String)>) -> Response {
     let mut response = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
@@ -325,7 +328,7 @@ fn parse_time_ms(raw: &str) -> Option<i64> {
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-fn check_api_version(query: &HashMap<String, String>) -> Result<(), Response> {
+pub(crate) fn check_api_version(query: &HashMap<String, String>) -> Result<(), Response> {
     if query.get("api-version").is_some_and(|v| !v.is_empty()) {
         return Ok(());
     }
@@ -337,7 +340,7 @@ fn check_api_version(query: &HashMap<String, String>) -> Result<(), Response> {
 }
 
 /// Resolve `{organization}` and `{project}` path parameters, ADO style (id or name).
-fn resolve_project(
+pub(crate) fn resolve_project(
     org: &Org,
     params: &HashMap<String, String>,
 ) -> Result<Option<String>, Response> {
@@ -819,8 +822,28 @@ async fn mutate(State(state): State<AppState>, body: String) -> Response {
                 .into_response();
         }
     };
-    let applied = state.write_org().mutate(&request, now_ms());
-    json_response(json!({"applied": applied}).to_string(), Vec::new())
+    let mutation = state.write_org().mutate(&request, now_ms());
+    let mutation = match mutation {
+        Ok(mutation) => mutation,
+        Err(error) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("invalid mutation request: {error}"),
+            )
+                .into_response();
+        }
+    };
+    // Deliveries run in the background: the change is made when this answers, not delivered.
+    let events: Vec<serde_json::Value> = state
+        .hooks
+        .publish(mutation.events)
+        .into_iter()
+        .map(|(id, event_type)| json!({"id": id, "event_type": event_type}))
+        .collect();
+    json_response(
+        json!({"applied": mutation.applied, "events": events}).to_string(),
+        Vec::new(),
+    )
 }
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -845,6 +868,16 @@ pub(crate) fn router(state: AppState) -> Router {
     let ado = ado
         .route(WIQL_PATH, post(wiql))
         .route(WORK_ITEMS_BATCH_PATH, post(work_items_batch))
+        .route(
+            "/{organization}/_apis/hooks/subscriptions",
+            get(hooks::api::list).post(hooks::api::create),
+        )
+        .route(
+            "/{organization}/_apis/hooks/subscriptions/{id}",
+            get(hooks::api::read)
+                .put(hooks::api::replace)
+                .delete(hooks::api::delete),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), ado_gate));
     Router::new()
         .merge(ado)
@@ -853,5 +886,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/_sim/calls", get(calls).delete(reset_calls))
         .route("/_sim/faults", get(get_faults).post(set_faults))
         .route("/_sim/mutate", post(mutate))
+        .route(
+            "/_sim/deliveries",
+            get(hooks::api::deliveries).delete(hooks::api::clear_deliveries),
+        )
         .with_state(state)
 }
