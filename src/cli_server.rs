@@ -144,11 +144,12 @@ pub async fn tenant(config_file: Option<&Path>, action: TenantAction) -> Result<
                 println!("no tenant configured; `tollgate tenant add` adds one");
             }
             for tenant in tenants {
-                let secret = if tenant.webhook.secret.is_some() || tenant.webhook.secret_file.is_some() {
-                    "webhook secret set"
-                } else {
-                    "NO webhook secret: events are refused"
-                };
+                let secret =
+                    if tenant.webhook.secret.is_some() || tenant.webhook.secret_file.is_some() {
+                        "webhook secret set"
+                    } else {
+                        "NO webhook secret: events are refused"
+                    };
                 println!(
                     "{}\t{}\t{secret}\t/hooks/ado/{}",
                     tenant.id,
@@ -185,7 +186,10 @@ pub async fn tenant(config_file: Option<&Path>, action: TenantAction) -> Result<
             if !found {
                 bail!("no tenant {id:?} in {}", path.display());
             }
-            println!("tenant {id} removed from {}; its stored data stays in the database", path.display());
+            println!(
+                "tenant {id} removed from {}; its stored data stays in the database",
+                path.display()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

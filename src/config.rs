@@ -67,7 +67,9 @@ impl WebhookConfig {
     /// The secret, reading a secret file now; `None` when none is configured.
     pub fn secret(&self) -> Result<Option<SecretString>> {
         match (&self.secret, &self.secret_file) {
-            (Some(_), Some(_)) => bail!("both webhook.secret and webhook.secret_file are set; keep one"),
+            (Some(_), Some(_)) => {
+                bail!("both webhook.secret and webhook.secret_file are set; keep one")
+            }
             (Some(secret), None) => Ok(Some(secret.clone())),
             (None, Some(path)) => read_secret_file(path, "webhook secret").map(Some),
             (None, None) => Ok(None),
@@ -261,14 +263,8 @@ impl AdoConfig {
                 };
                 Ok(tollgate_ado::Credential::ServicePrincipal(
                     tollgate_ado::ServicePrincipal {
-                        tenant_id: self
-                            .tenant_id
-                            .clone()
-                            .ok_or_else(|| missing("tenant_id"))?,
-                        client_id: self
-                            .client_id
-                            .clone()
-                            .ok_or_else(|| missing("client_id"))?,
+                        tenant_id: self.tenant_id.clone().ok_or_else(|| missing("tenant_id"))?,
+                        client_id: self.client_id.clone().ok_or_else(|| missing("client_id"))?,
                         client_secret: secret,
                         authority: self.authority.clone(),
                     },
@@ -276,7 +272,6 @@ impl AdoConfig {
             }
         }
     }
-
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -592,7 +587,10 @@ pub fn add_tenant(
     ado.insert("org_url", toml_edit::value(org_url));
     ado.insert("pat_file", toml_edit::value(absolute(pat_file)));
     let mut webhook = toml_edit::Table::new();
-    webhook.insert("secret_file", toml_edit::value(absolute(webhook_secret_file)));
+    webhook.insert(
+        "secret_file",
+        toml_edit::value(absolute(webhook_secret_file)),
+    );
     let mut tenant = toml_edit::Table::new();
     tenant.insert("id", toml_edit::value(id));
     tenant.insert("ado", toml_edit::Item::Table(ado));

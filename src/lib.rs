@@ -7,23 +7,23 @@
 pub mod auth;
 /// The command-line adapter.
 pub mod cli;
-/// `tollgate serve`, `worker`, `tenant` and `events`.
-mod cli_server;
-/// Workers and the scheduler of the durable job queue.
-pub mod jobs;
 /// `tollgate policy` and `tollgate waiver`.
 mod cli_policy;
-/// The HTTP adapter: API, webhooks, health and metrics.
-pub mod http;
+/// `tollgate serve`, `worker`, `tenant` and `events`.
+mod cli_server;
 /// Layered configuration and secrets.
 pub mod config;
+/// The HTTP adapter: API, webhooks, health and metrics.
+pub mod http;
+/// Workers and the scheduler of the durable job queue.
+pub mod jobs;
 /// Rendering of tables and JSON for people and scripts.
 pub mod output;
 /// Scan reports: table, JSON, SARIF, Markdown, HTML.
 pub mod report;
 /// Use cases.
 pub mod services;
-/// Prometheus metrics.
-pub mod telemetry;
 /// The composition root.
 pub mod startup;
+/// Prometheus metrics.
+pub mod telemetry;

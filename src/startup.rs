@@ -260,7 +260,10 @@ async fn server_parts(config: &Config) -> Result<ServerParts> {
     let store = sqlite(&config.database.url).await?;
     let (policies, problems) = policies(config)?;
     for problem in &problems {
-        tracing::warn!(problem, "a policy file did not load; the rest of the catalog runs");
+        tracing::warn!(
+            problem,
+            "a policy file did not load; the rest of the catalog runs"
+        );
     }
     let contexts = tenant_contexts(config, store.clone(), policies, &problems)?;
     Ok(ServerParts {
@@ -339,7 +342,8 @@ async fn prune_periodically(
     use tollgate_store::{EventStore, JobStore};
     loop {
         let now = time::OffsetDateTime::now_utc();
-        let events_before = now - time::Duration::try_from(retention).unwrap_or(time::Duration::days(7));
+        let events_before =
+            now - time::Duration::try_from(retention).unwrap_or(time::Duration::days(7));
         match store.prune_events(events_before).await {
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, "old service-hook events pruned"),
@@ -431,9 +435,7 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
             body_limit_bytes: config.server.body_limit_bytes,
             webhook_body_limit_bytes: config.server.webhook_body_limit_bytes,
             request_timeout: Duration::from_secs(config.server.request_timeout_secs.max(1)),
-            header_read_timeout: Duration::from_secs(
-                config.server.header_read_timeout_secs.max(1),
-            ),
+            header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs.max(1)),
             cors_origins: config.server.cors_origins.clone(),
         }),
         readiness: Arc::new(StoreReadiness(parts.store.clone())),

@@ -40,8 +40,17 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
     }
 }
 
-async fn call(client: &Client, server: &Server, method: &str, path: &str, key: Option<&str>) -> reqwest::Response {
-    let mut request = client.request(Method::from_bytes(method.as_bytes()).unwrap(), server.url(&concrete(path)));
+async fn call(
+    client: &Client,
+    server: &Server,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+) -> reqwest::Response {
+    let mut request = client.request(
+        Method::from_bytes(method.as_bytes()).unwrap(),
+        server.url(&concrete(path)),
+    );
     if let Some(key) = key {
         request = request.bearer_auth(key);
     }
@@ -64,32 +73,85 @@ async fn every_route_answers_every_role_as_the_permission_table_says() {
         match route.access {
             Access::Public => {
                 let response = call(&client, &server, route.method, route.path, None).await;
-                assert!(response.status().is_success(), "{} {} is public: {}", route.method, route.path, response.status());
+                assert!(
+                    response.status().is_success(),
+                    "{} {} is public: {}",
+                    route.method,
+                    route.path,
+                    response.status()
+                );
             }
             Access::WebhookSecret => {
-                let response = call(&client, &server, route.method, route.path, Some(server.admin_key())).await;
-                assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "an API key is not the webhook secret");
+                let response = call(
+                    &client,
+                    &server,
+                    route.method,
+                    route.path,
+                    Some(server.admin_key()),
+                )
+                .await;
+                assert_eq!(
+                    response.status(),
+                    StatusCode::UNAUTHORIZED,
+                    "an API key is not the webhook secret"
+                );
             }
             Access::Authenticated | Access::Requires(_) => {
                 let response = call(&client, &server, route.method, route.path, None).await;
-                assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{} {} without a credential", route.method, route.path);
+                assert_eq!(
+                    response.status(),
+                    StatusCode::UNAUTHORIZED,
+                    "{} {} without a credential",
+                    route.method,
+                    route.path
+                );
                 assert!(response.headers().contains_key("www-authenticate"));
-                let response = call(&client, &server, route.method, route.path, Some("tg_bogus_key")).await;
-                assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{} {} with a bad key", route.method, route.path);
+                let response = call(
+                    &client,
+                    &server,
+                    route.method,
+                    route.path,
+                    Some("tg_bogus_key"),
+                )
+                .await;
+                assert_eq!(
+                    response.status(),
+                    StatusCode::UNAUTHORIZED,
+                    "{} {} with a bad key",
+                    route.method,
+                    route.path
+                );
                 for role in Role::ALL {
                     let allowed = match route.access {
                         Access::Requires(permission) => role.grants(permission),
                         _ => true,
                     };
-                    let response = call(&client, &server, route.method, route.path, Some(&keys[&role])).await;
+                    let response = call(
+                        &client,
+                        &server,
+                        route.method,
+                        route.path,
+                        Some(&keys[&role]),
+                    )
+                    .await;
                     let status = response.status();
                     if allowed {
                         assert!(
-                            status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED && !status.is_server_error(),
-                            "{role} may {} {}, got {status}", route.method, route.path
+                            status != StatusCode::FORBIDDEN
+                                && status != StatusCode::UNAUTHORIZED
+                                && !status.is_server_error(),
+                            "{role} may {} {}, got {status}",
+                            route.method,
+                            route.path
                         );
                     } else {
-                        assert_eq!(status, StatusCode::FORBIDDEN, "{role} may not {} {}", route.method, route.path);
+                        assert_eq!(
+                            status,
+                            StatusCode::FORBIDDEN,
+                            "{role} may not {} {}",
+                            route.method,
+                            route.path
+                        );
                         let body: Value = response.json().await.unwrap();
                         assert_eq!(body["error"]["code"], "forbidden");
                     }
@@ -98,7 +160,10 @@ async fn every_route_answers_every_role_as_the_permission_table_says() {
             }
         }
     }
-    assert!(checked >= 5 * 20, "the matrix covered {checked} route × role pairs");
+    assert!(
+        checked >= 5 * 20,
+        "the matrix covered {checked} route × role pairs"
+    );
     server.stop().await;
 }
 
@@ -122,15 +187,33 @@ async fn errors_share_one_shape_and_responses_carry_secure_headers() {
     ] {
         assert_eq!(response.headers()[name], value, "{name}");
     }
-    assert!(response.headers()["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
-    assert!(!response.headers().contains_key("access-control-allow-origin"), "CORS is off by default");
+    assert!(
+        response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    assert!(
+        !response
+            .headers()
+            .contains_key("access-control-allow-origin"),
+        "CORS is off by default"
+    );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "not_found");
     assert_eq!(body["error"]["request_id"], "trace-me-123");
 
     // A request id that could forge log lines is replaced.
-    let response = client.get(server.url("/healthz")).header("x-request-id", "a b\"c").send().await.unwrap();
-    let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let response = client
+        .get(server.url("/healthz"))
+        .header("x-request-id", "a b\"c")
+        .send()
+        .await
+        .unwrap();
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(!id.contains(' ') && !id.is_empty());
 
     // Bad input is a 4xx in the same shape, never a 5xx.
@@ -153,7 +236,12 @@ async fn errors_share_one_shape_and_responses_carry_secure_headers() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body: Value = response.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("NOPE-99"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("NOPE-99")
+    );
 
     // Over the body limit: 413.
     let response = client
@@ -175,16 +263,44 @@ async fn a_principal_over_its_rate_limit_gets_429_with_retry_after() {
     let key = server.admin_key().to_owned();
     let mut statuses = Vec::new();
     for _ in 0..8 {
-        let response = client.get(server.url("/api/v1/me")).bearer_auth(&key).send().await.unwrap();
+        let response = client
+            .get(server.url("/api/v1/me"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
-            assert!(response.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+            assert!(
+                response.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap()
+                    >= 1
+            );
         }
         statuses.push(response.status().as_u16());
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 5, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 3, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        3,
+        "{statuses:?}"
+    );
     // Health is not rate limited (no principal).
-    assert!(client.get(server.url("/healthz")).send().await.unwrap().status().is_success());
+    assert!(
+        client
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
     server.stop().await;
 }
 
@@ -197,7 +313,11 @@ async fn a_client_that_sends_nothing_is_disconnected() {
     let mut buffer = Vec::new();
     // The server closes the connection (possibly after a 408); without the timeout this
     // read would wait forever and the outer timeout would fail the test.
-    let read = tokio::time::timeout(std::time::Duration::from_secs(30), stream.read_to_end(&mut buffer)).await;
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_to_end(&mut buffer),
+    )
+    .await;
     assert!(read.is_ok(), "the silent connection was never closed");
     server.stop().await;
 }
@@ -206,9 +326,23 @@ async fn a_client_that_sends_nothing_is_disconnected() {
 async fn health_readiness_metrics_and_the_bundled_swagger_ui() {
     let server = Server::start("").await;
     let client = Client::new();
-    let ready: Value = client.get(server.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    let ready: Value = client
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["status"], "ready");
-    let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for name in [
         "tollgate_http_requests_total",
         "tollgate_webhook_ack_seconds",
@@ -224,7 +358,14 @@ async fn health_readiness_metrics_and_the_bundled_swagger_ui() {
     let html = docs.text().await.unwrap();
     assert!(html.contains("swagger"), "the Swagger UI page");
     assert!(!html.contains("cdn") && !html.contains("unpkg"), "no CDN");
-    let document: Value = client.get(server.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let document: Value = client
+        .get(server.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
     server.stop().await;
 }

@@ -72,13 +72,23 @@ async fn every_published_sample_is_accepted_stored_and_processed_once() {
                 .unwrap();
             assert_eq!(response.status(), StatusCode::OK, "{name} (round {round})");
             let receipt: Value = response.json().await.unwrap();
-            let expected = if round == 0 { ["stored", "unknown_type"] } else { ["duplicate", "duplicate"] };
-            assert!(expected.contains(&receipt["status"].as_str().unwrap()), "{name}: {receipt}");
+            let expected = if round == 0 {
+                ["stored", "unknown_type"]
+            } else {
+                ["duplicate", "duplicate"]
+            };
+            assert!(
+                expected.contains(&receipt["status"].as_str().unwrap()),
+                "{name}: {receipt}"
+            );
         }
     }
     let stored = events(&client, &server, "").await;
     assert_eq!(stored.len(), samples.len(), "each sample stored once");
-    assert!(stored.iter().all(|e| e["deliveries"] == 2), "the redelivery was counted, not stored");
+    assert!(
+        stored.iter().all(|e| e["deliveries"] == 2),
+        "the redelivery was counted, not stored"
+    );
     // Every handled event is processed (exactly one refresh per burst, coalesced).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -86,13 +96,20 @@ async fn every_published_sample_is_accepted_stored_and_processed_once() {
         if waiting.is_empty() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "events still unprocessed: {}", waiting.len());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events still unprocessed: {}",
+            waiting.len()
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let processed = events(&client, &server, "&status=processed").await;
     let unknown = events(&client, &server, "&status=unknown").await;
     assert_eq!(processed.len() + unknown.len(), samples.len());
-    assert!(unknown.is_empty(), "tollgate acts on every published type: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "tollgate acts on every published type: {unknown:?}"
+    );
     // The exact bytes are kept.
     let first = &processed[0];
     let detail: Value = client
@@ -112,7 +129,10 @@ async fn every_published_sample_is_accepted_stored_and_processed_once() {
 async fn bad_deliveries_get_the_status_ado_acts_on() {
     let server = Server::start("[server]\nwebhook_body_limit_bytes = 65536\n").await;
     let client = Client::new();
-    let push = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/servicehooks/git.push.json")).unwrap();
+    let push = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/servicehooks/git.push.json"),
+    )
+    .unwrap();
     let post = |path: &str, auth: Option<String>, body: Vec<u8>| {
         let mut request = client.post(server.url(path)).body(body);
         if let Some(auth) = auth {
@@ -121,8 +141,20 @@ async fn bad_deliveries_get_the_status_ado_acts_on() {
         request.send()
     };
     // No secret, a wrong one: 401. The header form works as well as basic auth.
-    assert_eq!(post("/hooks/ado/default", None, push.clone()).await.unwrap().status(), 401);
-    assert_eq!(post("/hooks/ado/default", Some(basic("wrong")), push.clone()).await.unwrap().status(), 401);
+    assert_eq!(
+        post("/hooks/ado/default", None, push.clone())
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        post("/hooks/ado/default", Some(basic("wrong")), push.clone())
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
     let response = client
         .post(server.url("/hooks/ado/default"))
         .header("x-tollgate-webhook-secret", WEBHOOK_SECRET)
@@ -140,21 +172,58 @@ async fn bad_deliveries_get_the_status_ado_acts_on() {
     .await
     .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.json::<Value>().await.unwrap()["status"], "unknown_type");
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["status"],
+        "unknown_type"
+    );
     // Unknown tenant: 404.
-    assert_eq!(post("/hooks/ado/nobody", Some(basic(WEBHOOK_SECRET)), push.clone()).await.unwrap().status(), 404);
+    assert_eq!(
+        post(
+            "/hooks/ado/nobody",
+            Some(basic(WEBHOOK_SECRET)),
+            push.clone()
+        )
+        .await
+        .unwrap()
+        .status(),
+        404
+    );
     // Malformed: 400, and kept for inspection.
-    let response = post("/hooks/ado/default", Some(basic(WEBHOOK_SECRET)), b"{\"id\": \"cut".to_vec()).await.unwrap();
+    let response = post(
+        "/hooks/ado/default",
+        Some(basic(WEBHOOK_SECRET)),
+        b"{\"id\": \"cut".to_vec(),
+    )
+    .await
+    .unwrap();
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("kept as event"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("kept as event")
+    );
     let malformed = events(&client, &server, "&status=malformed").await;
     assert_eq!(malformed.len(), 1);
     // Too large: 413, never 500.
-    let response = post("/hooks/ado/default", Some(basic(WEBHOOK_SECRET)), vec![b'x'; 100_000]).await.unwrap();
+    let response = post(
+        "/hooks/ado/default",
+        Some(basic(WEBHOOK_SECRET)),
+        vec![b'x'; 100_000],
+    )
+    .await
+    .unwrap();
     assert_eq!(response.status(), 413);
     // Metrics count the outcomes.
-    let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("outcome=\"unauthorized\""), "{metrics}");
     assert!(metrics.contains("outcome=\"malformed\""));
     server.stop().await;

@@ -19,7 +19,10 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use crate::auth::{Permission, Principal, Role};
 use crate::services::tenant::{FindingFilter, TenantContext, page_size};
 
-pub(super) fn tenant_of(state: &AppState, principal: &Principal) -> ApiResult<std::sync::Arc<TenantContext>> {
+pub(super) fn tenant_of(
+    state: &AppState,
+    principal: &Principal,
+) -> ApiResult<std::sync::Arc<TenantContext>> {
     state.tenants.get(&principal.tenant).ok_or_else(|| {
         ApiError::forbidden(format!(
             "tenant {} is not served by this instance",

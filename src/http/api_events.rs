@@ -138,8 +138,16 @@ pub async fn events(
     let filter = EventFilter {
         status,
         event_type: query.event_type,
-        since: query.since.as_deref().map(|s| parse_time(s, "since")).transpose()?,
-        until: query.until.as_deref().map(|s| parse_time(s, "until")).transpose()?,
+        since: query
+            .since
+            .as_deref()
+            .map(|s| parse_time(s, "since"))
+            .transpose()?,
+        until: query
+            .until
+            .as_deref()
+            .map(|s| parse_time(s, "until"))
+            .transpose()?,
         after_id,
         limit: limit + 1,
     };
@@ -149,7 +157,10 @@ pub async fn events(
         items.last().map(|e| e.id.0.to_string()).unwrap_or_default()
     });
     Ok(Json(EventPage {
-        items: items.into_iter().map(|e| EventView::new(e, false)).collect(),
+        items: items
+            .into_iter()
+            .map(|e| EventView::new(e, false))
+            .collect(),
         next_cursor,
     }))
 }

@@ -105,7 +105,10 @@ pub async fn receive(
         .is_some_and(|secret| authenticated(&headers, secret));
     if !authorised {
         outcome("unauthorized");
-        tracing::info!(tenant, "service-hook delivery with a missing or wrong secret");
+        tracing::info!(
+            tenant,
+            "service-hook delivery with a missing or wrong secret"
+        );
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -217,15 +220,31 @@ mod tests {
         let mut headers = HeaderMap::new();
         assert!(!authenticated(&headers, &expected));
         let basic = base64::engine::general_purpose::STANDARD.encode("ado:s3cret");
-        headers.insert(header::AUTHORIZATION, format!("Basic {basic}").parse().unwrap_or_else(|_| unreachable!()));
+        headers.insert(
+            header::AUTHORIZATION,
+            format!("Basic {basic}")
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
+        );
         assert!(authenticated(&headers, &expected));
         let wrong = base64::engine::general_purpose::STANDARD.encode("ado:s3cre");
-        headers.insert(header::AUTHORIZATION, format!("Basic {wrong}").parse().unwrap_or_else(|_| unreachable!()));
+        headers.insert(
+            header::AUTHORIZATION,
+            format!("Basic {wrong}")
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
+        );
         assert!(!authenticated(&headers, &expected));
         headers.remove(header::AUTHORIZATION);
-        headers.insert("x-tollgate-webhook-secret", "s3cret".parse().unwrap_or_else(|_| unreachable!()));
+        headers.insert(
+            "x-tollgate-webhook-secret",
+            "s3cret".parse().unwrap_or_else(|_| unreachable!()),
+        );
         assert!(authenticated(&headers, &expected));
-        headers.insert("x-tollgate-webhook-secret", "s3cret-and-more".parse().unwrap_or_else(|_| unreachable!()));
+        headers.insert(
+            "x-tollgate-webhook-secret",
+            "s3cret-and-more".parse().unwrap_or_else(|_| unreachable!()),
+        );
         assert!(!authenticated(&headers, &expected));
     }
 }

@@ -11,9 +11,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::auth::authenticator::AuthFailure;
 use super::error::ApiError;
 use super::routes::{self, Access};
+use crate::auth::authenticator::AuthFailure;
 use crate::telemetry::{RequestLabels, RouteLabels};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -59,7 +59,12 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         .await;
     // The matched route is only known after routing; inner layers record it.
     let route = route
-        .or_else(|| response.extensions().get::<RouteName>().map(|r| r.0.clone()))
+        .or_else(|| {
+            response
+                .extensions()
+                .get::<RouteName>()
+                .map(|r| r.0.clone())
+        })
         .unwrap_or_else(|| "unmatched".to_owned());
     let status = response.status();
     let elapsed = started.elapsed();

@@ -84,7 +84,11 @@ impl AppState {
                 }
                 let lag = stats
                     .oldest_queued_at
-                    .map(|at| (time::OffsetDateTime::now_utc() - at).as_seconds_f64().max(0.0))
+                    .map(|at| {
+                        (time::OffsetDateTime::now_utc() - at)
+                            .as_seconds_f64()
+                            .max(0.0)
+                    })
                     .unwrap_or(0.0);
                 self.metrics.queue_lag_seconds.set(lag);
             }
@@ -107,10 +111,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/inventory/{kind}", get(api::inventory_items))
         .route("/api/v1/inventory/{kind}/item", get(api::inventory_item))
         .route("/api/v1/findings", get(api::findings))
-        .route(
-            "/api/v1/waivers",
-            get(api::waivers).post(api::add_waiver),
-        )
+        .route("/api/v1/waivers", get(api::waivers).post(api::add_waiver))
         .route("/api/v1/waivers/{id}", delete(api::remove_waiver))
         .route("/api/v1/policies", get(api::policies))
         .route("/api/v1/policies/settings", get(api::policy_settings))

@@ -1,9 +1,9 @@
 //! Health, readiness, metrics, and the answers for unknown routes and panics.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Serialize;
 
 use super::AppState;
@@ -74,8 +74,9 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
         "internal error; the server log has the details",
     )
     .into_response();
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
     response
 }

@@ -53,7 +53,11 @@ pub const ROUTES: &[RouteSpec] = &[
     route("GET", "/api/v1/me", Authenticated),
     route("GET", "/api/v1/inventory", Requires(InventoryRead)),
     route("GET", "/api/v1/inventory/{kind}", Requires(InventoryRead)),
-    route("GET", "/api/v1/inventory/{kind}/item", Requires(InventoryRead)),
+    route(
+        "GET",
+        "/api/v1/inventory/{kind}/item",
+        Requires(InventoryRead),
+    ),
     route("GET", "/api/v1/findings", Requires(FindingsRead)),
     route("GET", "/api/v1/waivers", Requires(FindingsRead)),
     route("POST", "/api/v1/waivers", Requires(WaiversManage)),

@@ -47,7 +47,10 @@ pub struct Worker {
 
 /// Exponential backoff with jitter: 2 s, 4 s, 8 s … capped at 10 minutes.
 pub fn backoff(attempt: u32) -> Duration {
-    let base = 2u64.saturating_pow(attempt.min(20)).saturating_mul(1_000).min(600_000);
+    let base = 2u64
+        .saturating_pow(attempt.min(20))
+        .saturating_mul(1_000)
+        .min(600_000);
     let jitter = rand::random::<u64>() % (base / 4 + 1);
     Duration::from_millis(base - base / 8 + jitter)
 }
@@ -117,7 +120,9 @@ impl Worker {
                     Retry::Never
                 } else {
                     let delay = backoff(job.attempts);
-                    Retry::At(now + time::Duration::try_from(delay).unwrap_or(time::Duration::MINUTE))
+                    Retry::At(
+                        now + time::Duration::try_from(delay).unwrap_or(time::Duration::MINUTE),
+                    )
                 };
                 match self
                     .jobs
@@ -151,7 +156,11 @@ impl Worker {
             tokio::time::sleep(every).await;
             let until = OffsetDateTime::now_utc()
                 + time::Duration::try_from(self.settings.lease).unwrap_or(time::Duration::MINUTE);
-            match self.jobs.extend_lease(job.id, &self.settings.id, until).await {
+            match self
+                .jobs
+                .extend_lease(job.id, &self.settings.id, until)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(error) => tracing::warn!(job = %job.id, %error, "extending a lease failed"),

@@ -106,19 +106,17 @@ pub fn classify(
     // The 2025 documentation also shows a bare shape without the envelope's `id`, naming the
     // type in `eventId`. Such a delivery is identified by its content, so a redelivery of the
     // same bytes is still recognised.
-    let Some(event_type) = text("eventType").or_else(|| text("eventId").filter(|t| t.contains('.')))
+    let Some(event_type) =
+        text("eventType").or_else(|| text("eventId").filter(|t| t.contains('.')))
     else {
         return malformed("the event has no \"eventType\"".to_owned());
     };
     let Some(event_id) = text("id").or_else(|| {
-        envelope
-            .get("resource")
-            .is_some()
-            .then(|| {
-                let digest = <sha2::Sha256 as sha2::Digest>::digest(body);
-                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-                format!("sha256:{hex}")
-            })
+        envelope.get("resource").is_some().then(|| {
+            let digest = <sha2::Sha256 as sha2::Digest>::digest(body);
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            format!("sha256:{hex}")
+        })
     }) else {
         return malformed("the event has no \"id\"".to_owned());
     };
@@ -255,47 +253,6 @@ async fn write_batches(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn now() -> OffsetDateTime {
-        OffsetDateTime::UNIX_EPOCH
-    }
-
-    #[test]
-    fn deliveries_are_classified_without_losing_a_byte() {
-        let tenant = TenantId::default_tenant();
-        let push = br#"{"id":"03c164c2-8912-4d5e-8009-3707d5f83734","eventType":"git.push","subscriptionId":"s1","resource":{}}"#;
-        let event = classify(&tenant, push, now(), 3);
-        assert_eq!(event.status, EventStatus::Received);
-        assert_eq!(event.event_id.as_deref(), Some("03c164c2-8912-4d5e-8009-3707d5f83734"));
-        assert_eq!(event.subscription_id.as_deref(), Some("s1"));
-        assert_eq!(event.job.as_ref().map(|j| j.kind.as_str()), Some(JOB_EVENT));
-        assert_eq!(event.body, push.to_vec());
-
-        let unknown = classify(&tenant, br#"{"id":"x","eventType":"message.posted"}"#, now(), 3);
-        assert_eq!(unknown.status, EventStatus::Unknown);
-        assert!(unknown.job.is_none(), "unknown types are kept, not processed");
-
-        for (body, why) in [
-            (&b"not json"[..], "not JSON"),
-            (b"[1,2]", "not an object"),
-            (br#"{"eventType":"git.push"}"#, "no \"id\""),
-            (br#"{"eventId":"x"}"#, "no \"eventType\""),
-            (br#"{"id":"x"}"#, "no \"eventType\""),
-            (br#"{"id":"  ","eventType":"git.push"}"#, "no \"id\""),
-            (b"{\"id\":\"x\",\"eventType\":\"git.pu", "not JSON"),
-        ] {
-            let event = classify(&tenant, body, now(), 3);
-            assert_eq!(event.status, EventStatus::Malformed, "{body:?}");
-            assert!(event.error.as_deref().unwrap_or_default().contains(why), "{:?}", event.error);
-            assert_eq!(event.body, body.to_vec(), "kept for inspection");
-            assert!(event.job.is_none());
-        }
-    }
-}
-
 /// The job that processes a stored event, or `None` for events that are never processed
 /// (malformed bodies, types tollgate does not act on).
 pub fn job_for(event: &StoredEvent, max_attempts: u32, now: OffsetDateTime) -> Option<NewJob> {
@@ -397,5 +354,61 @@ impl EventsService {
 
     pub async fn queue_stats(&self) -> anyhow::Result<QueueStats> {
         Ok(self.jobs.queue_stats(OffsetDateTime::now_utc()).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::UNIX_EPOCH
+    }
+
+    #[test]
+    fn deliveries_are_classified_without_losing_a_byte() {
+        let tenant = TenantId::default_tenant();
+        let push = br#"{"id":"03c164c2-8912-4d5e-8009-3707d5f83734","eventType":"git.push","subscriptionId":"s1","resource":{}}"#;
+        let event = classify(&tenant, push, now(), 3);
+        assert_eq!(event.status, EventStatus::Received);
+        assert_eq!(
+            event.event_id.as_deref(),
+            Some("03c164c2-8912-4d5e-8009-3707d5f83734")
+        );
+        assert_eq!(event.subscription_id.as_deref(), Some("s1"));
+        assert_eq!(event.job.as_ref().map(|j| j.kind.as_str()), Some(JOB_EVENT));
+        assert_eq!(event.body, push.to_vec());
+
+        let unknown = classify(
+            &tenant,
+            br#"{"id":"x","eventType":"message.posted"}"#,
+            now(),
+            3,
+        );
+        assert_eq!(unknown.status, EventStatus::Unknown);
+        assert!(
+            unknown.job.is_none(),
+            "unknown types are kept, not processed"
+        );
+
+        for (body, why) in [
+            (&b"not json"[..], "not JSON"),
+            (b"[1,2]", "not an object"),
+            (br#"{"eventType":"git.push"}"#, "no \"id\""),
+            (br#"{"eventId":"x"}"#, "no \"eventType\""),
+            (br#"{"id":"x"}"#, "no \"eventType\""),
+            (br#"{"id":"  ","eventType":"git.push"}"#, "no \"id\""),
+            (b"{\"id\":\"x\",\"eventType\":\"git.pu", "not JSON"),
+        ] {
+            let event = classify(&tenant, body, now(), 3);
+            assert_eq!(event.status, EventStatus::Malformed, "{body:?}");
+            assert!(
+                event.error.as_deref().unwrap_or_default().contains(why),
+                "{:?}",
+                event.error
+            );
+            assert_eq!(event.body, body.to_vec(), "kept for inspection");
+            assert!(event.job.is_none());
+        }
     }
 }

@@ -1,7 +1,10 @@
 //! Spawn the real `tollgate serve` binary on a loopback port, with its own configuration
 //! and database in a temporary directory.
 
-#![allow(dead_code, reason = "each test file uses a different part of the harness")]
+#![allow(
+    dead_code,
+    reason = "each test file uses a different part of the harness"
+)]
 
 use std::path::PathBuf;
 use std::process::Stdio;
