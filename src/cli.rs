@@ -57,7 +57,8 @@ Exit codes: 0 synced, 1 error, 3 synced except some kinds (listed) that were ski
     /// Run the ADO simulator: a synthetic organisation behind an ADO-shaped REST API.
     #[command(
         after_help = "The first line on stdout is the base URL; the second the organisation URL to sync.\n\
-Controls: GET /_sim/manifest, GET|DELETE /_sim/calls, GET|POST /_sim/faults, POST /_sim/mutate."
+Controls: GET /_sim/manifest, GET|DELETE /_sim/calls, GET|POST /_sim/faults, POST /_sim/mutate,\n\
+GET|DELETE /_sim/deliveries (service-hook deliveries to subscribers of /ORG/_apis/hooks/subscriptions)."
     )]
     Sim(SimArgs),
     /// Simulate an organisation, sync it into SQLite, scan it and write an HTML report.

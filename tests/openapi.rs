@@ -50,3 +50,41 @@ fn the_document_and_the_permission_table_list_the_same_routes() {
         .collect();
     assert_eq!(documented, table);
 }
+
+/// docs/API.md's permission table is generated from the route table the server enforces.
+#[test]
+fn the_permission_table_in_the_docs_is_current() {
+    use tollgate::http::routes::Access;
+    let mut text = String::from(
+        "# HTTP API: routes and permissions\n\n\
+Generated from `src/http/routes.rs` (the table the server enforces) by\n\
+`TOLLGATE_WRITE_DOCS=1 cargo test --test openapi`. Request and response shapes: the OpenAPI\n\
+document at `/api/openapi.json` (snapshot: docs/openapi.json), browsable at `/api/docs`.\n\n\
+Roles, lowest first: viewer < developer < operator < release_manager < admin; a role holds the\n\
+permissions of every role below it.\n\n\
+| method | route | needs | lowest role |\n|---|---|---|---|\n",
+    );
+    for route in ROUTES {
+        let (needs, role) = match route.access {
+            Access::Public => ("nothing (public)".to_owned(), "-".to_owned()),
+            Access::WebhookSecret => ("the tenant's webhook secret".to_owned(), "-".to_owned()),
+            Access::Authenticated => ("any credential".to_owned(), "viewer".to_owned()),
+            Access::Requires(permission) => (
+                format!("`{permission}`"),
+                permission.minimum_role().to_string(),
+            ),
+        };
+        text.push_str(&format!(
+            "| {} | `{}` | {needs} | {role} |\n",
+            route.method, route.path
+        ));
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/API.md");
+    if std::env::var_os("TOLLGATE_WRITE_DOCS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    assert!(
+        std::fs::read_to_string(&path).unwrap_or_default() == text,
+        "docs/API.md is stale: run `TOLLGATE_WRITE_DOCS=1 cargo test --test openapi`"
+    );
+}
