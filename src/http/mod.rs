@@ -145,7 +145,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             middleware::authorize,
         ))
-        .layer(DefaultBodyLimit::disable());
+        .layer(DefaultBodyLimit::disable())
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            ops::panic_response_retry,
+        ));
     let docs = openapi::swagger_ui();
     let mut app = Router::new()
         .merge(api)

@@ -80,3 +80,11 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
     );
     response
 }
+
+/// For the service-hook receiver: ADO retries 503 but puts the subscription on probation
+/// for a 500, so even a bug answers "retry".
+pub fn panic_response_retry(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let mut response = panic_response(panic);
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response
+}
