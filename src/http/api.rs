@@ -35,6 +35,15 @@ pub(super) fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
 }
 
+/// A cursor that is a row number (`next_cursor` of the previous page).
+pub(super) fn numeric_cursor(raw: Option<&str>, what: &str) -> ApiResult<Option<i64>> {
+    raw.map(|c| {
+        c.parse::<i64>()
+            .map_err(|_| ApiError::bad_request(format!("cursor must be a {what}")))
+    })
+    .transpose()
+}
+
 fn parse_kind(raw: &str) -> ApiResult<ResourceKind> {
     raw.parse().map_err(|_| {
         let known: Vec<&str> = ResourceKind::ALL.iter().map(|k| k.as_str()).collect();
@@ -545,14 +554,7 @@ pub async fn syncs(
     Query(query): Query<SyncQuery>,
 ) -> ApiResult<Json<SyncPage>> {
     let tenant = tenant_of(&state, &principal)?;
-    let before = query
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<i64>()
-                .map_err(|_| ApiError::bad_request("cursor must be a sync run id"))
-        })
-        .transpose()?;
+    let before = numeric_cursor(query.cursor.as_deref(), "sync run id")?;
     let page = tenant.syncs(before, page_size(query.limit)).await?;
     Ok(Json(SyncPage {
         items: page.items.into_iter().map(SyncRun::from).collect(),

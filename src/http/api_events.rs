@@ -15,11 +15,11 @@ use tollgate_store::{
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::api::rfc3339;
+use super::api::{numeric_cursor, rfc3339};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use crate::auth::Principal;
 use crate::services::events::EventsService;
-use crate::services::tenant::page_size;
+use crate::services::tenant::{Page, page_size};
 
 fn service(state: &AppState) -> ApiResult<&EventsService> {
     state
@@ -125,15 +125,7 @@ pub async fn events(
             })
         })
         .transpose()?;
-    let after_id = query
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<i64>()
-                .map(EventId)
-                .map_err(|_| ApiError::bad_request("cursor must be an event number"))
-        })
-        .transpose()?;
+    let after_id = numeric_cursor(query.cursor.as_deref(), "event number")?.map(EventId);
     let limit = page_size(query.limit);
     let filter = EventFilter {
         status,
@@ -151,17 +143,15 @@ pub async fn events(
         after_id,
         limit: limit + 1,
     };
-    let mut items = service.events(&principal.tenant, &filter).await?;
-    let next_cursor = (items.len() > limit as usize).then(|| {
-        items.truncate(limit as usize);
-        items.last().map(|e| e.id.0.to_string()).unwrap_or_default()
-    });
+    let items = service.events(&principal.tenant, &filter).await?;
+    let page = Page::from_overfetch(items, limit, |e| e.id.0.to_string());
     Ok(Json(EventPage {
-        items: items
+        items: page
+            .items
             .into_iter()
             .map(|e| EventView::new(e, false))
             .collect(),
-        next_cursor,
+        next_cursor: page.next_cursor,
     }))
 }
 
@@ -309,17 +299,9 @@ pub async fn jobs(
             })
         })
         .transpose()?;
-    let after_id = query
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<i64>()
-                .map(JobId)
-                .map_err(|_| ApiError::bad_request("cursor must be a job number"))
-        })
-        .transpose()?;
+    let after_id = numeric_cursor(query.cursor.as_deref(), "job number")?.map(JobId);
     let limit = page_size(query.limit);
-    let mut items = service(&state)?
+    let items = service(&state)?
         .jobs(
             &principal.tenant,
             &JobFilter {
@@ -330,13 +312,10 @@ pub async fn jobs(
             },
         )
         .await?;
-    let next_cursor = (items.len() > limit as usize).then(|| {
-        items.truncate(limit as usize);
-        items.last().map(|j| j.id.0.to_string()).unwrap_or_default()
-    });
+    let page = Page::from_overfetch(items, limit, |j| j.id.0.to_string());
     Ok(Json(JobPage {
-        items: items.into_iter().map(JobView::from).collect(),
-        next_cursor,
+        items: page.items.into_iter().map(JobView::from).collect(),
+        next_cursor: page.next_cursor,
     }))
 }
 

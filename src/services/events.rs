@@ -211,38 +211,37 @@ async fn write_batches(
     // grows by itself while the previous commit is syncing.
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let started = Instant::now();
-        let events: Vec<NewEvent> = batch.iter().map(|p| p.event.clone()).collect();
+        // Split rather than clone: the bodies move into the store call untouched.
+        let (events, replies): (Vec<NewEvent>, Vec<_>) =
+            batch.drain(..).map(|p| (p.event, p.reply)).unzip();
         metrics.webhook_batch_size.observe(events.len() as f64);
-        match store.ingest(&events).await {
-            Ok(outcomes) if outcomes.len() == batch.len() => {
+        let failure = match store.ingest(&events).await {
+            Ok(outcomes) if outcomes.len() == replies.len() => {
                 let enqueued = outcomes
                     .iter()
                     .any(|o| matches!(o, IngestOutcome::Stored { job: Some(_), .. }));
-                for (pending, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = pending.reply.send(Ok(outcome));
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
                 }
                 if enqueued {
                     wake.notify_waiters();
                 }
+                None
             }
-            Ok(outcomes) => {
-                let message = format!(
+            Ok(outcomes) => Some((
+                format!(
                     "the store answered {} outcomes for {} events",
                     outcomes.len(),
-                    batch.len()
-                );
-                tracing::error!(message, "event ingest");
-                for pending in batch.drain(..) {
-                    let _ = pending.reply.send(Err(IngestError::Store(message.clone())));
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, events = batch.len(), "storing service-hook events failed");
-                for pending in batch.drain(..) {
-                    let _ = pending
-                        .reply
-                        .send(Err(IngestError::Store(error.to_string())));
-                }
+                    replies.len()
+                ),
+                replies,
+            )),
+            Err(error) => Some((error.to_string(), replies)),
+        };
+        if let Some((message, replies)) = failure {
+            tracing::error!(error = %message, events = events.len(), "storing service-hook events failed");
+            for reply in replies {
+                let _ = reply.send(Err(IngestError::Store(message.clone())));
             }
         }
         tracing::debug!(

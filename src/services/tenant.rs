@@ -27,6 +27,18 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// A page from a query that fetched `limit + 1` rows: the extra row only says that
+    /// another page follows, whose cursor is the key of the last row kept.
+    pub fn from_overfetch(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Self {
+        let next_cursor = (items.len() > limit as usize).then(|| {
+            items.truncate(limit as usize);
+            items.last().map(&key).unwrap_or_default()
+        });
+        Self { items, next_cursor }
+    }
+}
+
 /// Clamp a requested page size to 1..=MAX_PAGE.
 pub fn page_size(requested: Option<u32>) -> u32 {
     requested.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)
@@ -84,7 +96,7 @@ impl TenantContext {
         limit: u32,
     ) -> Result<Page<InventoryItem>> {
         let fetch = limit + 1;
-        let mut items = match project {
+        let items = match project {
             Some(project) => {
                 self.inventory
                     .project_items(&self.id, kind, project, cursor, fetch)
@@ -92,11 +104,7 @@ impl TenantContext {
             }
             None => self.inventory.items(&self.id, kind, cursor, fetch).await?,
         };
-        let next_cursor = (items.len() > limit as usize).then(|| {
-            items.truncate(limit as usize);
-            items.last().map(|i| i.key.clone()).unwrap_or_default()
-        });
-        Ok(Page { items, next_cursor })
+        Ok(Page::from_overfetch(items, limit, |i| i.key.clone()))
     }
 
     pub async fn item(&self, kind: ResourceKind, key: &str) -> Result<Option<InventoryItem>> {
