@@ -34,4 +34,9 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "api_keys",
         sql: include_str!("../migrations/sqlite/0005_api_keys.sql"),
     },
+    Migration {
+        version: 6,
+        name: "event_bodies",
+        sql: include_str!("../migrations/sqlite/0006_event_bodies.sql"),
+    },
 ];

@@ -153,6 +153,27 @@ impl<'a> PreparedJob<'a> {
     }
 }
 
+/// Events with their bodies, which live in their own table (migration 0006 says why).
+macro_rules! select_events {
+    () => {
+        "SELECT events.*, event_bodies.body FROM events \
+         JOIN event_bodies ON event_bodies.event = events.id"
+    };
+}
+
+/// A job one ingest batch created or joined, and how many new events it took.
+struct CoalescedJob<'a> {
+    tenant: &'a TenantId,
+    kind: &'a str,
+    /// `None` for a job of one event.
+    key: Option<&'a str>,
+    /// What this batch has asked of it so far (fixed-width UTC text: compares as time).
+    run_after: String,
+    id: JobId,
+    created: bool,
+    linked: usize,
+}
+
 /// Enqueue inside the caller's write transaction: into a queued job with the same dedupe key
 /// if there is one (which then runs no later than either asked), else as a new row.
 async fn enqueue_in(
@@ -160,7 +181,7 @@ async fn enqueue_in(
     tenant: &TenantId,
     job: &PreparedJob<'_>,
     now: &str,
-) -> Result<JobId, StoreError> {
+) -> Result<(JobId, bool), StoreError> {
     if let Some(key) = job.dedupe_key {
         let queued: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM jobs WHERE tenant_id = ? AND kind = ? AND dedupe_key = ? \
@@ -180,7 +201,7 @@ async fn enqueue_in(
             .bind(id)
             .execute(&mut *connection)
             .await?;
-            return Ok(JobId(id));
+            return Ok((JobId(id), false));
         }
     }
     let id: i64 = sqlx::query_scalar(
@@ -197,7 +218,7 @@ async fn enqueue_in(
     .bind(now)
     .fetch_one(&mut *connection)
     .await?;
-    Ok(JobId(id))
+    Ok((JobId(id), true))
 }
 
 /// Lease to `worker` up to `limit` jobs matching `selection` (a condition on one time column
@@ -243,7 +264,7 @@ async fn replay_one(
         outcome.skipped += 1;
         return Ok(());
     };
-    let job = enqueue_in(connection, &event.tenant, &PreparedJob::new(&job)?, now).await?;
+    let (job, _) = enqueue_in(connection, &event.tenant, &PreparedJob::new(&job)?, now).await?;
     sqlx::query(
         "UPDATE events SET status = 'received', error = NULL, processed_at = NULL, job_id = ? \
          WHERE tenant_id = ? AND id = ?",
@@ -286,12 +307,57 @@ impl EventStore for SqliteStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         let mut transaction = self.durable_pool().begin_with(BEGIN_WRITE).await?;
         let mut outcomes = Vec::with_capacity(events.len());
+        // Jobs with a dedupe key coalesce, so a batch looks each one up once and links every
+        // event to it; the event row is then written once, with its job, instead of being
+        // inserted and rewritten (the body is most of the row).
+        let mut coalesced: Vec<CoalescedJob<'_>> = Vec::new();
         for (event, (received_at, job)) in events.iter().zip(&prepared) {
+            let job_id = match job {
+                None => None,
+                Some(job) => {
+                    let known = job.dedupe_key.and_then(|key| {
+                        coalesced.iter_mut().find(|c| {
+                            c.tenant == &event.tenant && c.kind == job.kind && c.key == Some(key)
+                        })
+                    });
+                    match known {
+                        Some(known) => {
+                            if job.run_after < known.run_after {
+                                sqlx::query("UPDATE jobs SET run_after = ? WHERE id = ?")
+                                    .bind(&job.run_after)
+                                    .bind(known.id.0)
+                                    .execute(&mut *transaction)
+                                    .await?;
+                                known.run_after = job.run_after.clone();
+                            }
+                            Some(known.id)
+                        }
+                        None => {
+                            let (id, created) =
+                                enqueue_in(&mut transaction, &event.tenant, job, &now).await?;
+                            // Unshared jobs are tracked too: one whose event turns out a
+                            // redelivery is dropped below.
+                            if job.dedupe_key.is_some() || created {
+                                coalesced.push(CoalescedJob {
+                                    tenant: &event.tenant,
+                                    kind: job.kind,
+                                    key: job.dedupe_key,
+                                    run_after: job.run_after.clone(),
+                                    id,
+                                    created,
+                                    linked: 0,
+                                });
+                            }
+                            Some(id)
+                        }
+                    }
+                }
+            };
             // A redelivery conflicts on (tenant_id, event_id, event_type) and only counts up; a row that
             // comes back with one delivery was inserted just now.
             let row = sqlx::query(
-                "INSERT INTO events (tenant_id, event_id, event_type, subscription_id, status, body, \
-                 error, received_at, deliveries) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) \
+                "INSERT INTO events (tenant_id, event_id, event_type, subscription_id, status, \
+                 error, received_at, deliveries, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?) \
                  ON CONFLICT (tenant_id, event_id, event_type) DO UPDATE SET deliveries = deliveries + 1 \
                  RETURNING id, deliveries",
             )
@@ -300,9 +366,9 @@ impl EventStore for SqliteStore {
             .bind(&event.event_type)
             .bind(&event.subscription_id)
             .bind(event.status.as_str())
-            .bind(&event.body)
             .bind(&event.error)
             .bind(received_at)
+            .bind(job_id.map(|job| job.0))
             .fetch_one(&mut *transaction)
             .await?;
             let id = EventId(row.try_get("id")?);
@@ -310,19 +376,24 @@ impl EventStore for SqliteStore {
                 outcomes.push(IngestOutcome::Duplicate { id });
                 continue;
             }
-            let job = match job {
-                Some(job) => {
-                    let job = enqueue_in(&mut transaction, &event.tenant, job, &now).await?;
-                    sqlx::query("UPDATE events SET job_id = ? WHERE id = ?")
-                        .bind(job.0)
-                        .bind(id.0)
-                        .execute(&mut *transaction)
-                        .await?;
-                    Some(job)
-                }
-                None => None,
-            };
-            outcomes.push(IngestOutcome::Stored { id, job });
+            sqlx::query("INSERT INTO event_bodies (event, body) VALUES (?, ?)")
+                .bind(id.0)
+                .bind(&event.body)
+                .execute(&mut *transaction)
+                .await?;
+            if let Some(job_id) = job_id
+                && let Some(entry) = coalesced.iter_mut().find(|c| c.id == job_id)
+            {
+                entry.linked += 1;
+            }
+            outcomes.push(IngestOutcome::Stored { id, job: job_id });
+        }
+        // A job created for redeliveries only would process nothing: it must not exist.
+        for unused in coalesced.iter().filter(|c| c.created && c.linked == 0) {
+            sqlx::query("DELETE FROM jobs WHERE id = ?")
+                .bind(unused.id.0)
+                .execute(&mut *transaction)
+                .await?;
         }
         transaction.commit().await?;
         Ok(outcomes)
@@ -333,7 +404,7 @@ impl EventStore for SqliteStore {
         tenant: &TenantId,
         id: EventId,
     ) -> Result<Option<StoredEvent>, StoreError> {
-        sqlx::query("SELECT * FROM events WHERE tenant_id = ? AND id = ?")
+        sqlx::query(concat!(select_events!(), " WHERE tenant_id = ? AND id = ?"))
             .bind(tenant.as_str())
             .bind(id.0)
             .fetch_optional(self.pool())
@@ -350,7 +421,7 @@ impl EventStore for SqliteStore {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let since = filter.since.map(stamp).transpose()?;
         let until = filter.until.map(stamp).transpose()?;
-        let mut sql = String::from("SELECT * FROM events WHERE tenant_id = ? AND id > ?");
+        let mut sql = String::from(concat!(select_events!(), " WHERE tenant_id = ? AND id > ?"));
         let mut texts: Vec<&str> = Vec::new();
         if let Some(status) = filter.status {
             sql.push_str(" AND status = ?");
@@ -451,7 +522,8 @@ impl EventStore for SqliteStore {
                 for chunk in ids.chunks(CHUNK) {
                     let placeholders = vec!["?"; chunk.len()].join(", ");
                     let sql = format!(
-                        "SELECT * FROM events WHERE tenant_id = ? AND id IN ({placeholders}) ORDER BY id"
+                        "{} WHERE tenant_id = ? AND id IN ({placeholders}) ORDER BY id",
+                        select_events!()
                     );
                     let mut query = sqlx::query(AssertSqlSafe(sql)).bind(tenant.as_str());
                     for id in chunk {
@@ -474,10 +546,11 @@ impl EventStore for SqliteStore {
                 let (since, until) = (stamp(*since)?, stamp(*until)?);
                 let mut after = 0_i64;
                 loop {
-                    let events = sqlx::query(
-                        "SELECT * FROM events WHERE tenant_id = ? AND received_at >= ? \
-                         AND received_at < ? AND id > ? ORDER BY id LIMIT ?",
-                    )
+                    let events = sqlx::query(concat!(
+                        select_events!(),
+                        " WHERE tenant_id = ? AND received_at >= ? \
+                             AND received_at < ? AND id > ? ORDER BY id LIMIT ?"
+                    ))
                     .bind(tenant.as_str())
                     .bind(&since)
                     .bind(&until)
@@ -503,10 +576,19 @@ impl EventStore for SqliteStore {
     }
 
     async fn prune_events(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let before = stamp(before)?;
+        let mut transaction = self.pool().begin_with(BEGIN_WRITE).await?;
+        sqlx::query(
+            "DELETE FROM event_bodies WHERE event IN (SELECT id FROM events WHERE received_at < ?)",
+        )
+        .bind(&before)
+        .execute(&mut *transaction)
+        .await?;
         let deleted = sqlx::query("DELETE FROM events WHERE received_at < ?")
-            .bind(stamp(before)?)
-            .execute(self.pool())
+            .bind(&before)
+            .execute(&mut *transaction)
             .await?;
+        transaction.commit().await?;
         Ok(deleted.rows_affected())
     }
 }
@@ -517,7 +599,7 @@ impl JobStore for SqliteStore {
         let job = PreparedJob::new(job)?;
         let now = stamp(OffsetDateTime::now_utc())?;
         let mut transaction = self.durable_pool().begin_with(BEGIN_WRITE).await?;
-        let id = enqueue_in(&mut transaction, tenant, &job, &now).await?;
+        let (id, _) = enqueue_in(&mut transaction, tenant, &job, &now).await?;
         transaction.commit().await?;
         Ok(id)
     }

@@ -1147,3 +1147,139 @@ fn ids_and_outcomes_serialise_as_the_api_shows_them() {
         assert_eq!(JobStatus::parse(status.as_str()), Some(status));
     }
 }
+
+#[tokio::test]
+async fn a_batch_joins_one_coalesced_job_per_tenant_and_key() {
+    let Fixture { _dir, store, .. } = sqlite().await;
+    let mut other_tenant = event(Some("g"), at(3), Some(job("resync", Some("p"), at(13))));
+    other_tenant.tenant = globex();
+    let outcomes = store
+        .ingest(&[
+            event(Some("a"), at(0), Some(job("resync", Some("p"), at(10)))),
+            // Asks earlier than the job the batch opened: the job runs no later than this.
+            event(Some("b"), at(1), Some(job("resync", Some("p"), at(5)))),
+            other_tenant,
+            event(Some("c"), at(2), Some(job("resync", Some("p"), at(12)))),
+        ])
+        .await
+        .unwrap();
+    let jobs: Vec<JobId> = outcomes
+        .iter()
+        .map(|outcome| stored(outcome).1.unwrap())
+        .collect();
+    assert_eq!(jobs[0], jobs[1]);
+    assert_eq!(jobs[0], jobs[3]);
+    assert_ne!(jobs[0], jobs[2], "tenants never share a job");
+    let acme_jobs = all_jobs(&store, &acme()).await;
+    assert_eq!(acme_jobs.len(), 1);
+    assert_eq!(acme_jobs[0].run_after, at(5));
+    assert_eq!(all_jobs(&store, &globex()).await.len(), 1);
+
+    // A later batch joins the job while it is still queued.
+    let later = store
+        .ingest(&[event(
+            Some("d"),
+            at(20),
+            Some(job("resync", Some("p"), at(30))),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(stored(&later[0]).1, Some(jobs[0]));
+    assert_eq!(
+        store
+            .mark_job_events(&acme(), jobs[0], EventStatus::Processed, None, at(40))
+            .await
+            .unwrap(),
+        4
+    );
+}
+
+#[tokio::test]
+async fn a_batch_of_redeliveries_leaves_no_job_behind() {
+    let Fixture { _dir, store, .. } = sqlite().await;
+    let first = store
+        .ingest(&[event(Some("a"), at(0), Some(job("once", None, at(0))))])
+        .await
+        .unwrap();
+    let (_, job_id) = stored(&first[0]);
+    store
+        .claim("w", 10, LEASE, at(1))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|claimed| Some(claimed.id) == job_id)
+        .expect("the first job is claimed");
+
+    // The first job is running, so nothing queued can be joined: the batch opens new jobs,
+    // and must drop them, because every event in it is a redelivery.
+    let again = store
+        .ingest(&[
+            event(Some("a"), at(2), Some(job("once", None, at(2)))),
+            event(Some("a"), at(3), Some(job("keyed", Some("k"), at(3)))),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        again
+            .iter()
+            .all(|outcome| matches!(outcome, IngestOutcome::Duplicate { .. }))
+    );
+    let jobs = all_jobs(&store, &acme()).await;
+    assert_eq!(jobs.len(), 1, "only the first job exists: {jobs:?}");
+    assert_eq!(Some(jobs[0].id), job_id);
+}
+
+/// A database written before event bodies had their own table keeps every body byte for byte.
+#[tokio::test]
+async fn upgrading_moves_the_bodies_of_stored_events_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut connection = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+         applied_at TEXT NOT NULL)",
+    )
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    for (version, sql) in [
+        (1, include_str!("../migrations/sqlite/0001_inventory.sql")),
+        (2, include_str!("../migrations/sqlite/0002_findings.sql")),
+        (3, include_str!("../migrations/sqlite/0003_changes.sql")),
+        (4, include_str!("../migrations/sqlite/0004_events.sql")),
+        (5, include_str!("../migrations/sqlite/0005_api_keys.sql")),
+    ] {
+        sqlx::raw_sql(sql).execute(&mut connection).await.unwrap();
+        sqlx::query("INSERT INTO schema_migrations VALUES (?, 'old', '2026-01-01T00:00:00Z')")
+            .bind(version)
+            .execute(&mut connection)
+            .await
+            .unwrap();
+    }
+    let body = b"{\"id\":\"old-1\",\"odd bytes\":\"\xff\xfe\"}".to_vec();
+    sqlx::query(
+        "INSERT INTO events (tenant_id, event_id, event_type, status, body, received_at) \
+         VALUES ('acme', 'old-1', 'git.push', 'processed', ?, '2026-05-04T12:00:00.000000Z')",
+    )
+    .bind(&body)
+    .execute(&mut connection)
+    .await
+    .unwrap();
+    connection.close().await.unwrap();
+
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    store.ready().await.unwrap();
+    let events = all_events(&store, &acme()).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].body, body);
+    assert_eq!(events[0].status, EventStatus::Processed);
+    // And the upgraded table takes new events as before.
+    let new = event(Some("new-1"), at(0), None);
+    let outcomes = store.ingest(std::slice::from_ref(&new)).await.unwrap();
+    let (id, _) = stored(&outcomes[0]);
+    assert_eq!(
+        store.event(&acme(), id).await.unwrap().unwrap().body,
+        new.body
+    );
+}
