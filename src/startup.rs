@@ -10,6 +10,7 @@ use tollgate_domain::ado_api::AdoHost;
 use tollgate_store::{InventoryStore, SqliteStore};
 
 use crate::config::Config;
+use crate::services::events::StoredEventHints;
 use crate::services::inventory::InventoryService;
 use crate::services::settings::{Action, ScopedSetting};
 use crate::services::sync::SyncService;
@@ -206,14 +207,18 @@ pub fn tenant_contexts(
                 let client = ado_client(&tenant_config)
                     .with_context(|| format!("tenant {id}: the ADO client"))?;
                 let org_url = client.config().org_url();
-                Some(Arc::new(SyncService::new(
-                    Arc::new(client),
-                    store.clone(),
-                    id.clone(),
-                    org_url,
-                    tenant.ado.max_concurrency,
-                    Duration::from_secs(config.sync.overlap_secs),
-                )))
+                let hints = StoredEventHints::new(store.clone(), id.clone());
+                Some(Arc::new(
+                    SyncService::new(
+                        Arc::new(client),
+                        store.clone(),
+                        id.clone(),
+                        org_url,
+                        tenant.ado.max_concurrency,
+                        Duration::from_secs(config.sync.overlap_secs),
+                    )
+                    .with_change_hints(Arc::new(hints)),
+                ))
             }
         };
         let scan = crate::services::scan::ScanService::new(

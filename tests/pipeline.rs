@@ -200,5 +200,20 @@ async fn a_weakened_branch_policy_opens_a_finding_through_the_webhook() {
         new_syncs.iter().all(|s| s["mode"] == "incremental"),
         "{new_syncs:?}"
     );
+
+    // The push left no audit entry; the event alone made the sync re-read that repository's
+    // refs, so the inventory holds the pushed commit.
+    let push_id = events["items"][0]["id"].as_i64().unwrap();
+    let push = get(&client, &server, &format!("/api/v1/events/{push_id}")).await;
+    let update = &push["body"]["resource"]["refUpdates"][0];
+    let pushed_commit = update["newObjectId"].as_str().unwrap();
+    let refs = get(&client, &server, "/api/v1/inventory/refs?limit=1000").await;
+    let stored_ref = refs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["scope"] == repository.as_str() && r["resource"]["name"] == update["name"])
+        .expect("the pushed branch is in the inventory");
+    assert_eq!(stored_ref["resource"]["objectId"], pushed_commit);
     server.stop().await;
 }

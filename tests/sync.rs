@@ -8,11 +8,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use tollgate::config::{self, AdoAuth, Config, Overrides};
-use tollgate::services::sync::{KindStatus, ModeRequest, NoProgress, SyncSummary};
+use tollgate::services::events::add_change_hints;
+use tollgate::services::sync::{
+    ChangeHintSource, ChangeHints, KindStatus, ModeRequest, NoProgress, SyncSummary,
+};
 use tollgate::startup;
 use tollgate_domain::{ResourceKind, SecretString, TenantId};
 use tollgate_sim::{Faults, MutationKind, Profile, RunningSimulator, SimConfig, Simulator};
@@ -473,4 +477,90 @@ async fn release_definitions_are_listed_then_read_in_full_and_skipped_when_forbi
     let skipped: Vec<ResourceKind> = summary.skipped().map(|k| k.kind).collect();
     assert_eq!(skipped, vec![ResourceKind::ReleaseDefinitions]);
     assert_eq!(stored_counts(&db).await["release_definitions"], 0);
+}
+
+/// Hints as the stored events would give them.
+struct FixedHints(ChangeHints);
+
+#[async_trait::async_trait]
+impl ChangeHintSource for FixedHints {
+    async fn hints_since(&self, _since: time::OffsetDateTime) -> anyhow::Result<ChangeHints> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Pushes leave no audit entry, so only the events can say a repository's refs moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_sync_rereads_the_refs_of_repositories_the_events_name() {
+    let sim = simulator(SimConfig {
+        seed: 5,
+        profile: Profile::Small,
+        ..SimConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&sim, &dir.path().join("hinted.db"));
+    sync(&config, ModeRequest::Full).await.unwrap();
+    let repository: Value = snapshot(&config)
+        .await
+        .into_iter()
+        .find(|((kind, _), _)| *kind == ResourceKind::Repositories)
+        .map(|(_, raw)| serde_json::from_str(&raw).unwrap())
+        .expect("a repository");
+    let repository_id = repository["id"].as_str().unwrap().to_owned();
+
+    let pushed = reqwest::Client::new()
+        .post(format!("{}/_sim/mutate", sim.base_url))
+        .json(&serde_json::json!({"ops": ["push_to_repository"], "repository": repository_id}))
+        .send()
+        .await
+        .unwrap();
+    assert!(pushed.status().is_success());
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = config_for(&sim, &fresh_dir.path().join("fresh.db"));
+    sync(&fresh, ModeRequest::Full).await.unwrap();
+    let reference = snapshot(&fresh).await;
+    let refs = |snapshot: &BTreeMap<(ResourceKind, String), String>| {
+        snapshot
+            .iter()
+            .filter(|((kind, _), _)| *kind == ResourceKind::Refs)
+            .map(|(key, raw)| (key.clone(), raw.clone()))
+            .collect::<Vec<_>>()
+    };
+
+    // Without hints the incremental sync cannot know: the stored refs stay behind.
+    let blind = startup::sync_service(&config).await.unwrap();
+    blind
+        .run(ModeRequest::Incremental, &NoProgress)
+        .await
+        .unwrap();
+    assert_ne!(refs(&snapshot(&config).await), refs(&reference));
+
+    // With the push's hint it re-reads that repository's refs and matches a full sync.
+    let mut hints = ChangeHints::default();
+    add_change_hints(
+        "git.push",
+        serde_json::json!({"resource": {"repository": {"id": repository_id}}})
+            .to_string()
+            .as_bytes(),
+        &mut hints,
+    );
+    let hinted = startup::sync_service(&config)
+        .await
+        .unwrap()
+        .with_change_hints(Arc::new(FixedHints(hints)));
+    let summary = hinted
+        .run(ModeRequest::Incremental, &NoProgress)
+        .await
+        .unwrap();
+    let refs_outcome = summary
+        .kinds
+        .iter()
+        .find(|k| k.kind == ResourceKind::Refs)
+        .unwrap();
+    assert_eq!(
+        refs_outcome.scopes, 1,
+        "only the pushed repository: {refs_outcome:?}"
+    );
+    assert_eq!(refs(&snapshot(&config).await), refs(&reference));
 }

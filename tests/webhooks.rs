@@ -228,3 +228,68 @@ async fn bad_deliveries_get_the_status_ado_acts_on() {
     assert!(metrics.contains("outcome=\"malformed\""));
     server.stop().await;
 }
+
+/// What each published sample tells an incremental sync to re-read.
+#[test]
+fn the_published_samples_name_what_changed() {
+    use tollgate::services::events::add_change_hints;
+    use tollgate::services::sync::ChangeHints;
+    use tollgate_domain::ResourceKind;
+
+    let hints_of = |file: &str| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/servicehooks")
+            .join(file);
+        let body = std::fs::read(path).unwrap();
+        let event: Value = serde_json::from_slice(&body).unwrap();
+        let mut hints = ChangeHints::default();
+        // The bare 2025 shape names its type in `eventId`.
+        let event_type = event["eventType"].as_str().or(event["eventId"].as_str());
+        add_change_hints(event_type.unwrap(), &body, &mut hints);
+        hints
+    };
+    let repositories = |hints: &ChangeHints| hints.kinds.get(&ResourceKind::Repositories).cloned();
+    let one = |project: &str| Some([Some(project.to_owned())].into_iter().collect());
+
+    let push = hints_of("git.push.json");
+    assert_eq!(
+        push.pushed_repositories.iter().collect::<Vec<_>>(),
+        ["278d5cd2-584d-4b63-824a-2ba458937249"]
+    );
+    assert!(push.kinds.is_empty());
+    assert_eq!(
+        hints_of("git.pullrequest.merged.json")
+            .pushed_repositories
+            .len(),
+        1
+    );
+    assert!(hints_of("git.pullrequest.created.json").is_empty());
+    assert!(hints_of("build.complete.json").is_empty());
+
+    assert_eq!(
+        repositories(&hints_of("docs-2025/git.repo.created.json")),
+        one("00aa00aa-bb11-cc22-dd33-44ee44ee44ee")
+    );
+    assert_eq!(
+        repositories(&hints_of("docs-2025/git.repo.deleted.json")),
+        one("00aa00aa-bb11-cc22-dd33-44ee44ee44ee")
+    );
+    let forked = repositories(&hints_of("docs-2025/git.repo.forked.json")).unwrap();
+    assert!(forked.iter().all(Option::is_some), "{forked:?}");
+
+    let updated = hints_of("docs-2025/serviceendpoint.updated.json");
+    assert_eq!(
+        updated.kinds.get(&ResourceKind::ServiceEndpoints),
+        one("00000000-0000-0000-0000-000000000000project-id").as_ref()
+    );
+    // Shared with no project it names: every project's connections are re-read.
+    let created = hints_of("docs-2025/ms.vss-endpoint.endpoint-created.json");
+    assert_eq!(
+        created.kinds.get(&ResourceKind::ServiceEndpoints),
+        Some(&[None].into_iter().collect())
+    );
+
+    let mut nothing = ChangeHints::default();
+    add_change_hints("git.push", b"{not json", &mut nothing);
+    assert!(nothing.is_empty());
+}

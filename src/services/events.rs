@@ -8,15 +8,18 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc, oneshot};
-use tollgate_domain::TenantId;
+use tollgate_domain::{ResourceKind, TenantId};
 use tollgate_store::{
     EventFilter, EventId, EventStatus, EventStore, IngestOutcome, Job, JobFilter, JobId, JobStore,
     NewEvent, NewJob, QueueStats, ReplayOutcome, ReplaySelection, StoredEvent,
 };
 
+use crate::services::sync::{ChangeHintSource, ChangeHints};
+use crate::services::tenant::MAX_PAGE;
 use crate::telemetry::Metrics;
 
 /// Job kinds of the event pipeline.
@@ -124,10 +127,11 @@ pub fn classify(
         return malformed("\"id\" or \"eventType\" is implausibly long".to_owned());
     }
     let handled = HANDLED_EVENT_TYPES.contains(&event_type.as_str());
+    let job = handled.then(|| event_job(&event_id, &event_type, received_at, max_attempts));
     NewEvent {
         tenant: tenant.clone(),
-        event_id: Some(event_id.clone()),
-        event_type: Some(event_type.clone()),
+        event_id: Some(event_id),
+        event_type: Some(event_type),
         subscription_id: text("subscriptionId"),
         status: if handled {
             EventStatus::Received
@@ -137,14 +141,25 @@ pub fn classify(
         body: body.to_vec(),
         error: None,
         received_at,
-        // The job names the event, so processing reads the exact bytes received.
-        job: handled.then(|| NewJob {
-            kind: JOB_EVENT.to_owned(),
-            payload: json!({ "event_id": event_id, "event_type": event_type }),
-            dedupe_key: None,
-            run_after: received_at,
-            max_attempts,
-        }),
+        job,
+    }
+}
+
+/// The job that processes events. Events coalesce into one queued job per tenant (its
+/// events are the ones linked to it), so a burst of deliveries costs one job, not one each;
+/// the payload names the event that opened it.
+fn event_job(
+    event_id: &str,
+    event_type: &str,
+    run_after: OffsetDateTime,
+    max_attempts: u32,
+) -> NewJob {
+    NewJob {
+        kind: JOB_EVENT.to_owned(),
+        payload: json!({ "event_id": event_id, "event_type": event_type }),
+        dedupe_key: Some(JOB_EVENT.to_owned()),
+        run_after,
+        max_attempts,
     }
 }
 
@@ -260,13 +275,9 @@ pub fn job_for(event: &StoredEvent, max_attempts: u32, now: OffsetDateTime) -> O
         .as_deref()
         .is_some_and(|t| HANDLED_EVENT_TYPES.contains(&t));
     let event_id = event.event_id.as_ref()?;
-    (handled && event.status != EventStatus::Malformed).then(|| NewJob {
-        kind: JOB_EVENT.to_owned(),
-        payload: json!({ "event_id": event_id, "event_type": event.event_type }),
-        dedupe_key: None,
-        run_after: now,
-        max_attempts,
-    })
+    let event_type = event.event_type.as_deref()?;
+    (handled && event.status != EventStatus::Malformed)
+        .then(|| event_job(event_id, event_type, now, max_attempts))
 }
 
 /// Stored events and jobs: list, inspect, replay, retry.
@@ -353,6 +364,121 @@ impl EventsService {
 
     pub async fn queue_stats(&self) -> anyhow::Result<QueueStats> {
         Ok(self.jobs.queue_stats(OffsetDateTime::now_utc()).await?)
+    }
+}
+
+/// What one event says changed, added to `hints`. Types that change nothing an incremental
+/// sync would miss (pull requests and builds are re-read anyway) add nothing.
+pub fn add_change_hints(event_type: &str, body: &[u8], hints: &mut ChangeHints) {
+    let Ok(event) = serde_json::from_slice::<Value>(body) else {
+        return;
+    };
+    let resource = &event["resource"];
+    let text = |value: &Value| value.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+    let repository = &resource["repository"];
+    match event_type {
+        // A merge moves the target branch as a push does.
+        "git.push" | "git.pullrequest.merged" => {
+            if let Some(id) = text(&repository["id"]) {
+                hints.pushed_repositories.insert(id);
+            }
+        }
+        "git.repo.created"
+        | "git.repo.deleted"
+        | "git.repo.forked"
+        | "git.repo.renamed"
+        | "git.repo.statuschanged" => {
+            // A fork is announced with its new repository as `targetRepository`.
+            let project = text(&repository["project"]["id"])
+                .or_else(|| text(&resource["targetRepository"]["project"]["id"]))
+                .or_else(|| text(&resource["project"]["id"]));
+            hints.changed(ResourceKind::Repositories, project.as_deref());
+        }
+        "ms.vss-endpoint.endpoint-created" | "serviceendpoint.updated" => {
+            // `serviceendpoint.updated` wraps the connection; `endpoint-created` is the
+            // connection itself, with the projects it is shared with as `projectIds`.
+            let endpoint = resource.get("serviceEndpoint").unwrap_or(resource);
+            let projects: Vec<&str> = endpoint["project"]["id"]
+                .as_str()
+                .into_iter()
+                .chain(
+                    endpoint["projectIds"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str),
+                )
+                .chain(
+                    endpoint["serviceEndpointProjectReferences"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|reference| reference["projectReference"]["id"].as_str()),
+                )
+                .filter(|id| !id.is_empty())
+                .collect();
+            if projects.is_empty() {
+                hints.changed(ResourceKind::ServiceEndpoints, None);
+            }
+            for project in projects {
+                hints.changed(ResourceKind::ServiceEndpoints, Some(project));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The most events one sync reads hints from; past it, the periodic full sync catches up.
+const MAX_HINT_EVENTS: usize = 100_000;
+
+/// Change hints from a tenant's stored events.
+pub struct StoredEventHints {
+    events: Arc<dyn EventStore>,
+    tenant: TenantId,
+}
+
+impl StoredEventHints {
+    pub fn new(events: Arc<dyn EventStore>, tenant: TenantId) -> Self {
+        Self { events, tenant }
+    }
+}
+
+#[async_trait::async_trait]
+impl ChangeHintSource for StoredEventHints {
+    async fn hints_since(&self, since: OffsetDateTime) -> anyhow::Result<ChangeHints> {
+        let mut hints = ChangeHints::default();
+        let mut filter = EventFilter {
+            since: Some(since),
+            limit: MAX_PAGE,
+            ..EventFilter::default()
+        };
+        let mut read = 0;
+        loop {
+            let page = self
+                .events
+                .events(&self.tenant, &filter)
+                .await
+                .context("listing the events received since the last sync")?;
+            read += page.len();
+            for event in &page {
+                if event.status == EventStatus::Malformed {
+                    continue;
+                }
+                if let Some(event_type) = &event.event_type {
+                    add_change_hints(event_type, &event.body, &mut hints);
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == MAX_PAGE as usize => filter.after_id = Some(last.id),
+                _ => break,
+            }
+            if read >= MAX_HINT_EVENTS {
+                tracing::warn!(tenant = %self.tenant, read,
+                    "more events since the last sync than one sync reads hints from; the rest waits for the next full sync");
+                break;
+            }
+        }
+        Ok(hints)
     }
 }
 

@@ -14,7 +14,9 @@
 //! | refs, runs, deployment records | listed for new parents, for pipelines with new builds and environments of projects with new builds; rows of vanished parents are dropped |
 //!
 //! Refs change with every push and ADO's audit log does not record pushes: between full
-//! syncs they are kept current by the `git.push` service hook.
+//! syncs they are kept current by the service hooks. An incremental sync asks its
+//! [`ChangeHintSource`] what the events received in its window name (refs of pushed
+//! repositories, repositories and service connections of projects) and re-reads those as well.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -111,6 +113,36 @@ impl SyncSummary {
     }
 }
 
+/// What service-hook events say changed, beyond what the audit log names: an incremental sync
+/// re-reads these too. ADO's audit log records no pushes and not every repository or service
+/// connection change, so without the events refs would go stale until the next full sync.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangeHints {
+    /// Kinds to re-list, per project id; `None`: in every project (the event named none).
+    pub kinds: BTreeMap<ResourceKind, BTreeSet<Option<String>>>,
+    /// Repositories (ADO ids) whose refs moved.
+    pub pushed_repositories: BTreeSet<String>,
+}
+
+impl ChangeHints {
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty() && self.pushed_repositories.is_empty()
+    }
+
+    pub fn changed(&mut self, kind: ResourceKind, project: Option<&str>) {
+        self.kinds
+            .entry(kind)
+            .or_default()
+            .insert(project.map(str::to_owned));
+    }
+}
+
+/// Where an incremental sync learns what the events since its window opened said changed.
+#[async_trait::async_trait]
+pub trait ChangeHintSource: Send + Sync {
+    async fn hints_since(&self, since: OffsetDateTime) -> Result<ChangeHints>;
+}
+
 /// The watermark that remembers which organisation a tenant's inventory came from.
 const ORGANIZATION_WATERMARK: &str = "sync.organization";
 
@@ -122,6 +154,7 @@ pub struct SyncService {
     org_url: String,
     concurrency: usize,
     overlap: Duration,
+    hints: Option<Arc<dyn ChangeHintSource>>,
 }
 
 enum ScopeError {
@@ -160,7 +193,15 @@ impl SyncService {
             org_url,
             concurrency: concurrency.max(1),
             overlap,
+            hints: None,
         }
+    }
+
+    /// Let incremental syncs also re-read what stored service-hook events name.
+    #[must_use]
+    pub fn with_change_hints(mut self, hints: Arc<dyn ChangeHintSource>) -> Self {
+        self.hints = Some(hints);
+        self
     }
 
     /// Run a sync and record it. An error means nothing usable happened (for example the
@@ -305,6 +346,20 @@ impl SyncService {
             for kind in tollgate_ado::audit_actions::kinds_changed_by(&action) {
                 changed.entry(*kind).or_default().insert(project.clone());
             }
+        }
+        // Events are hints on top of the audit log: if they cannot be read, the sync still
+        // does everything the audit log asks, and the next full sync catches the rest.
+        let hints = match &self.hints {
+            None => ChangeHints::default(),
+            Some(source) => source.hints_since(since).await.unwrap_or_else(|error| {
+                tracing::warn!(tenant = %self.tenant, error = %format!("{error:#}"),
+                    "reading the service-hook events for this sync failed; syncing without them");
+                ChangeHints::default()
+            }),
+        };
+        for (kind, projects) in &hints.kinds {
+            let entry = changed.entry(*kind).or_default();
+            entry.extend(projects.iter().cloned());
         }
 
         // 2. Projects: always re-listed; new ones are synced in full, removed ones dropped.
@@ -525,6 +580,7 @@ impl SyncService {
                 .iter()
                 .filter(|parent| {
                     !before.contains(&parent.key)
+                        || (kind == K::Refs && hints.pushed_repositories.contains(&parent.ado_id))
                         || (kind == K::PipelineRuns && pipelines_with_builds.contains(&parent.key))
                         || (kind == K::EnvironmentDeployments
                             && projects_with_builds.contains(&parent.project))
