@@ -311,6 +311,9 @@ impl EventStore for SqliteStore {
         // event to it; the event row is then written once, with its job, instead of being
         // inserted and rewritten (the body is most of the row).
         let mut coalesced: Vec<CoalescedJob<'_>> = Vec::new();
+        // Bodies go in with one statement per chunk: each statement is a round trip to the
+        // connection's thread, and a batch holds dozens of events.
+        let mut new_bodies: Vec<(EventId, &Vec<u8>)> = Vec::with_capacity(events.len());
         for (event, (received_at, job)) in events.iter().zip(&prepared) {
             let job_id = match job {
                 None => None,
@@ -376,17 +379,22 @@ impl EventStore for SqliteStore {
                 outcomes.push(IngestOutcome::Duplicate { id });
                 continue;
             }
-            sqlx::query("INSERT INTO event_bodies (event, body) VALUES (?, ?)")
-                .bind(id.0)
-                .bind(&event.body)
-                .execute(&mut *transaction)
-                .await?;
+            new_bodies.push((id, &event.body));
             if let Some(job_id) = job_id
                 && let Some(entry) = coalesced.iter_mut().find(|c| c.id == job_id)
             {
                 entry.linked += 1;
             }
             outcomes.push(IngestOutcome::Stored { id, job: job_id });
+        }
+        for chunk in new_bodies.chunks(CHUNK) {
+            let rows = vec!["(?, ?)"; chunk.len()].join(", ");
+            let sql = format!("INSERT INTO event_bodies (event, body) VALUES {rows}");
+            let mut insert = sqlx::query(AssertSqlSafe(sql));
+            for (id, body) in chunk {
+                insert = insert.bind(id.0).bind(*body);
+            }
+            insert.execute(&mut *transaction).await?;
         }
         // A job created for redeliveries only would process nothing: it must not exist.
         for unused in coalesced.iter().filter(|c| c.created && c.linked == 0) {
