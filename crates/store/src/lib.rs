@@ -4,10 +4,12 @@
 //! implementation slots in without changing a caller. Queries are written at run time
 //! (`sqlx::query`), one implementation per backend; see docs/adr/0002-store-per-backend.md.
 
+mod audit;
 mod keys;
 mod migrate;
 mod queue;
 mod sqlite;
+mod sqlite_audit;
 mod sqlite_findings;
 mod sqlite_keys;
 mod sqlite_queue;
@@ -19,6 +21,9 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tollgate_domain::{InventoryItem, ResourceKind, SyncRunId, TenantId};
 
+pub use audit::{
+    AuditDraft, AuditStore, EncodedLeaf, LeafEncoder, LeafFilter, StoredCheckpoint, StoredLeaf,
+};
 pub use keys::{ApiKeyStore, StoredApiKey};
 pub use queue::{
     EventFilter, EventId, EventStatus, EventStore, IngestOutcome, Job, JobFilter, JobId, JobStatus,
@@ -43,6 +48,8 @@ pub enum StoreError {
     UnknownRun(SyncRunId),
     #[error("event {0} does not exist")]
     UnknownEvent(EventId),
+    #[error("the audit log is not set up in this process (no leaf encoder)")]
+    AuditNotConfigured,
     #[error("invalid input: {0}")]
     InvalidInput(String),
     #[error("stored data is corrupt: {0}")]

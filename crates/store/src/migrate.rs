@@ -39,4 +39,9 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "event_bodies",
         sql: include_str!("../migrations/sqlite/0006_event_bodies.sql"),
     },
+    Migration {
+        version: 7,
+        name: "audit",
+        sql: include_str!("../migrations/sqlite/0007_audit.sql"),
+    },
 ];

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,7 +15,8 @@ use tollgate_domain::{InventoryItem, ResourceKind, SyncRunId, TenantId};
 
 use crate::migrate::SQLITE as MIGRATIONS;
 use crate::{
-    InventoryChange, InventoryStore, Replace, StoreError, StoredKey, SyncMode, SyncRecord,
+    InventoryChange, InventoryStore, LeafEncoder, Replace, StoreError, StoredKey, SyncMode,
+    SyncRecord,
 };
 
 /// IN-lists are chunked well below SQLite's bound-parameter limit.
@@ -23,11 +25,27 @@ pub(crate) const CHUNK: usize = 500;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Set once at startup; shared by clones.
+    audit_encoder: Arc<EncoderSlot>,
     /// One connection to the same file with `synchronous = FULL`, for writes that are
     /// acknowledged to someone who will not send them again (webhook events, enqueued jobs):
     /// a commit on it is on disk before it returns, surviving power loss, not only a crash.
     /// One connection because SQLite has one writer anyway; callers batch (group commit).
     durable: SqlitePool,
+}
+
+/// Where the audit log's [`LeafEncoder`] is kept.
+#[derive(Default)]
+struct EncoderSlot(OnceLock<Arc<dyn LeafEncoder>>);
+
+impl std::fmt::Debug for EncoderSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "EncoderSlot(set)"
+        } else {
+            "EncoderSlot(unset)"
+        })
+    }
 }
 
 /// The `PRAGMA synchronous` level of each of the store's pools: 0 off, 1 normal, 2 full,
@@ -166,7 +184,11 @@ impl SqliteStore {
             .connect_with(options.synchronous(SqliteSynchronous::Full))
             .await
             .map_err(|source| StoreError::Open { location, source })?;
-        let store = Self { pool, durable };
+        let store = Self {
+            pool,
+            audit_encoder: Arc::default(),
+            durable,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -186,6 +208,21 @@ impl SqliteStore {
                 "the schema is at version {applied}, this binary needs {known}"
             )))
         }
+    }
+
+    /// Give the store the audit log's encoder (once; later calls are refused, so one process
+    /// never writes leaves in two encodings).
+    pub fn set_leaf_encoder(&self, encoder: Arc<dyn LeafEncoder>) -> Result<(), StoreError> {
+        self.audit_encoder.0.set(encoder).map_err(|_| {
+            StoreError::InvalidInput("the audit leaf encoder is already set".to_owned())
+        })
+    }
+
+    pub(crate) fn leaf_encoder(&self) -> Result<&Arc<dyn LeafEncoder>, StoreError> {
+        self.audit_encoder
+            .0
+            .get()
+            .ok_or(StoreError::AuditNotConfigured)
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {

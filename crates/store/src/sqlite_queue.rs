@@ -25,7 +25,7 @@ use crate::{
     StoredEvent,
 };
 
-const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+pub(crate) const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 /// Events replayed by time range are read this many at a time.
 const REPLAY_PAGE: i64 = 500;
@@ -34,7 +34,7 @@ const REPLAY_PAGE: i64 = 500;
 /// orders the text as it would the times. (RFC 3339 as `time` writes it varies in width —
 /// `…:00Z` sorts after `…:00.5Z` — and keeps the offset it was given.) Microseconds are what
 /// PostgreSQL keeps; finer digits are dropped.
-fn stamp(time: OffsetDateTime) -> Result<String, StoreError> {
+pub(crate) fn stamp(time: OffsetDateTime) -> Result<String, StoreError> {
     let utc = time
         .checked_to_offset(UtcOffset::UTC)
         .filter(|utc| (0..=9999).contains(&utc.year()))
@@ -51,7 +51,7 @@ fn stamp(time: OffsetDateTime) -> Result<String, StoreError> {
     ))
 }
 
-fn parse_stamp(raw: &str) -> Result<OffsetDateTime, StoreError> {
+pub(crate) fn parse_stamp(raw: &str) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::parse(raw, &Rfc3339)
         .map_err(|error| StoreError::Corrupt(format!("timestamp {raw:?}: {error}")))
 }

@@ -1,0 +1,158 @@
+//! The audit log's storage: a gap-free sequence of leaves per tenant, the signed checkpoints
+//! over them, and each SIEM sink's cursor.
+//!
+//! The store assigns a record its place (`seq`, the leaf index, and `logged`, the append
+//! time) inside the transaction that stores it — the same transaction as the change it
+//! records, where there is one — and asks a [`LeafEncoder`] for the leaf's canonical bytes
+//! and hash. Canonical form and hashing are the audit crate's business; the store never
+//! interprets a leaf.
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use tollgate_domain::TenantId;
+
+use crate::StoreError;
+
+/// A record before the log gives it a place: its time, its type and the record's other
+/// fields (`event`, `actor`, `target`, `change`, `source`, …) — everything but `schema`,
+/// `origin`, `seq`, `id` and `logged`, which the encoder and the sequencer add.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditDraft {
+    pub event_type: String,
+    /// When it happened.
+    pub time: OffsetDateTime,
+    pub fields: Map<String, Value>,
+    /// A source's own id (an ADO audit entry's): a draft whose key is already in the
+    /// tenant's log is not appended again.
+    pub dedupe_key: Option<String>,
+}
+
+/// A draft made a leaf: the record's id and exact bytes, and the leaf hash over them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedLeaf {
+    pub record_id: String,
+    pub bytes: Vec<u8>,
+    pub hash: [u8; 32],
+}
+
+/// Turns a draft into the leaf at position `seq` of `tenant`'s log, appended at `logged`.
+pub trait LeafEncoder: Send + Sync {
+    fn encode(
+        &self,
+        tenant: &TenantId,
+        draft: &AuditDraft,
+        seq: u64,
+        logged: OffsetDateTime,
+    ) -> Result<EncodedLeaf, String>;
+}
+
+/// One stored leaf. `bytes` is `None` once retention withheld the payload; the hash stays,
+/// so every proof stays possible.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredLeaf {
+    pub seq: u64,
+    pub record_id: String,
+    pub event_type: String,
+    pub time: OffsetDateTime,
+    pub logged: OffsetDateTime,
+    pub hash: [u8; 32],
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// Which leaves to list: `seq` from `from` (inclusive), optionally of one type or in a time
+/// range, at most `limit`.
+#[derive(Clone, Debug, Default)]
+pub struct LeafFilter {
+    pub from: u64,
+    pub event_type: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+    pub limit: u32,
+}
+
+/// A signed checkpoint: the tree of the first `size` leaves has root `root`; `note` is the
+/// signed note as published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    pub root: [u8; 32],
+    pub note: String,
+    pub signed_at: OffsetDateTime,
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Append records in a transaction of their own (for what changes nothing else:
+    /// authentication failures, denials, evaluations that found nothing new). Returns each
+    /// draft's `seq`, or `None` for a draft skipped by its dedupe key.
+    async fn append_audit(
+        &self,
+        tenant: &TenantId,
+        drafts: &[AuditDraft],
+    ) -> Result<Vec<Option<u64>>, StoreError>;
+
+    /// How many leaves the tenant's log has.
+    async fn audit_size(&self, tenant: &TenantId) -> Result<u64, StoreError>;
+
+    async fn audit_leaves(
+        &self,
+        tenant: &TenantId,
+        filter: &LeafFilter,
+    ) -> Result<Vec<StoredLeaf>, StoreError>;
+
+    async fn audit_leaf_by_id(
+        &self,
+        tenant: &TenantId,
+        record_id: &str,
+    ) -> Result<Option<StoredLeaf>, StoreError>;
+
+    /// The leaf hashes of `from..to`, in order.
+    async fn audit_leaf_hashes(
+        &self,
+        tenant: &TenantId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<[u8; 32]>, StoreError>;
+
+    async fn add_checkpoint(
+        &self,
+        tenant: &TenantId,
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<(), StoreError>;
+
+    /// Checkpoints signed after `after` (all when `None`), oldest first, at most `limit`.
+    async fn checkpoints(
+        &self,
+        tenant: &TenantId,
+        after: Option<OffsetDateTime>,
+        limit: u32,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError>;
+
+    async fn latest_checkpoint(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// Tier-1 retention: withhold the payloads of leaves below `below` (hashes stay), and
+    /// append `record` saying so, in one transaction. Returns how many payloads went.
+    async fn withhold_audit_payloads(
+        &self,
+        tenant: &TenantId,
+        below: u64,
+        record: &AuditDraft,
+    ) -> Result<u64, StoreError>;
+
+    /// Tenants that have an audit log.
+    async fn audit_tenants(&self) -> Result<Vec<TenantId>, StoreError>;
+
+    /// The next `seq` a sink has not yet delivered (0 when it never delivered).
+    async fn sink_cursor(&self, tenant: &TenantId, sink: &str) -> Result<u64, StoreError>;
+
+    async fn set_sink_cursor(
+        &self,
+        tenant: &TenantId,
+        sink: &str,
+        next: u64,
+    ) -> Result<(), StoreError>;
+}

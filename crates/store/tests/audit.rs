@@ -1,0 +1,285 @@
+//! The audit log's storage: behaviour every `AuditStore` must show, on real SQLite files.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports failure by panicking"
+)]
+
+use std::sync::Arc;
+
+use serde_json::{Map, json};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use time::macros::datetime;
+use tollgate_domain::TenantId;
+use tollgate_store::{
+    AuditDraft, AuditStore, EncodedLeaf, LeafEncoder, LeafFilter, SqliteStore, StoreError,
+    StoredCheckpoint,
+};
+
+/// A stand-in for the audit crate's encoder: plain JSON of what the store hands over.
+struct TestEncoder;
+
+impl LeafEncoder for TestEncoder {
+    fn encode(
+        &self,
+        tenant: &TenantId,
+        draft: &AuditDraft,
+        seq: u64,
+        logged: OffsetDateTime,
+    ) -> Result<EncodedLeaf, String> {
+        if draft.event_type == "refuse.me" {
+            return Err("not a valid record".to_owned());
+        }
+        let bytes = json!({
+            "origin": tenant.as_str(), "seq": seq, "type": draft.event_type,
+            "logged": logged.unix_timestamp_nanos().to_string(), "fields": draft.fields,
+        })
+        .to_string()
+        .into_bytes();
+        let hash: [u8; 32] = Sha256::digest(&bytes).into();
+        Ok(EncodedLeaf {
+            record_id: format!("{tenant}-{seq}"),
+            bytes,
+            hash,
+        })
+    }
+}
+
+async fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("audit.db").to_str().unwrap())
+        .await
+        .unwrap();
+    store.set_leaf_encoder(Arc::new(TestEncoder)).unwrap();
+    (dir, store)
+}
+
+fn draft(event_type: &str, dedupe_key: Option<&str>) -> AuditDraft {
+    let mut fields = Map::new();
+    fields.insert("note".to_owned(), json!(event_type));
+    AuditDraft {
+        event_type: event_type.to_owned(),
+        time: datetime!(2026-05-04 12:00 UTC),
+        fields,
+        dedupe_key: dedupe_key.map(str::to_owned),
+    }
+}
+
+fn acme() -> TenantId {
+    TenantId::parse("acme").unwrap()
+}
+
+fn globex() -> TenantId {
+    TenantId::parse("globex").unwrap()
+}
+
+#[tokio::test]
+async fn appends_get_gap_free_positions_per_tenant() {
+    let (_dir, store) = store().await;
+    let placed = store
+        .append_audit(&acme(), &[draft("a", None), draft("b", None)])
+        .await
+        .unwrap();
+    assert_eq!(placed, [Some(0), Some(1)]);
+    assert_eq!(
+        store
+            .append_audit(&globex(), &[draft("g", None)])
+            .await
+            .unwrap(),
+        [Some(0)],
+        "each tenant has its own log"
+    );
+    assert_eq!(
+        store
+            .append_audit(&acme(), &[draft("c", None)])
+            .await
+            .unwrap(),
+        [Some(2)]
+    );
+    assert_eq!(store.audit_size(&acme()).await.unwrap(), 3);
+    assert_eq!(
+        store
+            .audit_size(&TenantId::parse("nobody").unwrap())
+            .await
+            .unwrap(),
+        0
+    );
+
+    let leaves = store
+        .audit_leaves(
+            &acme(),
+            &LeafFilter {
+                limit: 10,
+                ..LeafFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    let types: Vec<&str> = leaves.iter().map(|l| l.event_type.as_str()).collect();
+    assert_eq!(types, ["a", "b", "c"]);
+    assert!(leaves.windows(2).all(|w| w[0].logged <= w[1].logged));
+    for leaf in &leaves {
+        let bytes = leaf.bytes.as_ref().unwrap();
+        assert_eq!(<[u8; 32]>::from(Sha256::digest(bytes)), leaf.hash);
+    }
+    let hashes = store.audit_leaf_hashes(&acme(), 0, 3).await.unwrap();
+    assert_eq!(hashes, leaves.iter().map(|l| l.hash).collect::<Vec<_>>());
+    let by_id = store
+        .audit_leaf_by_id(&acme(), "acme-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_id.seq, 1);
+    assert!(
+        store
+            .audit_leaf_by_id(&globex(), "acme-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.audit_tenants().await.unwrap(), [acme(), globex()]);
+}
+
+#[tokio::test]
+async fn a_source_id_is_logged_once() {
+    let (_dir, store) = store().await;
+    let placed = store
+        .append_audit(
+            &acme(),
+            &[
+                draft("ado.audit", Some("ado-1")),
+                draft("ado.audit", Some("ado-1")),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(placed, [Some(0), None]);
+    let again = store
+        .append_audit(
+            &acme(),
+            &[
+                draft("ado.audit", Some("ado-1")),
+                draft("ado.audit", Some("ado-2")),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, [None, Some(1)]);
+}
+
+#[tokio::test]
+async fn a_record_the_encoder_refuses_appends_nothing() {
+    let (_dir, store) = store().await;
+    let error = store
+        .append_audit(&acme(), &[draft("fine", None), draft("refuse.me", None)])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::InvalidInput(_)), "{error}");
+    assert_eq!(store.audit_size(&acme()).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn without_an_encoder_appending_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("a.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let error = store
+        .append_audit(&acme(), &[draft("a", None)])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::AuditNotConfigured));
+    store.set_leaf_encoder(Arc::new(TestEncoder)).unwrap();
+    assert!(store.set_leaf_encoder(Arc::new(TestEncoder)).is_err());
+}
+
+#[tokio::test]
+async fn withheld_payloads_keep_their_hashes_and_the_cut_is_recorded() {
+    let (_dir, store) = store().await;
+    let drafts: Vec<AuditDraft> = (0..5).map(|i| draft(&format!("e{i}"), None)).collect();
+    store.append_audit(&acme(), &drafts).await.unwrap();
+    let hashes_before = store.audit_leaf_hashes(&acme(), 0, 5).await.unwrap();
+    let withheld = store
+        .withhold_audit_payloads(&acme(), 3, &draft("log.retention", None))
+        .await
+        .unwrap();
+    assert_eq!(withheld, 3);
+    let leaves = store
+        .audit_leaves(
+            &acme(),
+            &LeafFilter {
+                limit: 10,
+                ..LeafFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(leaves.len(), 6);
+    assert!(leaves[..3].iter().all(|l| l.bytes.is_none()));
+    assert!(leaves[3..].iter().all(|l| l.bytes.is_some()));
+    assert_eq!(leaves[5].event_type, "log.retention");
+    assert_eq!(
+        store.audit_leaf_hashes(&acme(), 0, 5).await.unwrap(),
+        hashes_before
+    );
+}
+
+#[tokio::test]
+async fn a_missing_leaf_is_reported_not_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("holes.db");
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    store.set_leaf_encoder(Arc::new(TestEncoder)).unwrap();
+    let drafts: Vec<AuditDraft> = (0..4).map(|i| draft(&format!("e{i}"), None)).collect();
+    store.append_audit(&acme(), &drafts).await.unwrap();
+    let url = format!("sqlite://{}", path.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("DELETE FROM audit_leaves WHERE seq = 2")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let error = store.audit_leaf_hashes(&acme(), 0, 4).await.unwrap_err();
+    assert!(error.to_string().contains("leaf 2 is missing"), "{error}");
+}
+
+#[tokio::test]
+async fn checkpoints_and_sink_cursors_are_kept_per_tenant() {
+    let (_dir, store) = store().await;
+    let at = |s: i64| datetime!(2026-05-04 12:00 UTC) + time::Duration::seconds(s);
+    for (size, second) in [(1, 0), (3, 5), (3, 3600)] {
+        store
+            .add_checkpoint(
+                &acme(),
+                &StoredCheckpoint {
+                    size,
+                    root: [size as u8; 32],
+                    note: format!("acme\n{size}\n"),
+                    signed_at: at(second),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let all = store.checkpoints(&acme(), None, 10).await.unwrap();
+    assert_eq!(all.iter().map(|c| c.size).collect::<Vec<_>>(), [1, 3, 3]);
+    let later = store.checkpoints(&acme(), Some(at(0)), 10).await.unwrap();
+    assert_eq!(later.len(), 2);
+    assert_eq!(
+        store
+            .latest_checkpoint(&acme())
+            .await
+            .unwrap()
+            .unwrap()
+            .signed_at,
+        at(3600)
+    );
+    assert!(store.latest_checkpoint(&globex()).await.unwrap().is_none());
+
+    assert_eq!(store.sink_cursor(&acme(), "syslog").await.unwrap(), 0);
+    store.set_sink_cursor(&acme(), "syslog", 42).await.unwrap();
+    store.set_sink_cursor(&acme(), "syslog", 43).await.unwrap();
+    assert_eq!(store.sink_cursor(&acme(), "syslog").await.unwrap(), 43);
+    assert_eq!(store.sink_cursor(&globex(), "syslog").await.unwrap(), 0);
+}
