@@ -579,7 +579,10 @@ async fn commit_batch(
                     Delivery::Body(_) => unreachable!("the store probe receives events"),
                 })
                 .collect();
-            let outcomes = store.ingest(&events).await.map_err(|e| e.to_string())?;
+            let outcomes = store
+                .ingest(&events, &|_, _| Vec::new())
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(outcomes
                 .into_iter()
                 .map(|outcome| match outcome {

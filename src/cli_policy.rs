@@ -207,6 +207,7 @@ pub async fn waiver(config_file: Option<&Path>, action: WaiverAction) -> Result<
                         reason,
                         expires_at: expires,
                     },
+                    &[],
                 )
                 .await?;
             println!("waiver {} added; it applies from the next scan", waiver.id);
@@ -228,7 +229,7 @@ pub async fn waiver(config_file: Option<&Path>, action: WaiverAction) -> Result<
             println!("{table}");
         }
         WaiverAction::Remove { id, .. } => {
-            if !store.remove_waiver(&tenant, id).await? {
+            if !store.remove_waiver(&tenant, id, &[]).await? {
                 bail!("no waiver {id}");
             }
             println!("waiver {id} removed; its findings reopen at the next scan");

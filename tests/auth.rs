@@ -31,7 +31,7 @@ use tollgate::auth::oidc::{
 };
 use tollgate::auth::{Credential, Role};
 use tollgate_domain::TenantId;
-use tollgate_store::{ApiKeyStore, SqliteStore, StoreError, StoredApiKey};
+use tollgate_store::{ApiKeyStore, AuditDraft, SqliteStore, StoreError, StoredApiKey};
 
 const NOW: OffsetDateTime = datetime!(2026-03-02 09:30:00 UTC);
 const GROUP_OPERATORS: &str = "5a3c1b2d-0000-4000-8000-00000000000a";
@@ -1202,13 +1202,14 @@ struct BrokenStore;
 
 #[async_trait]
 impl ApiKeyStore for BrokenStore {
-    async fn insert_api_key(&self, _: &StoredApiKey) -> Result<(), StoreError> {
+    async fn insert_api_key(&self, _: &StoredApiKey, _: &[AuditDraft]) -> Result<(), StoreError> {
         Err(StoreError::Corrupt("down".into()))
     }
     async fn insert_api_key_if_none_active(
         &self,
         _: &StoredApiKey,
         _: OffsetDateTime,
+        _: &[AuditDraft],
     ) -> Result<bool, StoreError> {
         Err(StoreError::Corrupt("down".into()))
     }
@@ -1223,6 +1224,7 @@ impl ApiKeyStore for BrokenStore {
         _: &TenantId,
         _: &str,
         _: OffsetDateTime,
+        _: &[AuditDraft],
     ) -> Result<bool, StoreError> {
         Err(StoreError::Corrupt("down".into()))
     }

@@ -220,7 +220,7 @@ impl ApiKeyService {
         now: OffsetDateTime,
     ) -> Result<(ApiKeyRecord, SecretString), ApiKeyError> {
         let (stored, key) = Self::new_key(tenant, name, role, expires_at, created_by, now)?;
-        self.store.insert_api_key(&stored).await?;
+        self.store.insert_api_key(&stored, &[]).await?;
         Ok((record_from(stored)?, key))
     }
 
@@ -242,7 +242,7 @@ impl ApiKeyService {
         key_id: &str,
         now: OffsetDateTime,
     ) -> Result<bool, ApiKeyError> {
-        Ok(self.store.revoke_api_key(tenant, key_id, now).await?)
+        Ok(self.store.revoke_api_key(tenant, key_id, now, &[]).await?)
     }
 
     /// The principal a presented key (`tg_…`) proves at `now`.
@@ -328,7 +328,7 @@ impl ApiKeyService {
         )?;
         let created = self
             .store
-            .insert_api_key_if_none_active(&stored, now)
+            .insert_api_key_if_none_active(&stored, now, &[])
             .await?;
         Ok(created.then_some(key))
     }

@@ -126,7 +126,7 @@ impl Worker {
                 };
                 match self
                     .jobs
-                    .fail(job.id, &self.settings.id, &message, retry, now)
+                    .fail(job.id, &self.settings.id, &message, retry, now, &[])
                     .await
                 {
                     Ok(Some(JobStatus::Dead)) => {
@@ -206,6 +206,7 @@ impl Worker {
                             .unwrap_or(time::Duration::ZERO),
                     max_attempts: self.settings.max_attempts,
                 },
+                &[],
             )
             .await
             .context("enqueueing the re-sync")?;
@@ -332,7 +333,7 @@ pub async fn schedule(
                     run_after: OffsetDateTime::now_utc(),
                     max_attempts,
                 };
-                if let Err(error) = jobs.enqueue(&tenant.id, &job).await {
+                if let Err(error) = jobs.enqueue(&tenant.id, &job, &[]).await {
                     tracing::warn!(tenant = %tenant.id, kind, %error, "scheduling a sync failed");
                 }
             }

@@ -230,7 +230,7 @@ async fn write_batches(
         let (events, replies): (Vec<NewEvent>, Vec<_>) =
             batch.drain(..).map(|p| (p.event, p.reply)).unzip();
         metrics.webhook_batch_size.observe(events.len() as f64);
-        let failure = match store.ingest(&events).await {
+        let failure = match store.ingest(&events, &|_, _| Vec::new()).await {
             Ok(outcomes) if outcomes.len() == replies.len() => {
                 let enqueued = outcomes
                     .iter()
@@ -323,9 +323,12 @@ impl EventsService {
         let max_attempts = self.max_attempts;
         Ok(self
             .events
-            .replay(tenant, selection, &move |event: &StoredEvent| {
-                job_for(event, max_attempts, now)
-            })
+            .replay(
+                tenant,
+                selection,
+                &move |event: &StoredEvent| job_for(event, max_attempts, now),
+                &[],
+            )
             .await?)
     }
 
@@ -341,7 +344,7 @@ impl EventsService {
     pub async fn retry_job(&self, tenant: &TenantId, id: JobId) -> anyhow::Result<bool> {
         Ok(self
             .jobs
-            .retry_job(tenant, id, OffsetDateTime::now_utc())
+            .retry_job(tenant, id, OffsetDateTime::now_utc(), &[])
             .await?)
     }
 
@@ -358,6 +361,7 @@ impl EventsService {
                     run_after: OffsetDateTime::now_utc(),
                     max_attempts: self.max_attempts,
                 },
+                &[],
             )
             .await?)
     }

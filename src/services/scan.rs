@@ -458,7 +458,9 @@ impl ScanService {
         };
         let lifecycle = self
             .findings
-            .apply_observations(&self.tenant, &observations, &coverage, now)
+            .apply_observations(&self.tenant, &observations, &coverage, now, &|_, _| {
+                Vec::new()
+            })
             .await?;
         self.record_evaluation(&plan, now, &now_text).await?;
         let scope = match plan {

@@ -238,7 +238,7 @@ impl SyncService {
             Err(error) => {
                 let summary = serde_json::json!({"error": format!("{error:#}")});
                 self.store
-                    .finish_sync(&self.tenant, record.id, "failed", &summary)
+                    .finish_sync(&self.tenant, record.id, "failed", &summary, &[])
                     .await?;
                 return Err(error);
             }
@@ -269,7 +269,7 @@ impl SyncService {
         };
         let value = serde_json::to_value(&summary).context("serialising the sync summary")?;
         self.store
-            .finish_sync(&self.tenant, record.id, &summary.status, &value)
+            .finish_sync(&self.tenant, record.id, &summary.status, &value, &[])
             .await?;
         Ok(summary)
     }

@@ -177,13 +177,13 @@ impl TenantContext {
             ..waiver
         };
         self.findings
-            .add_waiver(&self.id, &waiver)
+            .add_waiver(&self.id, &waiver, &[])
             .await
             .context("storing the waiver")
     }
 
     pub async fn remove_waiver(&self, id: i64) -> Result<bool> {
-        Ok(self.findings.remove_waiver(&self.id, id).await?)
+        Ok(self.findings.remove_waiver(&self.id, id, &[]).await?)
     }
 
     pub fn controls(&self) -> &[ControlMeta] {

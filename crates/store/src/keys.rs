@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use tollgate_domain::TenantId;
 
-use crate::StoreError;
+use crate::{AuditDraft, StoreError};
 
 /// One API key row.
 #[derive(Clone, PartialEq, Eq)]
@@ -55,7 +55,11 @@ impl std::fmt::Debug for StoredApiKey {
 #[async_trait]
 pub trait ApiKeyStore: Send + Sync {
     /// Add a key. A key id that already exists is an error.
-    async fn insert_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError>;
+    async fn insert_api_key(
+        &self,
+        key: &StoredApiKey,
+        audit: &[AuditDraft],
+    ) -> Result<(), StoreError>;
 
     /// Add `key` only if no key of any tenant is active at `now`, atomically (two instances
     /// starting at once on one database create one bootstrap key, not two). Returns whether
@@ -64,6 +68,7 @@ pub trait ApiKeyStore: Send + Sync {
         &self,
         key: &StoredApiKey,
         now: OffsetDateTime,
+        audit: &[AuditDraft],
     ) -> Result<bool, StoreError>;
 
     /// The key with this id, in whichever tenant it lives.
@@ -79,6 +84,7 @@ pub trait ApiKeyStore: Send + Sync {
         tenant: &TenantId,
         key_id: &str,
         at: OffsetDateTime,
+        audit: &[AuditDraft],
     ) -> Result<bool, StoreError>;
 
     /// Record that a key was used at `at`.

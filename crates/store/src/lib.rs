@@ -26,8 +26,9 @@ pub use audit::{
 };
 pub use keys::{ApiKeyStore, StoredApiKey};
 pub use queue::{
-    EventFilter, EventId, EventStatus, EventStore, IngestOutcome, Job, JobFilter, JobId, JobStatus,
-    JobStore, NewEvent, NewJob, QueueStats, ReplayOutcome, ReplaySelection, Retry, StoredEvent,
+    EventFilter, EventId, EventStatus, EventStore, IngestAudit, IngestOutcome, Job, JobFilter,
+    JobId, JobStatus, JobStore, NewEvent, NewJob, QueueStats, ReplayOutcome, ReplaySelection,
+    Retry, StoredEvent,
 };
 pub use sqlite::{SqliteStore, SynchronousLevels};
 
@@ -166,12 +167,14 @@ pub trait InventoryStore: Send + Sync {
         kind: ResourceKind,
     ) -> Result<(), StoreError>;
 
+    /// `audit`: the records of the run, appended in the same transaction.
     async fn finish_sync(
         &self,
         tenant: &TenantId,
         run: SyncRunId,
         status: &str,
         summary: &Value,
+        audit: &[AuditDraft],
     ) -> Result<(), StoreError>;
 
     /// The most recent sync that can be continued: status `ok`, or `partial` (kinds skipped
@@ -348,6 +351,21 @@ pub struct LifecycleCounts {
     pub waived: u64,
 }
 
+/// A finding that changed state in an evaluation (for its audit records).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FindingTransition<'a> {
+    pub observation: Option<&'a Observation>,
+    pub control: &'a str,
+    pub resource_kind: &'a str,
+    pub resource_key: &'a str,
+    /// Open (new), Reopened, Fixed or Waived.
+    pub to: FindingStatus,
+}
+
+/// Builds an evaluation's audit records from what changed, inside its transaction.
+pub type FindingAudit<'a> =
+    &'a (dyn Fn(&[FindingTransition<'_>], &LifecycleCounts) -> Vec<AuditDraft> + Send + Sync);
+
 /// A risk acceptance.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Waiver {
@@ -394,6 +412,7 @@ pub trait FindingStore: Send + Sync {
         observations: &[Observation],
         coverage: &Coverage,
         now: OffsetDateTime,
+        audit: FindingAudit<'_>,
     ) -> Result<LifecycleCounts, StoreError>;
 
     /// Findings, optionally only those with these statuses, ordered by control then key.
@@ -403,11 +422,20 @@ pub trait FindingStore: Send + Sync {
         statuses: &[FindingStatus],
     ) -> Result<Vec<Finding>, StoreError>;
 
-    async fn add_waiver(&self, tenant: &TenantId, waiver: &NewWaiver)
-    -> Result<Waiver, StoreError>;
+    async fn add_waiver(
+        &self,
+        tenant: &TenantId,
+        waiver: &NewWaiver,
+        audit: &[AuditDraft],
+    ) -> Result<Waiver, StoreError>;
 
     async fn waivers(&self, tenant: &TenantId) -> Result<Vec<Waiver>, StoreError>;
 
-    /// Remove a waiver; returns whether it existed.
-    async fn remove_waiver(&self, tenant: &TenantId, id: i64) -> Result<bool, StoreError>;
+    /// Remove a waiver; returns whether it existed (`audit` is appended only if it did).
+    async fn remove_waiver(
+        &self,
+        tenant: &TenantId,
+        id: i64,
+        audit: &[AuditDraft],
+    ) -> Result<bool, StoreError>;
 }

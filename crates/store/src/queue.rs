@@ -12,7 +12,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tollgate_domain::TenantId;
 
-use crate::StoreError;
+use crate::{AuditDraft, StoreError};
 
 /// A stored webhook event (our row id, not ADO's event id).
 #[derive(
@@ -282,6 +282,10 @@ pub struct QueueStats {
 }
 
 /// Webhook events per tenant.
+/// Builds the audit records of one tenant's deliveries in an ingest batch.
+pub type IngestAudit<'a> =
+    &'a (dyn Fn(&TenantId, &[(&NewEvent, &IngestOutcome)]) -> Vec<AuditDraft> + Send + Sync);
+
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// Store a batch of received events in ONE transaction that is durable when this returns
@@ -289,7 +293,14 @@ pub trait EventStore: Send + Sync {
     /// (tenant, event_id) exists; if new and `job` is set, enqueue it in the same transaction
     /// (coalescing by `dedupe_key`); if a duplicate, count the delivery. Outcomes come back in
     /// input order. Either the whole batch is stored or none of it is.
-    async fn ingest(&self, events: &[NewEvent]) -> Result<Vec<IngestOutcome>, StoreError>;
+    ///
+    /// `audit` is asked, once per tenant in the batch, for the records of that tenant's
+    /// deliveries and their outcomes; they are appended in the same transaction.
+    async fn ingest(
+        &self,
+        events: &[NewEvent],
+        audit: IngestAudit<'_>,
+    ) -> Result<Vec<IngestOutcome>, StoreError>;
 
     async fn event(
         &self,
@@ -334,6 +345,7 @@ pub trait EventStore: Send + Sync {
         tenant: &TenantId,
         selection: &ReplaySelection,
         job: &(dyn for<'e> Fn(&'e StoredEvent) -> Option<NewJob> + Send + Sync),
+        audit: &[AuditDraft],
     ) -> Result<ReplayOutcome, StoreError>;
 
     /// Delete events received before `before`, of every tenant and status (retention). The
@@ -347,7 +359,13 @@ pub trait EventStore: Send + Sync {
 #[async_trait]
 pub trait JobStore: Send + Sync {
     /// Enqueue a job durably, coalescing by `dedupe_key` (see [`NewJob::dedupe_key`]).
-    async fn enqueue(&self, tenant: &TenantId, job: &NewJob) -> Result<JobId, StoreError>;
+    /// `audit` records who asked, appended in the same transaction.
+    async fn enqueue(
+        &self,
+        tenant: &TenantId,
+        job: &NewJob,
+        audit: &[AuditDraft],
+    ) -> Result<JobId, StoreError>;
 
     /// Claim up to `limit` jobs of any tenant: running ones whose lease expired (their worker
     /// died) first, then queued ones that are due, oldest `run_after` first. Each becomes running,
@@ -388,6 +406,7 @@ pub trait JobStore: Send + Sync {
         error: &str,
         retry: Retry,
         now: OffsetDateTime,
+        if_dead: &[AuditDraft],
     ) -> Result<Option<JobStatus>, StoreError>;
 
     async fn job(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>, StoreError>;
@@ -401,6 +420,7 @@ pub trait JobStore: Send + Sync {
         tenant: &TenantId,
         id: JobId,
         now: OffsetDateTime,
+        audit: &[AuditDraft],
     ) -> Result<bool, StoreError>;
 
     /// Depth and lag across tenants.

@@ -14,9 +14,10 @@ use time::format_description::well_known::Rfc3339;
 use tollgate_domain::{InventoryItem, ResourceKind, SyncRunId, TenantId};
 
 use crate::migrate::SQLITE as MIGRATIONS;
+use crate::sqlite_queue::BEGIN_WRITE;
 use crate::{
-    InventoryChange, InventoryStore, LeafEncoder, Replace, StoreError, StoredKey, SyncMode,
-    SyncRecord,
+    AuditDraft, InventoryChange, InventoryStore, LeafEncoder, Replace, StoreError, StoredKey,
+    SyncMode, SyncRecord,
 };
 
 /// IN-lists are chunked well below SQLite's bound-parameter limit.
@@ -473,8 +474,9 @@ impl InventoryStore for SqliteStore {
         run: SyncRunId,
         status: &str,
         summary: &Value,
+        audit: &[AuditDraft],
     ) -> Result<(), StoreError> {
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.pool.begin_with(BEGIN_WRITE).await?;
         let updated = sqlx::query("UPDATE sync_runs SET finished_at = ?, status = ?, summary = ? WHERE id = ? AND tenant_id = ?")
             .bind(now_text())
             .bind(status)
@@ -491,6 +493,8 @@ impl InventoryStore for SqliteStore {
             .bind(run.0)
             .bind(tenant.as_str())
             .execute(&mut *transaction)
+            .await?;
+        self.append_audit_in(&mut transaction, tenant, audit)
             .await?;
         transaction.commit().await?;
         Ok(())

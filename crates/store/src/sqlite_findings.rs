@@ -9,9 +9,10 @@ use time::format_description::well_known::Rfc3339;
 use tollgate_domain::{ResourceKind, TenantId};
 
 use crate::sqlite::{CHUNK, SqliteStore};
+use crate::sqlite_queue::BEGIN_WRITE;
 use crate::{
-    Coverage, Finding, FindingStatus, FindingStore, LifecycleCounts, NewWaiver, Observation,
-    StoreError, Waiver,
+    AuditDraft, Coverage, Finding, FindingAudit, FindingStatus, FindingStore, FindingTransition,
+    LifecycleCounts, NewWaiver, Observation, StoreError, Waiver,
 };
 
 fn text(time: OffsetDateTime) -> String {
@@ -69,8 +70,10 @@ impl FindingStore for SqliteStore {
         observations: &[Observation],
         coverage: &Coverage,
         now: OffsetDateTime,
+        audit: FindingAudit<'_>,
     ) -> Result<LifecycleCounts, StoreError> {
-        let mut transaction = self.pool().begin().await?;
+        let mut transaction = self.pool().begin_with(BEGIN_WRITE).await?;
+        let mut transitions: Vec<FindingTransition<'_>> = Vec::new();
         let waivers: Vec<Waiver> = sqlx::query("SELECT * FROM waivers WHERE tenant_id = ?")
             .bind(tenant.as_str())
             .fetch_all(&mut *transaction)
@@ -150,6 +153,13 @@ impl FindingStore for SqliteStore {
                 }
                 (None, None) => {
                     counts.opened += 1;
+                    transitions.push(FindingTransition {
+                        observation: Some(observation),
+                        control: &observation.control,
+                        resource_kind: observation.resource_kind.as_str(),
+                        resource_key: &observation.resource_key,
+                        to: FindingStatus::Open,
+                    });
                     FindingStatus::Open
                 }
                 (None, Some(status @ (FindingStatus::Open | FindingStatus::Reopened))) => {
@@ -159,6 +169,13 @@ impl FindingStore for SqliteStore {
                 // Fixed and seen again, or waived and the waiver expired or was removed.
                 (None, Some(FindingStatus::Fixed | FindingStatus::Waived)) => {
                     counts.reopened += 1;
+                    transitions.push(FindingTransition {
+                        observation: Some(observation),
+                        control: &observation.control,
+                        resource_kind: observation.resource_kind.as_str(),
+                        resource_key: &observation.resource_key,
+                        to: FindingStatus::Reopened,
+                    });
                     FindingStatus::Reopened
                 }
             };
@@ -190,6 +207,7 @@ impl FindingStore for SqliteStore {
             .await?;
         }
         // Covered findings not observed this time are fixed.
+        let mut fixed: Vec<(String, String, String)> = Vec::new();
         for ((control, kind, key), (status, _)) in existing {
             if status == FindingStatus::Fixed {
                 continue;
@@ -201,12 +219,23 @@ impl FindingStore for SqliteStore {
             )
             .bind(&now_text)
             .bind(tenant.as_str())
-            .bind(control)
-            .bind(kind)
-            .bind(key)
+            .bind(&control)
+            .bind(&kind)
+            .bind(&key)
             .execute(&mut *transaction)
             .await?;
+            fixed.push((control, kind, key));
         }
+        transitions.extend(fixed.iter().map(|(control, kind, key)| FindingTransition {
+            observation: None,
+            control,
+            resource_kind: kind,
+            resource_key: key,
+            to: FindingStatus::Fixed,
+        }));
+        let records = audit(&transitions, &counts);
+        self.append_audit_in(&mut transaction, tenant, &records)
+            .await?;
         transaction.commit().await?;
         Ok(counts)
     }
@@ -236,8 +265,10 @@ impl FindingStore for SqliteStore {
         &self,
         tenant: &TenantId,
         waiver: &NewWaiver,
+        audit: &[AuditDraft],
     ) -> Result<Waiver, StoreError> {
         let created = OffsetDateTime::now_utc();
+        let mut transaction = self.pool().begin_with(BEGIN_WRITE).await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO waivers (tenant_id, control, scope, owner, reason, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
@@ -248,8 +279,11 @@ impl FindingStore for SqliteStore {
         .bind(&waiver.reason)
         .bind(text(waiver.expires_at))
         .bind(text(created))
-        .fetch_one(self.pool())
+        .fetch_one(&mut *transaction)
         .await?;
+        self.append_audit_in(&mut transaction, tenant, audit)
+            .await?;
+        transaction.commit().await?;
         Ok(Waiver {
             id,
             control: waiver.control.clone(),
@@ -271,12 +305,24 @@ impl FindingStore for SqliteStore {
             .collect()
     }
 
-    async fn remove_waiver(&self, tenant: &TenantId, id: i64) -> Result<bool, StoreError> {
+    async fn remove_waiver(
+        &self,
+        tenant: &TenantId,
+        id: i64,
+        audit: &[AuditDraft],
+    ) -> Result<bool, StoreError> {
+        let mut transaction = self.pool().begin_with(BEGIN_WRITE).await?;
         let result = sqlx::query("DELETE FROM waivers WHERE tenant_id = ? AND id = ?")
             .bind(tenant.as_str())
             .bind(id)
-            .execute(self.pool())
+            .execute(&mut *transaction)
             .await?;
-        Ok(result.rows_affected() > 0)
+        let existed = result.rows_affected() > 0;
+        if existed {
+            self.append_audit_in(&mut transaction, tenant, audit)
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(existed)
     }
 }

@@ -10,6 +10,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tollgate_domain::TenantId;
 
+use crate::AuditDraft;
+
 use crate::StoreError;
 use crate::keys::{ApiKeyStore, StoredApiKey};
 use crate::sqlite::SqliteStore;
@@ -98,8 +100,16 @@ fn count_active(expiries: &[Option<String>], now: OffsetDateTime) -> Result<u64,
 
 #[async_trait]
 impl ApiKeyStore for SqliteStore {
-    async fn insert_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError> {
-        insert_query(key)?.execute(self.pool()).await?;
+    async fn insert_api_key(
+        &self,
+        key: &StoredApiKey,
+        audit: &[AuditDraft],
+    ) -> Result<(), StoreError> {
+        let mut transaction = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        insert_query(key)?.execute(&mut *transaction).await?;
+        self.append_audit_in(&mut transaction, &key.tenant, audit)
+            .await?;
+        transaction.commit().await?;
         Ok(())
     }
 
@@ -107,6 +117,7 @@ impl ApiKeyStore for SqliteStore {
         &self,
         key: &StoredApiKey,
         now: OffsetDateTime,
+        audit: &[AuditDraft],
     ) -> Result<bool, StoreError> {
         // IMMEDIATE takes the write lock before the read, so a second instance waits for
         // this one to commit and then sees its key.
@@ -120,6 +131,8 @@ impl ApiKeyStore for SqliteStore {
             return Ok(false);
         }
         insert_query(key)?.execute(&mut *transaction).await?;
+        self.append_audit_in(&mut transaction, &key.tenant, audit)
+            .await?;
         transaction.commit().await?;
         Ok(true)
     }
@@ -149,16 +162,24 @@ impl ApiKeyStore for SqliteStore {
         tenant: &TenantId,
         key_id: &str,
         at: OffsetDateTime,
+        audit: &[AuditDraft],
     ) -> Result<bool, StoreError> {
+        let mut transaction = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let result = sqlx::query(
             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE tenant_id = ? AND key_id = ?",
         )
         .bind(text(at)?)
         .bind(tenant.as_str())
         .bind(key_id)
-        .execute(self.pool())
+        .execute(&mut *transaction)
         .await?;
-        Ok(result.rows_affected() > 0)
+        let existed = result.rows_affected() > 0;
+        if existed {
+            self.append_audit_in(&mut transaction, tenant, audit)
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(existed)
     }
 
     async fn touch_api_key(&self, key_id: &str, at: OffsetDateTime) -> Result<(), StoreError> {

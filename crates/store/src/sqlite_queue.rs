@@ -20,9 +20,9 @@ use tollgate_domain::TenantId;
 
 use crate::sqlite::{CHUNK, SqliteStore};
 use crate::{
-    EventFilter, EventId, EventStatus, EventStore, IngestOutcome, Job, JobFilter, JobId, JobStatus,
-    JobStore, NewEvent, NewJob, QueueStats, ReplayOutcome, ReplaySelection, Retry, StoreError,
-    StoredEvent,
+    AuditDraft, EventFilter, EventId, EventStatus, EventStore, IngestAudit, IngestOutcome, Job,
+    JobFilter, JobId, JobStatus, JobStore, NewEvent, NewJob, QueueStats, ReplayOutcome,
+    ReplaySelection, Retry, StoreError, StoredEvent,
 };
 
 pub(crate) const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
@@ -291,7 +291,11 @@ fn outcome_status(status: EventStatus) -> Result<&'static str, StoreError> {
 
 #[async_trait]
 impl EventStore for SqliteStore {
-    async fn ingest(&self, events: &[NewEvent]) -> Result<Vec<IngestOutcome>, StoreError> {
+    async fn ingest(
+        &self,
+        events: &[NewEvent],
+        audit: IngestAudit<'_>,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -395,6 +399,19 @@ impl EventStore for SqliteStore {
                 insert = insert.bind(id.0).bind(*body);
             }
             insert.execute(&mut *transaction).await?;
+        }
+        let mut tenants: Vec<&TenantId> = events.iter().map(|event| &event.tenant).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        for tenant in tenants {
+            let deliveries: Vec<(&NewEvent, &IngestOutcome)> = events
+                .iter()
+                .zip(&outcomes)
+                .filter(|(event, _)| &event.tenant == tenant)
+                .collect();
+            let records = audit(tenant, &deliveries);
+            self.append_audit_in(&mut transaction, tenant, &records)
+                .await?;
         }
         // A job created for redeliveries only would process nothing: it must not exist.
         for unused in coalesced.iter().filter(|c| c.created && c.linked == 0) {
@@ -514,6 +531,7 @@ impl EventStore for SqliteStore {
         tenant: &TenantId,
         selection: &ReplaySelection,
         job: &(dyn for<'e> Fn(&'e StoredEvent) -> Option<NewJob> + Send + Sync),
+        audit: &[AuditDraft],
     ) -> Result<ReplayOutcome, StoreError> {
         let now = stamp(OffsetDateTime::now_utc())?;
         let mut outcome = ReplayOutcome::default();
@@ -579,6 +597,8 @@ impl EventStore for SqliteStore {
                 }
             }
         }
+        self.append_audit_in(&mut transaction, tenant, audit)
+            .await?;
         transaction.commit().await?;
         Ok(outcome)
     }
@@ -603,11 +623,18 @@ impl EventStore for SqliteStore {
 
 #[async_trait]
 impl JobStore for SqliteStore {
-    async fn enqueue(&self, tenant: &TenantId, job: &NewJob) -> Result<JobId, StoreError> {
+    async fn enqueue(
+        &self,
+        tenant: &TenantId,
+        job: &NewJob,
+        audit: &[AuditDraft],
+    ) -> Result<JobId, StoreError> {
         let job = PreparedJob::new(job)?;
         let now = stamp(OffsetDateTime::now_utc())?;
         let mut transaction = self.durable_pool().begin_with(BEGIN_WRITE).await?;
         let (id, _) = enqueue_in(&mut transaction, tenant, &job, &now).await?;
+        self.append_audit_in(&mut transaction, tenant, audit)
+            .await?;
         transaction.commit().await?;
         Ok(id)
     }
@@ -707,18 +734,20 @@ impl JobStore for SqliteStore {
         error: &str,
         retry: Retry,
         now: OffsetDateTime,
+        if_dead: &[AuditDraft],
     ) -> Result<Option<JobStatus>, StoreError> {
         let retry_at = match retry {
             Retry::At(at) => Some(stamp(at)?),
             Retry::Never => None,
         };
+        let mut transaction = self.pool().begin_with(BEGIN_WRITE).await?;
         // One statement: the attempts it compares are the ones it updates.
-        let status: Option<String> = sqlx::query_scalar(
+        let row = sqlx::query(
             "UPDATE jobs SET \
              status = CASE WHEN ? IS NULL OR attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
              run_after = COALESCE(?, run_after), last_error = ?, \
              lease_owner = NULL, lease_until = NULL, updated_at = ? \
-             WHERE id = ? AND status = 'running' AND lease_owner = ? RETURNING status",
+             WHERE id = ? AND status = 'running' AND lease_owner = ? RETURNING status, tenant_id",
         )
         .bind(&retry_at)
         .bind(&retry_at)
@@ -726,14 +755,24 @@ impl JobStore for SqliteStore {
         .bind(stamp(now)?)
         .bind(id.0)
         .bind(worker)
-        .fetch_optional(self.pool())
+        .fetch_optional(&mut *transaction)
         .await?;
-        status
-            .map(|status| {
-                JobStatus::parse(&status)
-                    .ok_or_else(|| StoreError::Corrupt(format!("job status {status:?}")))
-            })
-            .transpose()
+        let Some(row) = row else {
+            transaction.rollback().await?;
+            return Ok(None);
+        };
+        let status: String = row.try_get("status")?;
+        let status = JobStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("job status {status:?}")))?;
+        if status == JobStatus::Dead {
+            let tenant: String = row.try_get("tenant_id")?;
+            let tenant = TenantId::parse(&tenant)
+                .map_err(|error| StoreError::Corrupt(format!("tenant {tenant:?}: {error}")))?;
+            self.append_audit_in(&mut transaction, &tenant, if_dead)
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(Some(status))
     }
 
     async fn job(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -779,8 +818,10 @@ impl JobStore for SqliteStore {
         tenant: &TenantId,
         id: JobId,
         now: OffsetDateTime,
+        audit: &[AuditDraft],
     ) -> Result<bool, StoreError> {
         let now = stamp(now)?;
+        let mut transaction = self.pool().begin_with(BEGIN_WRITE).await?;
         let updated = sqlx::query(
             "UPDATE jobs SET status = 'queued', attempts = 0, run_after = ?, lease_owner = NULL, \
              lease_until = NULL, updated_at = ? WHERE tenant_id = ? AND id = ? AND status = 'dead'",
@@ -789,9 +830,15 @@ impl JobStore for SqliteStore {
         .bind(&now)
         .bind(tenant.as_str())
         .bind(id.0)
-        .execute(self.pool())
+        .execute(&mut *transaction)
         .await?;
-        Ok(updated.rows_affected() == 1)
+        let retried = updated.rows_affected() == 1;
+        if retried {
+            self.append_audit_in(&mut transaction, tenant, audit)
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(retried)
     }
 
     async fn queue_stats(&self, now: OffsetDateTime) -> Result<QueueStats, StoreError> {

@@ -48,7 +48,7 @@ async fn keys_round_trip_and_ids_are_unique_across_tenants() {
     // Sub-second times survive the round trip.
     full.expires_at = Some(NOW + Duration::milliseconds(1500));
     full.last_used_at = Some(NOW + Duration::nanoseconds(1));
-    store.insert_api_key(&full).await.unwrap();
+    store.insert_api_key(&full, &[]).await.unwrap();
     assert_eq!(
         store.api_key("AAAAAAAAAAA1").await.unwrap(),
         Some(full.clone())
@@ -57,15 +57,15 @@ async fn keys_round_trip_and_ids_are_unique_across_tenants() {
 
     let clash = key("AAAAAAAAAAA1", "fabrikam");
     assert!(matches!(
-        store.insert_api_key(&clash).await,
+        store.insert_api_key(&clash, &[]).await,
         Err(StoreError::Database(_))
     ));
 
     let mut second = key("AAAAAAAAAAA3", "contoso");
     second.created_at = NOW + Duration::seconds(1);
-    store.insert_api_key(&second).await.unwrap();
+    store.insert_api_key(&second, &[]).await.unwrap();
     store
-        .insert_api_key(&key("AAAAAAAAAAA4", "fabrikam"))
+        .insert_api_key(&key("AAAAAAAAAAA4", "fabrikam"), &[])
         .await
         .unwrap();
     let contoso = TenantId::parse("contoso").unwrap();
@@ -83,7 +83,7 @@ async fn keys_round_trip_and_ids_are_unique_across_tenants() {
 async fn revocation_is_scoped_to_the_tenant_and_keeps_the_first_time() {
     let (_dir, store, _) = sqlite().await;
     store
-        .insert_api_key(&key("AAAAAAAAAAA1", "contoso"))
+        .insert_api_key(&key("AAAAAAAAAAA1", "contoso"), &[])
         .await
         .unwrap();
     let contoso = TenantId::parse("contoso").unwrap();
@@ -91,7 +91,7 @@ async fn revocation_is_scoped_to_the_tenant_and_keeps_the_first_time() {
 
     assert!(
         !store
-            .revoke_api_key(&fabrikam, "AAAAAAAAAAA1", NOW)
+            .revoke_api_key(&fabrikam, "AAAAAAAAAAA1", NOW, &[])
             .await
             .unwrap()
     );
@@ -106,13 +106,13 @@ async fn revocation_is_scoped_to_the_tenant_and_keeps_the_first_time() {
     );
     assert!(
         store
-            .revoke_api_key(&contoso, "AAAAAAAAAAA1", NOW)
+            .revoke_api_key(&contoso, "AAAAAAAAAAA1", NOW, &[])
             .await
             .unwrap()
     );
     assert!(
         store
-            .revoke_api_key(&contoso, "AAAAAAAAAAA1", NOW + Duration::hours(1))
+            .revoke_api_key(&contoso, "AAAAAAAAAAA1", NOW + Duration::hours(1), &[])
             .await
             .unwrap()
     );
@@ -127,7 +127,7 @@ async fn revocation_is_scoped_to_the_tenant_and_keeps_the_first_time() {
     );
     assert!(
         !store
-            .revoke_api_key(&contoso, "AAAAAAAAAAA9", NOW)
+            .revoke_api_key(&contoso, "AAAAAAAAAAA9", NOW, &[])
             .await
             .unwrap()
     );
@@ -153,10 +153,10 @@ async fn only_unrevoked_unexpired_keys_are_active() {
     let mut expiring = key("AAAAAAAAAAA1", "contoso");
     // Lexically "…:00.5Z" < "…:00Z"; the comparison must be by time, not by text.
     expiring.expires_at = Some(NOW + Duration::milliseconds(500));
-    store.insert_api_key(&expiring).await.unwrap();
+    store.insert_api_key(&expiring, &[]).await.unwrap();
     let mut revoked = key("AAAAAAAAAAA2", "fabrikam");
     revoked.revoked_at = Some(NOW - Duration::days(1));
-    store.insert_api_key(&revoked).await.unwrap();
+    store.insert_api_key(&revoked, &[]).await.unwrap();
 
     assert_eq!(store.count_active_api_keys(NOW).await.unwrap(), 1);
     assert_eq!(
@@ -171,7 +171,7 @@ async fn only_unrevoked_unexpired_keys_are_active() {
     let bootstrap = key("BBBBBBBBBBB1", "default");
     assert!(
         !store
-            .insert_api_key_if_none_active(&bootstrap, NOW)
+            .insert_api_key_if_none_active(&bootstrap, NOW, &[])
             .await
             .unwrap()
     );
@@ -179,14 +179,14 @@ async fn only_unrevoked_unexpired_keys_are_active() {
     let later = NOW + Duration::seconds(1);
     assert!(
         store
-            .insert_api_key_if_none_active(&bootstrap, later)
+            .insert_api_key_if_none_active(&bootstrap, later, &[])
             .await
             .unwrap()
     );
     let again = key("BBBBBBBBBBB2", "default");
     assert!(
         !store
-            .insert_api_key_if_none_active(&again, later)
+            .insert_api_key_if_none_active(&again, later, &[])
             .await
             .unwrap()
     );
@@ -197,7 +197,7 @@ async fn only_unrevoked_unexpired_keys_are_active() {
 async fn a_corrupt_row_is_an_error_not_a_key() {
     let (_dir, store, path) = sqlite().await;
     store
-        .insert_api_key(&key("AAAAAAAAAAA1", "contoso"))
+        .insert_api_key(&key("AAAAAAAAAAA1", "contoso"), &[])
         .await
         .unwrap();
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{path}"))

@@ -86,7 +86,7 @@ async fn a_discarded_kind_leaves_the_previous_rows_untouched(store: &dyn Invento
         .await
         .expect("commit");
     store
-        .finish_sync(&tenant, first, "ok", &json!({}))
+        .finish_sync(&tenant, first, "ok", &json!({}), &[])
         .await
         .expect("finish");
 
@@ -108,7 +108,7 @@ async fn a_discarded_kind_leaves_the_previous_rows_untouched(store: &dyn Invento
         .await
         .expect("discard");
     store
-        .finish_sync(&tenant, second, "failed", &json!({"error": "boom"}))
+        .finish_sync(&tenant, second, "failed", &json!({"error": "boom"}), &[])
         .await
         .expect("finish");
 
@@ -579,6 +579,7 @@ mod findings {
                 &[observation("C-1", "p/a"), observation("C-1", "p/b")],
                 &coverage(),
                 t0,
+                &|_, _| Vec::new(),
             )
             .await
             .unwrap();
@@ -586,7 +587,13 @@ mod findings {
 
         let t1 = t0 + Duration::hours(1);
         let counts = store
-            .apply_observations(&tenant, &[observation("C-1", "p/a")], &coverage(), t1)
+            .apply_observations(
+                &tenant,
+                &[observation("C-1", "p/a")],
+                &coverage(),
+                t1,
+                &|_, _| Vec::new(),
+            )
             .await
             .unwrap();
         assert_eq!((counts.still_open, counts.fixed), (1, 1));
@@ -609,6 +616,7 @@ mod findings {
                 &[observation("C-1", "p/a"), observation("C-1", "p/b")],
                 &coverage(),
                 t2,
+                &|_, _| Vec::new(),
             )
             .await
             .unwrap();
@@ -626,12 +634,19 @@ mod findings {
                     reason: "legacy".into(),
                     expires_at: t2 + Duration::days(1),
                 },
+                &[],
             )
             .await
             .unwrap();
         let t3 = t2 + Duration::hours(1);
         let counts = store
-            .apply_observations(&tenant, &[observation("C-1", "p/a")], &coverage(), t3)
+            .apply_observations(
+                &tenant,
+                &[observation("C-1", "p/a")],
+                &coverage(),
+                t3,
+                &|_, _| Vec::new(),
+            )
             .await
             .unwrap();
         assert_eq!((counts.waived, counts.fixed), (1, 1));
@@ -642,12 +657,18 @@ mod findings {
         assert_eq!(waived[0].waiver_id, Some(waiver.id));
         let t4 = t2 + Duration::days(2);
         let counts = store
-            .apply_observations(&tenant, &[observation("C-1", "p/a")], &coverage(), t4)
+            .apply_observations(
+                &tenant,
+                &[observation("C-1", "p/a")],
+                &coverage(),
+                t4,
+                &|_, _| Vec::new(),
+            )
             .await
             .unwrap();
         assert_eq!(counts.reopened, 1, "an expired waiver reopens its finding");
-        assert!(store.remove_waiver(&tenant, waiver.id).await.unwrap());
-        assert!(!store.remove_waiver(&tenant, waiver.id).await.unwrap());
+        assert!(store.remove_waiver(&tenant, waiver.id, &[]).await.unwrap());
+        assert!(!store.remove_waiver(&tenant, waiver.id, &[]).await.unwrap());
     }
 
     async fn coverage_limits_what_is_fixed(store: &dyn FindingStore) {
@@ -659,6 +680,7 @@ mod findings {
                 &[observation("C-1", "p/a"), observation("C-1", "p/b")],
                 &coverage(),
                 t0,
+                &|_, _| Vec::new(),
             )
             .await
             .unwrap();
@@ -668,7 +690,7 @@ mod findings {
             ..coverage()
         };
         let counts = store
-            .apply_observations(&tenant, &[], &only_a, t0)
+            .apply_observations(&tenant, &[], &only_a, t0, &|_, _| Vec::new())
             .await
             .unwrap();
         assert_eq!(counts.fixed, 1);
@@ -677,7 +699,7 @@ mod findings {
             ..coverage()
         };
         store
-            .apply_observations(&tenant, &[], &other, t0)
+            .apply_observations(&tenant, &[], &other, t0, &|_, _| Vec::new())
             .await
             .unwrap();
         let open: Vec<String> = store

@@ -121,18 +121,21 @@ async fn all_events(store: &dyn EventStore, tenant: &TenantId) -> Vec<StoredEven
 async fn redelivered_events_are_stored_once_and_counted() {
     let Fixture { _dir, store, .. } = sqlite().await;
     let first = store
-        .ingest(&[event(Some("ado-1"), at(0), None)])
+        .ingest(&[event(Some("ado-1"), at(0), None)], &|_, _| Vec::new())
         .await
         .unwrap();
     let (id, _) = stored(&first[0]);
 
     // Redelivered in a later batch, and twice within one batch next to a new event.
     let again = store
-        .ingest(&[
-            event(Some("ado-1"), at(5), None),
-            event(Some("ado-2"), at(5), None),
-            event(Some("ado-2"), at(5), None),
-        ])
+        .ingest(
+            &[
+                event(Some("ado-1"), at(5), None),
+                event(Some("ado-2"), at(5), None),
+                event(Some("ado-2"), at(5), None),
+            ],
+            &|_, _| Vec::new(),
+        )
         .await
         .unwrap();
     assert_eq!(again[0], IngestOutcome::Duplicate { id });
@@ -159,7 +162,10 @@ async fn redelivered_events_are_stored_once_and_counted() {
 
     // Events without an id are never duplicates; the same id in another tenant is another event.
     let anonymous = store
-        .ingest(&[event(None, at(6), None), event(None, at(6), None)])
+        .ingest(
+            &[event(None, at(6), None), event(None, at(6), None)],
+            &|_, _| Vec::new(),
+        )
         .await
         .unwrap();
     assert!(
@@ -169,7 +175,12 @@ async fn redelivered_events_are_stored_once_and_counted() {
     );
     let mut other_tenant = event(Some("ado-1"), at(7), None);
     other_tenant.tenant = globex();
-    let (foreign, _) = stored(&store.ingest(&[other_tenant]).await.unwrap()[0]);
+    let (foreign, _) = stored(
+        &store
+            .ingest(&[other_tenant], &|_, _| Vec::new())
+            .await
+            .unwrap()[0],
+    );
     assert_ne!(foreign, id);
     assert_eq!(all_events(&store, &acme()).await.len(), 4);
     assert!(
@@ -194,7 +205,7 @@ async fn stored_events_keep_every_field_and_the_exact_body() {
         received_at: received,
         job: None,
     };
-    let (id, job) = stored(&store.ingest(&[new]).await.unwrap()[0]);
+    let (id, job) = stored(&store.ingest(&[new], &|_, _| Vec::new()).await.unwrap()[0]);
     assert_eq!(job, None);
     let event = store.event(&acme(), id).await.unwrap().unwrap();
     assert_eq!(
@@ -220,7 +231,10 @@ async fn stored_events_keep_every_field_and_the_exact_body() {
 async fn a_job_is_enqueued_with_a_new_event_only() {
     let Fixture { _dir, store, .. } = sqlite().await;
     let outcomes = store
-        .ingest(&[event(Some("ado-1"), at(0), Some(job("sync", None, at(0))))])
+        .ingest(
+            &[event(Some("ado-1"), at(0), Some(job("sync", None, at(0))))],
+            &|_, _| Vec::new(),
+        )
         .await
         .unwrap();
     let (id, job_id) = stored(&outcomes[0]);
@@ -237,7 +251,10 @@ async fn a_job_is_enqueued_with_a_new_event_only() {
     assert_eq!(queued.attempts, 0);
 
     let redelivered = store
-        .ingest(&[event(Some("ado-1"), at(1), Some(job("sync", None, at(1))))])
+        .ingest(
+            &[event(Some("ado-1"), at(1), Some(job("sync", None, at(1))))],
+            &|_, _| Vec::new(),
+        )
         .await
         .unwrap();
     assert_eq!(redelivered[0], IngestOutcome::Duplicate { id });
@@ -253,7 +270,7 @@ async fn a_batch_that_fails_midway_stores_nothing() {
     let Fixture { _dir, store, path } = sqlite().await;
     let (earlier, _) = stored(
         &store
-            .ingest(&[event(Some("earlier"), at(0), None)])
+            .ingest(&[event(Some("earlier"), at(0), None)], &|_, _| Vec::new())
             .await
             .unwrap()[0],
     );
@@ -275,7 +292,7 @@ async fn a_batch_that_fails_midway_stores_nothing() {
         event(Some("earlier"), at(1), None),
         event(Some("poison"), at(1), None),
     ];
-    let error = store.ingest(&batch).await.unwrap_err();
+    let error = store.ingest(&batch, &|_, _| Vec::new()).await.unwrap_err();
     assert!(error.to_string().contains("poisoned"), "{error}");
 
     let events = all_events(&store, &acme()).await;
@@ -291,7 +308,7 @@ async fn a_batch_that_fails_midway_stores_nothing() {
         .execute(&mut connection)
         .await
         .unwrap();
-    let outcomes = store.ingest(&batch).await.unwrap();
+    let outcomes = store.ingest(&batch, &|_, _| Vec::new()).await.unwrap();
     assert!(matches!(
         outcomes[0],
         IngestOutcome::Stored { job: Some(_), .. }
@@ -306,10 +323,13 @@ async fn an_invalid_job_refuses_the_whole_batch() {
     let mut endless = job("sync", None, at(0));
     endless.max_attempts = 0;
     let error = store
-        .ingest(&[
-            event(Some("fine"), at(0), Some(job("sync", None, at(0)))),
-            event(Some("bad"), at(0), Some(endless.clone())),
-        ])
+        .ingest(
+            &[
+                event(Some("fine"), at(0), Some(job("sync", None, at(0)))),
+                event(Some("bad"), at(0), Some(endless.clone())),
+            ],
+            &|_, _| Vec::new(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::InvalidInput(_)), "{error}");
@@ -317,7 +337,7 @@ async fn an_invalid_job_refuses_the_whole_batch() {
     let mut nameless = job("", None, at(0));
     nameless.max_attempts = 1;
     for bad in [endless, nameless] {
-        let error = store.enqueue(&acme(), &bad).await.unwrap_err();
+        let error = store.enqueue(&acme(), &bad, &[]).await.unwrap_err();
         assert!(matches!(error, StoreError::InvalidInput(_)), "{error}");
     }
     assert!(all_jobs(&store, &acme()).await.is_empty());
@@ -328,13 +348,13 @@ async fn dedupe_keys_coalesce_only_while_the_job_is_queued() {
     let Fixture { _dir, store, .. } = sqlite().await;
     let mut first = job("resync", Some("project-a"), at(60));
     first.payload = json!({ "first": true });
-    let queued = store.enqueue(&acme(), &first).await.unwrap();
+    let queued = store.enqueue(&acme(), &first, &[]).await.unwrap();
 
     // Coalesces, and the earlier run_after wins.
     let sooner = job("resync", Some("project-a"), at(30));
-    assert_eq!(store.enqueue(&acme(), &sooner).await.unwrap(), queued);
+    assert_eq!(store.enqueue(&acme(), &sooner, &[]).await.unwrap(), queued);
     let later = job("resync", Some("project-a"), at(90));
-    assert_eq!(store.enqueue(&acme(), &later).await.unwrap(), queued);
+    assert_eq!(store.enqueue(&acme(), &later, &[]).await.unwrap(), queued);
     let coalesced = store.job(&acme(), queued).await.unwrap().unwrap();
     assert_eq!(coalesced.run_after, at(30));
     assert_eq!(
@@ -351,20 +371,20 @@ async fn dedupe_keys_coalesce_only_while_the_job_is_queued() {
         (acme(), job("resync", None, at(0))),
         (acme(), job("resync", None, at(0))),
     ] {
-        assert_ne!(store.enqueue(&tenant, &new).await.unwrap(), queued);
+        assert_ne!(store.enqueue(&tenant, &new, &[]).await.unwrap(), queued);
     }
 
     // Once claimed, the key no longer coalesces: the change may have come after the read.
     let claimed = store.claim("w1", 10, LEASE, at(30)).await.unwrap();
     assert!(claimed.iter().any(|job| job.id == queued));
     let fresh = store
-        .enqueue(&acme(), &job("resync", Some("project-a"), at(40)))
+        .enqueue(&acme(), &job("resync", Some("project-a"), at(40)), &[])
         .await
         .unwrap();
     assert_ne!(fresh, queued);
     assert_eq!(
         store
-            .enqueue(&acme(), &job("resync", Some("project-a"), at(50)))
+            .enqueue(&acme(), &job("resync", Some("project-a"), at(50)), &[])
             .await
             .unwrap(),
         fresh
@@ -375,11 +395,14 @@ async fn dedupe_keys_coalesce_only_while_the_job_is_queued() {
 async fn events_coalesced_into_one_job_are_marked_together() {
     let Fixture { _dir, store, .. } = sqlite().await;
     let outcomes = store
-        .ingest(&[
-            event(Some("a"), at(0), Some(job("resync", Some("p"), at(10)))),
-            event(Some("b"), at(1), Some(job("resync", Some("p"), at(11)))),
-            event(Some("c"), at(2), Some(job("resync", Some("q"), at(12)))),
-        ])
+        .ingest(
+            &[
+                event(Some("a"), at(0), Some(job("resync", Some("p"), at(10)))),
+                event(Some("b"), at(1), Some(job("resync", Some("p"), at(11)))),
+                event(Some("c"), at(2), Some(job("resync", Some("q"), at(12)))),
+            ],
+            &|_, _| Vec::new(),
+        )
         .await
         .unwrap();
     let jobs: Vec<JobId> = outcomes
@@ -421,7 +444,7 @@ async fn concurrent_claimers_never_get_the_same_job() {
             )
         })
         .collect();
-    store.ingest(&batch).await.unwrap();
+    store.ingest(&batch, &|_, _| Vec::new()).await.unwrap();
 
     let store = Arc::new(store);
     let claimers: Vec<_> = (0..8)
@@ -468,15 +491,15 @@ async fn concurrent_claimers_never_get_the_same_job() {
 async fn claims_take_due_jobs_oldest_first() {
     let Fixture { _dir, store, .. } = sqlite().await;
     let late = store
-        .enqueue(&acme(), &job("b", None, at(20)))
+        .enqueue(&acme(), &job("b", None, at(20)), &[])
         .await
         .unwrap();
     let early = store
-        .enqueue(&globex(), &job("a", None, at(10)))
+        .enqueue(&globex(), &job("a", None, at(10)), &[])
         .await
         .unwrap();
     let future = store
-        .enqueue(&acme(), &job("c", None, at(100)))
+        .enqueue(&acme(), &job("c", None, at(100)), &[])
         .await
         .unwrap();
     assert!(store.claim("w", 0, LEASE, at(50)).await.unwrap().is_empty());
@@ -503,7 +526,7 @@ async fn a_run_after_within_the_second_is_respected() {
     let Fixture { _dir, store, .. } = sqlite().await;
     let half_past = at(0) + Duration::milliseconds(500);
     let id = store
-        .enqueue(&acme(), &job("sync", None, half_past))
+        .enqueue(&acme(), &job("sync", None, half_past), &[])
         .await
         .unwrap();
     assert!(store.claim("w", 1, LEASE, at(0)).await.unwrap().is_empty());
@@ -523,7 +546,7 @@ async fn a_run_after_within_the_second_is_respected() {
 async fn an_expired_lease_is_claimed_again_and_the_old_worker_loses_it() {
     let Fixture { _dir, store, .. } = sqlite().await;
     let id = store
-        .enqueue(&acme(), &job("sync", None, at(0)))
+        .enqueue(&acme(), &job("sync", None, at(0)), &[])
         .await
         .unwrap();
     assert_eq!(store.claim("w1", 1, LEASE, at(0)).await.unwrap()[0].id, id);
@@ -558,7 +581,7 @@ async fn an_expired_lease_is_claimed_again_and_the_old_worker_loses_it() {
     assert!(!store.extend_lease(id, "w1", at(200)).await.unwrap());
     assert_eq!(
         store
-            .fail(id, "w1", "late", Retry::At(at(100)), at(95))
+            .fail(id, "w1", "late", Retry::At(at(100)), at(95), &[])
             .await
             .unwrap(),
         None
@@ -583,7 +606,7 @@ async fn a_job_whose_worker_keeps_dying_goes_dead() {
     let Fixture { _dir, store, .. } = sqlite().await;
     let mut fragile = job("sync", None, at(0));
     fragile.max_attempts = 2;
-    let id = store.enqueue(&acme(), &fragile).await.unwrap();
+    let id = store.enqueue(&acme(), &fragile, &[]).await.unwrap();
     assert_eq!(store.claim("w1", 1, LEASE, at(0)).await.unwrap().len(), 1);
     assert_eq!(store.claim("w2", 1, LEASE, at(60)).await.unwrap().len(), 1);
     assert!(
@@ -605,12 +628,12 @@ async fn failed_attempts_back_off_then_the_job_dies_and_can_be_retried() {
     let Fixture { _dir, store, .. } = sqlite().await;
     let mut flaky = job("sync", None, at(0));
     flaky.max_attempts = 2;
-    let id = store.enqueue(&acme(), &flaky).await.unwrap();
+    let id = store.enqueue(&acme(), &flaky, &[]).await.unwrap();
 
     assert_eq!(store.claim("w", 1, LEASE, at(0)).await.unwrap().len(), 1);
     assert_eq!(
         store
-            .fail(id, "w", "ADO said 503", Retry::At(at(10)), at(1))
+            .fail(id, "w", "ADO said 503", Retry::At(at(10)), at(1), &[])
             .await
             .unwrap(),
         Some(JobStatus::Queued)
@@ -628,7 +651,14 @@ async fn failed_attempts_back_off_then_the_job_dies_and_can_be_retried() {
     assert_eq!(second[0].attempts, 2);
     assert_eq!(
         store
-            .fail(id, "w", "ADO said 503 again", Retry::At(at(20)), at(11))
+            .fail(
+                id,
+                "w",
+                "ADO said 503 again",
+                Retry::At(at(20)),
+                at(11),
+                &[]
+            )
             .await
             .unwrap(),
         Some(JobStatus::Dead),
@@ -643,29 +673,29 @@ async fn failed_attempts_back_off_then_the_job_dies_and_can_be_retried() {
     );
 
     assert!(
-        !store.retry_job(&globex(), id, at(600)).await.unwrap(),
+        !store.retry_job(&globex(), id, at(600), &[]).await.unwrap(),
         "not another tenant's to retry"
     );
-    assert!(store.retry_job(&acme(), id, at(600)).await.unwrap());
+    assert!(store.retry_job(&acme(), id, at(600), &[]).await.unwrap());
     let retried = store.job(&acme(), id).await.unwrap().unwrap();
     assert_eq!(retried.status, JobStatus::Queued);
     assert_eq!(retried.attempts, 0);
     assert_eq!(retried.run_after, at(600));
     assert!(
-        !store.retry_job(&acme(), id, at(600)).await.unwrap(),
+        !store.retry_job(&acme(), id, at(600), &[]).await.unwrap(),
         "only dead jobs are retried"
     );
     assert_eq!(store.claim("w", 1, LEASE, at(600)).await.unwrap()[0].id, id);
 
     // Never: dead at once, whatever attempts remain.
     let hopeless = store
-        .enqueue(&acme(), &job("sync", None, at(0)))
+        .enqueue(&acme(), &job("sync", None, at(0)), &[])
         .await
         .unwrap();
     store.claim("w", 10, LEASE, at(700)).await.unwrap();
     assert_eq!(
         store
-            .fail(hopeless, "w", "bad payload", Retry::Never, at(701))
+            .fail(hopeless, "w", "bad payload", Retry::Never, at(701), &[])
             .await
             .unwrap(),
         Some(JobStatus::Dead)
@@ -687,12 +717,15 @@ async fn replay_enqueues_again_by_ids_and_by_time_range() {
         ..event(Some("u"), at(20), None)
     };
     let outcomes = store
-        .ingest(&[
-            event(Some("p"), at(0), Some(job("sync", None, at(0)))),
-            malformed,
-            unknown,
-            event(Some("f"), at(30), Some(job("sync", None, at(30)))),
-        ])
+        .ingest(
+            &[
+                event(Some("p"), at(0), Some(job("sync", None, at(0)))),
+                malformed,
+                unknown,
+                event(Some("f"), at(30), Some(job("sync", None, at(30)))),
+            ],
+            &|_, _| Vec::new(),
+        )
         .await
         .unwrap();
     let ids: Vec<EventId> = outcomes.iter().map(IngestOutcome::event).collect();
@@ -717,6 +750,7 @@ async fn replay_enqueues_again_by_ids_and_by_time_range() {
             &acme(),
             &ReplaySelection::Ids(vec![ids[0], ids[1], ids[0], EventId(9999)]),
             &job_for,
+            &[],
         )
         .await
         .unwrap();
@@ -751,6 +785,7 @@ async fn replay_enqueues_again_by_ids_and_by_time_range() {
                 until: at(30),
             },
             &job_for,
+            &[],
         )
         .await
         .unwrap();
@@ -775,6 +810,7 @@ async fn replay_enqueues_again_by_ids_and_by_time_range() {
                 until: at(31),
             },
             &job_for,
+            &[],
         )
         .await
         .unwrap();
@@ -785,7 +821,12 @@ async fn replay_enqueues_again_by_ids_and_by_time_range() {
     assert_eq!(failed_before.error, None);
 
     let elsewhere = store
-        .replay(&globex(), &ReplaySelection::Ids(vec![ids[0]]), &job_for)
+        .replay(
+            &globex(),
+            &ReplaySelection::Ids(vec![ids[0]]),
+            &job_for,
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -804,7 +845,7 @@ async fn marking_names_an_existing_event_and_an_outcome() {
     let Fixture { _dir, store, .. } = sqlite().await;
     let (id, _) = stored(
         &store
-            .ingest(&[event(Some("a"), at(0), None)])
+            .ingest(&[event(Some("a"), at(0), None)], &|_, _| Vec::new())
             .await
             .unwrap()[0],
     );
@@ -838,11 +879,14 @@ async fn pruning_events_keeps_the_newer_ones_and_their_dedupe_memory() {
     let mut other = event(Some("other-old"), old, None);
     other.tenant = globex();
     store
-        .ingest(&[
-            event(Some("old"), old, None),
-            other,
-            event(Some("new"), at(0), None),
-        ])
+        .ingest(
+            &[
+                event(Some("old"), old, None),
+                other,
+                event(Some("new"), at(0), None),
+            ],
+            &|_, _| Vec::new(),
+        )
         .await
         .unwrap();
     assert_eq!(store.prune_events(at(0)).await.unwrap(), 2);
@@ -852,7 +896,7 @@ async fn pruning_events_keeps_the_newer_ones_and_their_dedupe_memory() {
     assert!(all_events(&store, &globex()).await.is_empty());
     assert!(matches!(
         store
-            .ingest(&[event(Some("new"), at(1), None)])
+            .ingest(&[event(Some("new"), at(1), None)], &|_, _| Vec::new())
             .await
             .unwrap()[0],
         IngestOutcome::Duplicate { .. }
@@ -876,7 +920,7 @@ async fn events_filter_and_page_by_id() {
         })
         .collect();
     let ids: Vec<EventId> = store
-        .ingest(&batch)
+        .ingest(&batch, &|_, _| Vec::new())
         .await
         .unwrap()
         .iter()
@@ -884,7 +928,7 @@ async fn events_filter_and_page_by_id() {
         .collect();
     let mut foreign = event(Some("e0"), at(0), None);
     foreign.tenant = globex();
-    store.ingest(&[foreign]).await.unwrap();
+    store.ingest(&[foreign], &|_, _| Vec::new()).await.unwrap();
     for id in [ids[1], ids[4]] {
         store
             .mark_event(&acme(), id, EventStatus::Processed, None, at(100))
@@ -975,13 +1019,13 @@ async fn jobs_filter_and_page_by_id_per_tenant() {
         let kind = if n % 2 == 0 { "sync" } else { "scan" };
         ids.push(
             store
-                .enqueue(&acme(), &job(kind, None, at(n)))
+                .enqueue(&acme(), &job(kind, None, at(n)), &[])
                 .await
                 .unwrap(),
         );
     }
     store
-        .enqueue(&globex(), &job("sync", None, at(0)))
+        .enqueue(&globex(), &job("sync", None, at(0)), &[])
         .await
         .unwrap();
     store.claim("w", 1, LEASE, at(0)).await.unwrap();
@@ -1041,24 +1085,24 @@ async fn queue_stats_count_every_status_and_the_lag() {
     );
     let mut once = job("sync", None, at(0));
     once.max_attempts = 1;
-    let doomed = store.enqueue(&acme(), &once).await.unwrap();
+    let doomed = store.enqueue(&acme(), &once, &[]).await.unwrap();
     let finished = store
-        .enqueue(&acme(), &job("sync", None, at(1)))
+        .enqueue(&acme(), &job("sync", None, at(1)), &[])
         .await
         .unwrap();
     store
-        .enqueue(&globex(), &job("sync", None, at(2)))
+        .enqueue(&globex(), &job("sync", None, at(2)), &[])
         .await
         .unwrap();
     store.claim("w", 3, LEASE, at(2)).await.unwrap();
     store
-        .fail(doomed, "w", "bad", Retry::At(at(3)), at(3))
+        .fail(doomed, "w", "bad", Retry::At(at(3)), at(3), &[])
         .await
         .unwrap();
     store.complete(finished, "w", at(3)).await.unwrap();
     for (tenant, run_after) in [(acme(), at(5)), (globex(), at(7)), (acme(), at(100))] {
         store
-            .enqueue(&tenant, &job("scan", None, run_after))
+            .enqueue(&tenant, &job("scan", None, run_after), &[])
             .await
             .unwrap();
     }
@@ -1080,17 +1124,17 @@ async fn pruning_jobs_deletes_old_done_jobs_only() {
     let Fixture { _dir, store, .. } = sqlite().await;
     let mut once = job("sync", None, at(0));
     once.max_attempts = 1;
-    let old_done = store.enqueue(&acme(), &once).await.unwrap();
-    let dead = store.enqueue(&acme(), &once).await.unwrap();
-    let new_done = store.enqueue(&acme(), &once).await.unwrap();
+    let old_done = store.enqueue(&acme(), &once, &[]).await.unwrap();
+    let dead = store.enqueue(&acme(), &once, &[]).await.unwrap();
+    let new_done = store.enqueue(&acme(), &once, &[]).await.unwrap();
     let queued = store
-        .enqueue(&acme(), &job("sync", None, at(1000)))
+        .enqueue(&acme(), &job("sync", None, at(1000)), &[])
         .await
         .unwrap();
     store.claim("w", 10, LEASE, at(0)).await.unwrap();
     store.complete(old_done, "w", at(10)).await.unwrap();
     store
-        .fail(dead, "w", "bad", Retry::Never, at(10))
+        .fail(dead, "w", "bad", Retry::Never, at(10), &[])
         .await
         .unwrap();
     store.complete(new_done, "w", at(30)).await.unwrap();
@@ -1115,7 +1159,7 @@ async fn ingestion_commits_with_synchronous_full_while_the_rest_uses_normal() {
     );
     let (id, _) = stored(
         &store
-            .ingest(&[event(Some("a"), at(0), None)])
+            .ingest(&[event(Some("a"), at(0), None)], &|_, _| Vec::new())
             .await
             .unwrap()[0],
     );
@@ -1154,13 +1198,16 @@ async fn a_batch_joins_one_coalesced_job_per_tenant_and_key() {
     let mut other_tenant = event(Some("g"), at(3), Some(job("resync", Some("p"), at(13))));
     other_tenant.tenant = globex();
     let outcomes = store
-        .ingest(&[
-            event(Some("a"), at(0), Some(job("resync", Some("p"), at(10)))),
-            // Asks earlier than the job the batch opened: the job runs no later than this.
-            event(Some("b"), at(1), Some(job("resync", Some("p"), at(5)))),
-            other_tenant,
-            event(Some("c"), at(2), Some(job("resync", Some("p"), at(12)))),
-        ])
+        .ingest(
+            &[
+                event(Some("a"), at(0), Some(job("resync", Some("p"), at(10)))),
+                // Asks earlier than the job the batch opened: the job runs no later than this.
+                event(Some("b"), at(1), Some(job("resync", Some("p"), at(5)))),
+                other_tenant,
+                event(Some("c"), at(2), Some(job("resync", Some("p"), at(12)))),
+            ],
+            &|_, _| Vec::new(),
+        )
         .await
         .unwrap();
     let jobs: Vec<JobId> = outcomes
@@ -1177,11 +1224,14 @@ async fn a_batch_joins_one_coalesced_job_per_tenant_and_key() {
 
     // A later batch joins the job while it is still queued.
     let later = store
-        .ingest(&[event(
-            Some("d"),
-            at(20),
-            Some(job("resync", Some("p"), at(30))),
-        )])
+        .ingest(
+            &[event(
+                Some("d"),
+                at(20),
+                Some(job("resync", Some("p"), at(30))),
+            )],
+            &|_, _| Vec::new(),
+        )
         .await
         .unwrap();
     assert_eq!(stored(&later[0]).1, Some(jobs[0]));
@@ -1198,7 +1248,10 @@ async fn a_batch_joins_one_coalesced_job_per_tenant_and_key() {
 async fn a_batch_of_redeliveries_leaves_no_job_behind() {
     let Fixture { _dir, store, .. } = sqlite().await;
     let first = store
-        .ingest(&[event(Some("a"), at(0), Some(job("once", None, at(0))))])
+        .ingest(
+            &[event(Some("a"), at(0), Some(job("once", None, at(0))))],
+            &|_, _| Vec::new(),
+        )
         .await
         .unwrap();
     let (_, job_id) = stored(&first[0]);
@@ -1213,10 +1266,13 @@ async fn a_batch_of_redeliveries_leaves_no_job_behind() {
     // The first job is running, so nothing queued can be joined: the batch opens new jobs,
     // and must drop them, because every event in it is a redelivery.
     let again = store
-        .ingest(&[
-            event(Some("a"), at(2), Some(job("once", None, at(2)))),
-            event(Some("a"), at(3), Some(job("keyed", Some("k"), at(3)))),
-        ])
+        .ingest(
+            &[
+                event(Some("a"), at(2), Some(job("once", None, at(2)))),
+                event(Some("a"), at(3), Some(job("keyed", Some("k"), at(3)))),
+            ],
+            &|_, _| Vec::new(),
+        )
         .await
         .unwrap();
     assert!(
@@ -1276,7 +1332,10 @@ async fn upgrading_moves_the_bodies_of_stored_events_intact() {
     assert_eq!(events[0].status, EventStatus::Processed);
     // And the upgraded table takes new events as before.
     let new = event(Some("new-1"), at(0), None);
-    let outcomes = store.ingest(std::slice::from_ref(&new)).await.unwrap();
+    let outcomes = store
+        .ingest(std::slice::from_ref(&new), &|_, _| Vec::new())
+        .await
+        .unwrap();
     let (id, _) = stored(&outcomes[0]);
     assert_eq!(
         store.event(&acme(), id).await.unwrap().unwrap().body,
