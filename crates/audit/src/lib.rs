@@ -1,0 +1,8 @@
+//! The tamper-evident audit log (docs/adr/0009-audit-log.md): RFC 6962/9162 Merkle trees
+//! and proofs, records in RFC 8785 canonical form, C2SP signed checkpoints, an offline
+//! streaming verifier, and the SIEM encodings.
+//!
+//! Pure: no database, no network. The store keeps leaves and checkpoints; this crate says
+//! what they mean and whether they hold.
+
+pub mod merkle;
