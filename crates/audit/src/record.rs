@@ -1,0 +1,250 @@
+//! Records in the v1 schema (docs/AUDIT.md): built from a draft's fields plus what the
+//! sequencer assigns, checked (no floats, integers within ±(2^53−1), at most 32 KiB), and
+//! turned into their leaf: the RFC 8785 (JCS) bytes and SHA-256(0x00 || bytes).
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use crate::merkle::{self, Hash};
+
+pub const SCHEMA: &str = "tollgate/v1";
+
+/// The largest canonical record: one record always fits a Splunk HEC event and a Logs
+/// Ingestion row.
+pub const MAX_RECORD_BYTES: usize = 32 * 1024;
+
+/// The largest integer every JSON consumer reads exactly (2^53 − 1).
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// Reserved record types.
+pub mod types {
+    pub const GENESIS: &str = "log.genesis";
+    pub const KEY_ROTATION: &str = "log.key_rotation";
+    pub const RETENTION: &str = "log.retention";
+    pub const ADO_AUDIT: &str = "ado.audit";
+    pub const INTEGRITY_ALERT: &str = "integrity.alert";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("{path} holds a floating-point number; records carry decimals as strings")]
+    Float { path: String },
+    #[error("{path} holds an integer outside ±(2^53−1)")]
+    IntegerRange { path: String },
+    #[error("the record is {size} bytes in canonical form, more than {MAX_RECORD_BYTES}")]
+    TooLarge { size: usize },
+    #[error("field {0:?} is assigned by the log and cannot be given")]
+    Reserved(String),
+    #[error("the record is not canonical JSON: {0}")]
+    NotCanonical(String),
+    #[error("time {0} cannot be written")]
+    Time(String),
+}
+
+/// A time as records write it: RFC 3339 UTC with exactly six decimals.
+pub fn format_time(time: OffsetDateTime) -> Result<String, RecordError> {
+    let utc = time.to_offset(time::UtcOffset::UTC);
+    if !(0..=9999).contains(&utc.year()) {
+        return Err(RecordError::Time(time.to_string()));
+    }
+    Ok(format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        utc.year(),
+        u8::from(utc.month()),
+        utc.day(),
+        utc.hour(),
+        utc.minute(),
+        utc.second(),
+        utc.microsecond()
+    ))
+}
+
+/// Everything the log assigns to a record.
+#[derive(Clone, Debug)]
+pub struct Placement<'a> {
+    pub origin: &'a str,
+    pub seq: u64,
+    pub id: &'a str,
+    pub logged: OffsetDateTime,
+}
+
+/// A record's leaf: its canonical bytes and their leaf hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leaf {
+    pub bytes: Vec<u8>,
+    pub hash: Hash,
+}
+
+/// Build the v1 record of `fields` (event, actor, target, change, source, details, …) at
+/// `placement`, happened at `time`, and make it a leaf.
+pub fn build_leaf(
+    placement: &Placement<'_>,
+    time: OffsetDateTime,
+    fields: &Map<String, Value>,
+) -> Result<Leaf, RecordError> {
+    let mut record = Map::new();
+    for reserved in ["schema", "origin", "seq", "id", "time", "logged"] {
+        if fields.contains_key(reserved) {
+            return Err(RecordError::Reserved(reserved.to_owned()));
+        }
+    }
+    record.insert("schema".to_owned(), Value::from(SCHEMA));
+    record.insert("origin".to_owned(), Value::from(placement.origin));
+    record.insert("seq".to_owned(), Value::from(placement.seq));
+    record.insert("id".to_owned(), Value::from(placement.id));
+    record.insert("time".to_owned(), Value::from(format_time(time)?));
+    record.insert(
+        "logged".to_owned(),
+        Value::from(format_time(placement.logged)?),
+    );
+    for (name, value) in fields {
+        record.insert(name.clone(), value.clone());
+    }
+    let record = Value::Object(record);
+    check_numbers(&record, "$")?;
+    let bytes = canonical(&record)?;
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(RecordError::TooLarge { size: bytes.len() });
+    }
+    let hash = merkle::leaf_hash(&bytes);
+    Ok(Leaf { bytes, hash })
+}
+
+/// RFC 8785 canonical bytes of a JSON value.
+pub fn canonical(value: &Value) -> Result<Vec<u8>, RecordError> {
+    serde_json_canonicalizer::to_vec(value)
+        .map_err(|error| RecordError::NotCanonical(error.to_string()))
+}
+
+/// Floats have no single canonical spelling across producers; records refuse them.
+pub fn check_numbers(value: &Value, path: &str) -> Result<(), RecordError> {
+    match value {
+        Value::Number(number) => {
+            if number.is_f64() {
+                return Err(RecordError::Float {
+                    path: path.to_owned(),
+                });
+            }
+            let within = number
+                .as_u64()
+                .map(|n| n <= MAX_SAFE_INTEGER)
+                .or_else(|| {
+                    number
+                        .as_i64()
+                        .map(|n| n.unsigned_abs() <= MAX_SAFE_INTEGER)
+                })
+                .unwrap_or(false);
+            if within {
+                Ok(())
+            } else {
+                Err(RecordError::IntegerRange {
+                    path: path.to_owned(),
+                })
+            }
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| check_numbers(item, &format!("{path}[{i}]"))),
+        Value::Object(map) => map
+            .iter()
+            .try_for_each(|(key, item)| check_numbers(item, &format!("{path}.{key}"))),
+        _ => Ok(()),
+    }
+}
+
+/// A fresh UUIDv7-shaped id (48-bit Unix milliseconds, version 7, random rest): ordered by
+/// time, unique enough to be a SIEM's dedupe key.
+pub fn new_record_id(at: OffsetDateTime) -> String {
+    use rand::RngCore as _;
+    let millis = u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let mut random = [0_u8; 10];
+    rand::thread_rng().fill_bytes(&mut random);
+    let mut bytes = [0_u8; 16];
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    bytes[6..].copy_from_slice(&random);
+    bytes[6] = 0x70 | (bytes[6] & 0x0f);
+    bytes[8] = 0x80 | (bytes[8] & 0x3f);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn fields(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
+    }
+
+    fn placement() -> Placement<'static> {
+        Placement {
+            origin: "tollgate.example/acme",
+            seq: 7,
+            id: "0196a1b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b",
+            logged: datetime!(2026-01-02 03:04:05.4012 UTC),
+        }
+    }
+
+    #[test]
+    fn a_leaf_is_the_canonical_record_and_its_hash() {
+        let leaf = build_leaf(
+            &placement(),
+            datetime!(2026-01-02 03:04:05.123456 UTC),
+            &fields(json!({"event": {"type": "waiver.created", "outcome": "success"}, "actor": {"id": "a"}})),
+        )
+        .unwrap();
+        let text = String::from_utf8(leaf.bytes.clone()).unwrap();
+        assert_eq!(
+            text,
+            r#"{"actor":{"id":"a"},"event":{"outcome":"success","type":"waiver.created"},"id":"0196a1b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b","logged":"2026-01-02T03:04:05.401200Z","origin":"tollgate.example/acme","schema":"tollgate/v1","seq":7,"time":"2026-01-02T03:04:05.123456Z"}"#
+        );
+        assert_eq!(leaf.hash, merkle::leaf_hash(&leaf.bytes));
+    }
+
+    #[test]
+    fn floats_big_integers_reserved_fields_and_oversize_records_are_refused() {
+        let at = datetime!(2026-01-02 03:04:05 UTC);
+        let build = |value| build_leaf(&placement(), at, &fields(value));
+        assert!(matches!(
+            build(json!({"change": {"after": {"ratio": 0.5}}})),
+            Err(RecordError::Float { path }) if path == "$.change.after.ratio"
+        ));
+        assert!(matches!(
+            build(json!({"n": 9_007_199_254_740_992_u64})),
+            Err(RecordError::IntegerRange { .. })
+        ));
+        assert!(build(json!({"n": 9_007_199_254_740_991_u64})).is_ok());
+        assert!(matches!(
+            build(json!({"seq": 1})),
+            Err(RecordError::Reserved(_))
+        ));
+        assert!(matches!(
+            build(json!({"blob": "x".repeat(MAX_RECORD_BYTES)})),
+            Err(RecordError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn record_ids_are_version_7_and_ordered_by_time() {
+        let early = new_record_id(datetime!(2026-01-02 03:04:05 UTC));
+        let late = new_record_id(datetime!(2026-01-02 03:04:06 UTC));
+        assert_eq!(early.len(), 36);
+        assert_eq!(&early[14..15], "7");
+        assert!(matches!(&early[19..20], "8" | "9" | "a" | "b"));
+        assert!(early < late);
+    }
+}
