@@ -5,6 +5,7 @@
 //! Pure: no database, no network. The store keeps leaves and checkpoints; this crate says
 //! what they mean and whether they hold.
 
+pub mod bundle;
 pub mod checkpoint;
 pub mod merkle;
 pub mod note;

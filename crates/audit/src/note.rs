@@ -137,7 +137,12 @@ impl NoteSigner {
             .ok_or(NoteError::MalformedKey(
                 "a private key starts with PRIVATE+KEY+",
             ))?;
-        let (name, id, key_type, key) = split_key(rest)?;
+        let KeyParts {
+            name,
+            id,
+            key_type,
+            key,
+        } = split_key(rest)?;
         let seed: [u8; 32] = key
             .try_into()
             .map_err(|_| NoteError::MalformedKey("an Ed25519 seed is 32 bytes"))?;
@@ -173,7 +178,15 @@ fn cosigned_message(text: &str, timestamp: u64) -> String {
     format!("cosignature/v1\ntime {timestamp}\n{text}")
 }
 
-fn split_key(text: &str) -> Result<(&str, [u8; 4], u8, Vec<u8>), NoteError> {
+/// A key string's parts: name, key id, key type, key bytes.
+struct KeyParts<'a> {
+    name: &'a str,
+    id: [u8; 4],
+    key_type: u8,
+    key: Vec<u8>,
+}
+
+fn split_key(text: &str) -> Result<KeyParts<'_>, NoteError> {
     let mut parts = text.splitn(3, '+');
     let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(NoteError::MalformedKey("a key is name+id+key"));
@@ -195,7 +208,12 @@ fn split_key(text: &str) -> Result<(&str, [u8; 4], u8, Vec<u8>), NoteError> {
     if key_type != ED25519 && key_type != COSIGNATURE_V1 {
         return Err(NoteError::MalformedKey("unknown key type"));
     }
-    Ok((name, id_value.to_be_bytes(), key_type, key.to_vec()))
+    Ok(KeyParts {
+        name,
+        id: id_value.to_be_bytes(),
+        key_type,
+        key: key.to_vec(),
+    })
 }
 
 /// A public key that verifies notes signed as `name`.
@@ -209,7 +227,12 @@ pub struct NoteVerifier {
 
 impl NoteVerifier {
     pub fn parse(text: &str) -> Result<Self, NoteError> {
-        let (name, id, key_type, key) = split_key(text.trim())?;
+        let KeyParts {
+            name,
+            id,
+            key_type,
+            key,
+        } = split_key(text.trim())?;
         let public: [u8; 32] = key
             .try_into()
             .map_err(|_| NoteError::MalformedKey("an Ed25519 public key is 32 bytes"))?;

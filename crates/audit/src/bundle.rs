@@ -1,0 +1,379 @@
+//! Export bundles and their offline verification.
+//!
+//! A bundle is a directory:
+//! - `manifest.json`: `{"format": "tollgate-audit-bundle/1", "origin": …, "size": N}`;
+//! - `leaves.jsonl`: line i is leaf i's record, its exact canonical bytes; a leaf whose
+//!   payload retention withheld is `{"withheld":true,"seq":i}`;
+//! - `leaf_hashes.txt`: line i is leaf i's hash in hex, as the log stored it (untrusted,
+//!   like everything in the bundle: it only lets the verifier name the exact leaf whose
+//!   bytes changed, and carries the hashes of withheld leaves);
+//! - `checkpoints.jsonl`: one `{"note": "<signed checkpoint>"}` per line, oldest first.
+//!
+//! Trust comes only from the signed checkpoints, checked with keys the verifier already
+//! holds. The verifier streams: memory is O(log n) in the number of leaves.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::checkpoint::Checkpoint;
+use crate::merkle::{self, Frontier, Hash};
+use crate::note::{self, NoteError, NoteVerifier};
+use crate::record;
+
+pub const FORMAT: &str = "tollgate-audit-bundle/1";
+/// No record is larger (32 KiB) — a longer line is refused before it is parsed.
+const MAX_LINE: usize = 64 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub origin: String,
+    pub size: u64,
+}
+
+/// What verification found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// Every leaf up to the newest checkpoint is where it belongs and unchanged.
+    Verified {
+        size: u64,
+        checkpoints: usize,
+        withheld: u64,
+        /// The newest timestamp a trusted cosigner vouched for.
+        timestamp: Option<u64>,
+    },
+    /// Evidence of tampering: the first bad leaf index and why.
+    Tamper { index: u64, reason: String },
+    /// Verification could not finish: files missing, no trusted checkpoint, …
+    Incomplete { reason: String },
+}
+
+impl Report {
+    /// 0 verified, 1 tamper evidence, 2 incomplete.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Verified { .. } => 0,
+            Self::Tamper { .. } => 1,
+            Self::Incomplete { .. } => 2,
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Hash> {
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..32)
+        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
+        .collect();
+    bytes?.try_into().ok()
+}
+
+/// Writes a bundle, leaf by leaf.
+pub struct BundleWriter {
+    dir: std::path::PathBuf,
+    origin: String,
+    leaves: std::io::BufWriter<std::fs::File>,
+    hashes: std::io::BufWriter<std::fs::File>,
+    checkpoints: std::io::BufWriter<std::fs::File>,
+    size: u64,
+}
+
+impl BundleWriter {
+    /// Create the bundle's files in `dir` (created if missing; existing bundle files are
+    /// refused, so an export never mixes with an older one).
+    pub fn create(dir: &Path, origin: &str) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let create = |name: &str| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(dir.join(name))
+                .map(std::io::BufWriter::new)
+        };
+        Ok(Self {
+            dir: dir.to_owned(),
+            origin: origin.to_owned(),
+            leaves: create("leaves.jsonl")?,
+            hashes: create("leaf_hashes.txt")?,
+            checkpoints: create("checkpoints.jsonl")?,
+            size: 0,
+        })
+    }
+
+    /// The next leaf: its bytes (`None` when withheld) and stored hash.
+    pub fn leaf(&mut self, bytes: Option<&[u8]>, hash: &Hash) -> std::io::Result<()> {
+        match bytes {
+            Some(bytes) => self.leaves.write_all(bytes)?,
+            None => write!(self.leaves, r#"{{"withheld":true,"seq":{}}}"#, self.size)?,
+        }
+        self.leaves.write_all(b"\n")?;
+        writeln!(self.hashes, "{}", hex(hash))?;
+        self.size += 1;
+        Ok(())
+    }
+
+    pub fn checkpoint(&mut self, signed_note: &str) -> std::io::Result<()> {
+        let line = serde_json::json!({ "note": signed_note }).to_string();
+        writeln!(self.checkpoints, "{line}")
+    }
+
+    /// Flush everything and write the manifest last, so a bundle with a manifest is whole.
+    pub fn finish(mut self) -> std::io::Result<Manifest> {
+        self.leaves.flush()?;
+        self.hashes.flush()?;
+        self.checkpoints.flush()?;
+        let manifest = Manifest {
+            format: FORMAT.to_owned(),
+            origin: self.origin.clone(),
+            size: self.size,
+        };
+        let text = serde_json::to_string_pretty(&manifest).map_err(std::io::Error::other)?;
+        std::fs::write(self.dir.join("manifest.json"), text)?;
+        Ok(manifest)
+    }
+}
+
+/// Verify the bundle in `dir` with `trusted` keys.
+pub fn verify_dir(dir: &Path, trusted: &[NoteVerifier]) -> Report {
+    let open = |name: &str| std::fs::File::open(dir.join(name)).map(BufReader::new);
+    let manifest = match std::fs::read_to_string(dir.join("manifest.json")) {
+        Ok(text) => text,
+        Err(error) => {
+            return Report::Incomplete {
+                reason: format!("manifest.json: {error}"),
+            };
+        }
+    };
+    match (
+        open("leaves.jsonl"),
+        open("leaf_hashes.txt"),
+        open("checkpoints.jsonl"),
+    ) {
+        (Ok(leaves), Ok(hashes), Ok(checkpoints)) => {
+            verify(&manifest, leaves, hashes, checkpoints, trusted)
+        }
+        (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => Report::Incomplete {
+            reason: format!("a bundle file is missing: {error}"),
+        },
+    }
+}
+
+/// A trusted, parsed checkpoint.
+struct Trusted {
+    checkpoint: Checkpoint,
+    timestamp: Option<u64>,
+}
+
+fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> Result<bool, String> {
+    line.clear();
+    let read = std::io::Read::take(&mut *reader, MAX_LINE as u64 + 1)
+        .read_until(b'\n', line)
+        .map_err(|error| error.to_string())?;
+    if read == 0 {
+        return Ok(false);
+    }
+    if line.len() > MAX_LINE {
+        return Err(format!("a line is longer than {MAX_LINE} bytes"));
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else {
+        return Err("the last line is cut short".to_owned());
+    }
+    Ok(true)
+}
+
+/// Verify a bundle given as readers (what the fuzz target drives).
+pub fn verify(
+    manifest: &str,
+    mut leaves: impl BufRead,
+    mut hashes: impl BufRead,
+    mut checkpoints: impl BufRead,
+    trusted: &[NoteVerifier],
+) -> Report {
+    let incomplete = |reason: String| Report::Incomplete { reason };
+    let manifest: Manifest = match serde_json::from_str(manifest) {
+        Ok(manifest) => manifest,
+        Err(error) => return incomplete(format!("manifest.json is not a manifest: {error}")),
+    };
+    if manifest.format != FORMAT {
+        return incomplete(format!("unknown bundle format {:?}", manifest.format));
+    }
+
+    // 1. Checkpoints: each must be signed by a trusted log key named as the origin.
+    let mut signed: Vec<Trusted> = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        match read_line(&mut checkpoints, &mut line) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(error) => return incomplete(format!("checkpoints.jsonl: {error}")),
+        }
+        let Some(text) = serde_json::from_slice::<Value>(&line)
+            .ok()
+            .and_then(|value| value["note"].as_str().map(str::to_owned))
+        else {
+            return incomplete("checkpoints.jsonl: a line is not {\"note\": …}".to_owned());
+        };
+        let origin_keys: Vec<NoteVerifier> = trusted
+            .iter()
+            .filter(|key| key.is_cosigner() || key.name() == manifest.origin)
+            .cloned()
+            .collect();
+        let (note, verified) = match note::open(&text, &origin_keys) {
+            Ok(opened) => opened,
+            Err(NoteError::Unverified) => {
+                return incomplete(format!(
+                    "a checkpoint is signed by no trusted key named {:?}",
+                    manifest.origin
+                ));
+            }
+            Err(error @ NoteError::BadSignature(_)) => {
+                return Report::Tamper {
+                    index: 0,
+                    reason: format!("a checkpoint's signature does not verify: {error}"),
+                };
+            }
+            Err(error) => return incomplete(format!("a checkpoint cannot be read: {error}")),
+        };
+        let checkpoint = match Checkpoint::parse(&note.text) {
+            Ok(checkpoint) => checkpoint,
+            Err(error) => return incomplete(format!("a signed checkpoint: {error}")),
+        };
+        if checkpoint.origin != manifest.origin {
+            return incomplete(format!(
+                "a checkpoint is of log {:?}, the bundle of {:?}",
+                checkpoint.origin, manifest.origin
+            ));
+        }
+        signed.push(Trusted {
+            checkpoint,
+            timestamp: verified.timestamp,
+        });
+    }
+    signed.sort_by_key(|trusted| trusted.checkpoint.size);
+    // Two signed roots for one size are a fork: someone signed two histories.
+    for pair in signed.windows(2) {
+        if pair[0].checkpoint.size == pair[1].checkpoint.size
+            && pair[0].checkpoint.root != pair[1].checkpoint.root
+        {
+            return Report::Tamper {
+                index: pair[0].checkpoint.size.saturating_sub(1),
+                reason: format!(
+                    "two signed checkpoints of size {} have different roots (a fork)",
+                    pair[0].checkpoint.size
+                ),
+            };
+        }
+    }
+    let Some(latest) = signed.last().map(|t| t.checkpoint.size) else {
+        return incomplete("the bundle has no trusted checkpoint".to_owned());
+    };
+    let timestamp = signed.iter().filter_map(|t| t.timestamp).max();
+
+    // 2. Leaves, streamed: each where it belongs, canonical, of this log, its hash as
+    //    stored, and the roots at every checkpoint size as signed.
+    let mut frontier = Frontier::new();
+    let mut next_checkpoint = signed.iter().peekable();
+    while next_checkpoint
+        .peek()
+        .is_some_and(|t| t.checkpoint.size == 0)
+    {
+        next_checkpoint.next();
+    }
+    let mut verified_up_to = 0_u64;
+    let mut last_logged: Option<String> = None;
+    let mut withheld = 0_u64;
+    let mut hash_line = Vec::new();
+    while frontier.size() < latest {
+        let index = frontier.size();
+        let tamper = |reason: String| Report::Tamper { index, reason };
+        match read_line(&mut leaves, &mut line) {
+            Ok(true) => {}
+            Ok(false) => {
+                return tamper(format!(
+                    "the log ends at {index} leaves but a signed checkpoint covers {latest}"
+                ));
+            }
+            Err(error) => return tamper(format!("leaves.jsonl: {error}")),
+        }
+        let stored = match read_line(&mut hashes, &mut hash_line) {
+            Ok(true) => std::str::from_utf8(&hash_line).ok().and_then(unhex),
+            Ok(false) => None,
+            Err(_) => None,
+        };
+        let Some(stored) = stored else {
+            return incomplete(format!("leaf_hashes.txt has no hash for leaf {index}"));
+        };
+        let value: Value = match serde_json::from_slice(&line) {
+            Ok(value) => value,
+            Err(error) => return tamper(format!("the leaf is not JSON: {error}")),
+        };
+        let hash = if value.get("withheld") == Some(&Value::Bool(true))
+            && value.get("schema").is_none()
+        {
+            if value["seq"].as_u64() != Some(index) {
+                return tamper(format!("a withheld leaf says seq {}", value["seq"]));
+            }
+            withheld += 1;
+            stored
+        } else {
+            match record::canonical(&value) {
+                Ok(canonical) if canonical == line => {}
+                _ => return tamper("the leaf is not in canonical (RFC 8785) form".to_owned()),
+            }
+            if value["seq"].as_u64() != Some(index) {
+                return tamper(format!(
+                    "the record at position {index} says seq {} (deleted, inserted or reordered records)",
+                    value["seq"]
+                ));
+            }
+            if value["origin"].as_str() != Some(manifest.origin.as_str()) {
+                return tamper(format!("the record is of log {}", value["origin"]));
+            }
+            let Some(logged) = value["logged"].as_str() else {
+                return tamper("the record has no logged time".to_owned());
+            };
+            if last_logged.as_deref().is_some_and(|last| last > logged) {
+                return tamper("the record was logged before the one preceding it".to_owned());
+            }
+            last_logged = Some(logged.to_owned());
+            let hash = merkle::leaf_hash(&line);
+            if hash != stored {
+                return tamper("the record's bytes do not match its stored leaf hash".to_owned());
+            }
+            hash
+        };
+        frontier.push(hash);
+        while let Some(trusted) = next_checkpoint.peek() {
+            if trusted.checkpoint.size != frontier.size() {
+                break;
+            }
+            if frontier.root() != trusted.checkpoint.root {
+                return Report::Tamper {
+                    index: verified_up_to,
+                    reason: format!(
+                        "the root of the first {} leaves differs from the signed checkpoint: a leaf from {verified_up_to} on was changed",
+                        trusted.checkpoint.size
+                    ),
+                };
+            }
+            verified_up_to = trusted.checkpoint.size;
+            next_checkpoint.next();
+        }
+    }
+    Report::Verified {
+        size: latest,
+        checkpoints: signed.len(),
+        withheld,
+        timestamp,
+    }
+}
