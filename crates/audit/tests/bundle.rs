@@ -53,7 +53,7 @@ fn write_bundle(dir: &Path, size: u64, every: u64) {
         .unwrap();
         writer.leaf(Some(&leaf.bytes), &leaf.hash).unwrap();
         frontier.push(leaf.hash);
-        if frontier.size() % every == 0 || frontier.size() == size {
+        if frontier.size().is_multiple_of(every) || frontier.size() == size {
             let body = Checkpoint::new(ORIGIN, frontier.size(), frontier.root()).body();
             writer
                 .checkpoint(&note::sign(&body, &[&log, &clock], 1_700_000_000 + seq).unwrap())
