@@ -7,6 +7,7 @@
 
 pub mod bundle;
 pub mod checkpoint;
+pub mod keys;
 pub mod merkle;
 pub mod note;
 pub mod record;
