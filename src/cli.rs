@@ -100,6 +100,11 @@ operations: /healthz, /readyz, /metrics."
         #[command(subcommand)]
         action: crate::cli_server::EventsAction,
     },
+    /// Export, verify and prove the tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        action: crate::cli_audit::AuditAction,
+    },
     /// Show or check configuration.
     Config {
         #[command(subcommand)]
@@ -429,6 +434,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Worker(args) => crate::cli_server::worker(config_file, args).await,
         Command::Tenant { action } => crate::cli_server::tenant(config_file, action).await,
         Command::Events { action } => crate::cli_server::events(config_file, action).await,
+        Command::Audit { action } => crate::cli_audit::run(config_file, action).await,
         Command::Config { action } => {
             match action {
                 ConfigAction::Example => print!("{}", crate::config::Config::example()),

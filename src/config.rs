@@ -31,6 +31,45 @@ pub struct Config {
     pub server: ServerConfig,
     pub worker: WorkerConfig,
     pub auth: AuthConfig,
+    pub audit: AuditConfig,
+}
+
+/// The tamper-evident audit log.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Logs are named `{origin_prefix}/{tenant}`; the name is also the signing key's name.
+    /// Use a name that is yours, e.g. `audit.contoso.example`.
+    pub origin_prefix: String,
+    /// The private key file (created with mode 0600 on first use; its public keys are
+    /// written beside it as `….pub`). Default: the database path + `.audit-key`.
+    pub key_file: Option<PathBuf>,
+    /// While records arrive, sign a checkpoint at most this often.
+    pub checkpoint_interval_secs: u64,
+    /// Sign a checkpoint at least this often even when idle (a heartbeat).
+    pub heartbeat_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            origin_prefix: "tollgate".to_owned(),
+            key_file: None,
+            checkpoint_interval_secs: 5,
+            heartbeat_secs: 3600,
+        }
+    }
+}
+
+impl AuditConfig {
+    pub fn key_path(&self, database_url: &str) -> PathBuf {
+        self.key_file.clone().unwrap_or_else(|| {
+            let path = database_url
+                .strip_prefix("sqlite://")
+                .unwrap_or(database_url);
+            PathBuf::from(format!("{path}.audit-key"))
+        })
+    }
 }
 
 /// How API callers prove who they are. API keys always work; `[auth.oidc]` adds Entra ID

@@ -7,6 +7,9 @@
 pub mod auth;
 /// The command-line adapter.
 pub mod cli;
+
+/// `tollgate audit`.
+mod cli_audit;
 /// `tollgate policy` and `tollgate waiver`.
 mod cli_policy;
 /// `tollgate serve`, `worker`, `tenant` and `events`.

@@ -10,6 +10,7 @@ use tollgate_domain::ado_api::AdoHost;
 use tollgate_store::{InventoryStore, SqliteStore};
 
 use crate::config::Config;
+use crate::services::audit::{AuditService, RecordEncoder};
 use crate::services::events::StoredEventHints;
 use crate::services::inventory::InventoryService;
 use crate::services::settings::{Action, ScopedSetting};
@@ -55,7 +56,7 @@ pub fn ado_client(config: &Config) -> Result<HttpAdoClient> {
 pub async fn sync_service(config: &Config) -> Result<SyncService> {
     let client = ado_client(config)?;
     let org_url = client.config().org_url();
-    let store = open_store(&config.database.url).await?;
+    let store = sqlite(config).await?;
     Ok(SyncService::new(
         Arc::new(client),
         store,
@@ -68,7 +69,7 @@ pub async fn sync_service(config: &Config) -> Result<SyncService> {
 
 pub async fn inventory_service(config: &Config) -> Result<InventoryService> {
     Ok(InventoryService::new(
-        open_store(&config.database.url).await?,
+        sqlite(config).await?,
         TenantId::default_tenant(),
     ))
 }
@@ -113,7 +114,9 @@ pub fn policies(config: &Config) -> Result<(Arc<tollgate_policy::PolicySet>, Vec
     Ok((Arc::new(loaded.set), problems))
 }
 
-pub async fn sqlite(url: &str) -> Result<Arc<SqliteStore>> {
+/// The store, with the audit log's record encoder in place.
+pub async fn sqlite(config: &Config) -> Result<Arc<SqliteStore>> {
+    let url = config.database.url.as_str();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         bail!(
             "PostgreSQL storage is not available in this build yet; use a SQLite file path for --db"
@@ -123,15 +126,41 @@ pub async fn sqlite(url: &str) -> Result<Arc<SqliteStore>> {
     if path.is_empty() {
         bail!("--db is empty; give a file path such as tollgate.db");
     }
-    Ok(Arc::new(
-        SqliteStore::open(path)
-            .await
-            .with_context(|| format!("opening the database {path}"))?,
+    let store = SqliteStore::open(path)
+        .await
+        .with_context(|| format!("opening the database {path}"))?;
+    store.set_leaf_encoder(Arc::new(RecordEncoder::new(&config.audit.origin_prefix)))?;
+    let store = Arc::new(store);
+    // Leaf 0 of every tenant's log names the log and its keys, before anything else lands.
+    let audit = audit_service(config, store.clone()).await?;
+    let mut tenants = vec![TenantId::default_tenant()];
+    for tenant in config.tenants() {
+        tenants.push(TenantId::parse(&tenant.id)?);
+    }
+    for tenant in &tenants {
+        audit.ensure_genesis(tenant).await?;
+    }
+    Ok(store)
+}
+
+/// The audit log service over the store (keys loaded, or created on first use).
+pub async fn audit_service(config: &Config, store: Arc<SqliteStore>) -> Result<AuditService> {
+    let key_path = config.audit.key_path(&config.database.url);
+    // One key pair per install, named by the origin prefix; each tenant's checkpoints are
+    // signed with it under that log's own origin name (see bundle::bind_to_origin).
+    let keys =
+        tollgate_audit::keys::LogKeys::load_or_create(&key_path, &config.audit.origin_prefix)
+            .with_context(|| format!("the audit log keys ({})", key_path.display()))?;
+    Ok(AuditService::new(
+        store,
+        keys,
+        &config.audit.origin_prefix,
+        Duration::from_secs(config.audit.heartbeat_secs.max(60)),
     ))
 }
 
 pub async fn finding_store(config: &Config) -> Result<Arc<dyn tollgate_store::FindingStore>> {
-    Ok(sqlite(&config.database.url).await?)
+    Ok(sqlite(config).await?)
 }
 
 /// The configured actions and parameters per scope; `disabled` and `params` are
@@ -165,7 +194,7 @@ fn scan_options(config: &Config) -> crate::services::scan::ScanOptions {
 }
 
 pub async fn scan_service(config: &Config) -> Result<crate::services::scan::ScanService> {
-    let store = sqlite(&config.database.url).await?;
+    let store = sqlite(config).await?;
     let (policies, problems) = policies(config)?;
     crate::services::scan::ScanService::new(
         store.clone(),
@@ -262,7 +291,7 @@ struct ServerParts {
 }
 
 async fn server_parts(config: &Config) -> Result<ServerParts> {
-    let store = sqlite(&config.database.url).await?;
+    let store = sqlite(config).await?;
     let (policies, problems) = policies(config)?;
     for problem in &problems {
         tracing::warn!(
@@ -529,7 +558,7 @@ pub async fn run_workers(config: &Config) -> Result<()> {
 
 /// Stored events and jobs, for `tollgate events`.
 pub async fn event_pipeline(config: &Config) -> Result<crate::services::events::EventsService> {
-    let store = sqlite(&config.database.url).await?;
+    let store = sqlite(config).await?;
     Ok(crate::services::events::EventsService::new(
         store.clone(),
         store,

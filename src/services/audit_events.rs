@@ -358,3 +358,62 @@ mod tests {
         assert!(draft.dedupe_key.is_none());
     }
 }
+
+/// The record of one entry of ADO's own audit log, deduplicated by its ADO id. The entry's
+/// exact JSON is not copied (it may hold floats and be large): its SHA-256 binds the record
+/// to the entry kept in the inventory.
+pub fn ado_audit_draft(raw: &str) -> Option<AuditDraft> {
+    let entry: Value = serde_json::from_str(raw).ok()?;
+    let id = entry["id"].as_str().filter(|id| !id.is_empty())?;
+    let text = |field: &str, limit: usize| {
+        entry[field]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.chars().take(limit).collect::<String>())
+    };
+    let time = entry["timestamp"]
+        .as_str()
+        .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(OffsetDateTime::now_utc);
+    let actor = Actor {
+        kind: "user",
+        id: text("actorUserId", 200)
+            .or_else(|| text("actorUPN", 200))
+            .unwrap_or_else(|| "unknown".to_owned()),
+        name: text("actorDisplayName", 200).or_else(|| text("actorUPN", 200)),
+        auth: None,
+        ip: text("ipAddress", 64),
+    };
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(raw.as_bytes());
+    let digest: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let mut source = Map::new();
+    source.insert("system".to_owned(), json!("ado-audit"));
+    let mut ado = Map::new();
+    ado.insert("id".to_owned(), json!(id));
+    if let Some(action) = text("actionId", 200) {
+        ado.insert("action_id".to_owned(), json!(action));
+    }
+    if let Some(area) = text("area", 200) {
+        ado.insert("area".to_owned(), json!(area));
+    }
+    ado.insert("raw_sha256".to_owned(), json!(digest));
+    source.insert("ado".to_owned(), Value::Object(ado));
+    let mut record =
+        Record::new(AuditEvent::AdoAudit, &actor, time).dedupe_key(format!("ado:{id}"));
+    if let Some(details) = text("details", 2_000) {
+        record = record.reason(details);
+    }
+    if let Some(project) = text("projectId", 200) {
+        record = record.target(Target {
+            kind: "ado.project".to_owned(),
+            id: project.clone(),
+            name: text("projectName", 200),
+            project: Some(project),
+        });
+    }
+    let mut draft = record.draft();
+    draft
+        .fields
+        .insert("source".to_owned(), Value::Object(source));
+    Some(draft)
+}

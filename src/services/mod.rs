@@ -1,6 +1,7 @@
 //! Use cases, independent of how they are invoked (CLI, HTTP, MCP). Services reach storage
 //! and Azure DevOps only through the `InventoryStore` and `AdoClient` traits.
 
+pub mod audit;
 pub mod audit_events;
 pub mod events;
 pub mod facts;
