@@ -325,40 +325,6 @@ impl Record {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_catalogue_has_unique_names_and_at_least_25_types() {
-        let mut names: Vec<&str> = AuditEvent::ALL.iter().map(|e| e.as_str()).collect();
-        assert!(names.len() >= 25, "{}", names.len());
-        names.sort_unstable();
-        let before = names.len();
-        names.dedup();
-        assert_eq!(names.len(), before, "duplicate event type names");
-    }
-
-    #[test]
-    fn a_draft_carries_the_event_actor_and_target() {
-        let at = time::macros::datetime!(2026-05-04 12:00 UTC);
-        let draft = Record::new(AuditEvent::WaiverCreated, &Actor::system(), at)
-            .target(Target::new("waiver", "BP-02:*"))
-            .reason("accepted for the migration")
-            .detail("after", json!({"owner": "alice"}))
-            .draft();
-        assert_eq!(draft.event_type, "waiver.created");
-        assert_eq!(draft.time, at);
-        assert_eq!(draft.fields["event"]["category"], "policy");
-        assert_eq!(draft.fields["event"]["severity"], "medium");
-        assert_eq!(draft.fields["event"]["outcome"], "success");
-        assert_eq!(draft.fields["actor"]["kind"], "system");
-        assert_eq!(draft.fields["target"]["id"], "BP-02:*");
-        assert_eq!(draft.fields["details"]["after"]["owner"], "alice");
-        assert!(draft.dedupe_key.is_none());
-    }
-}
-
 /// The record of one entry of ADO's own audit log, deduplicated by its ADO id. The entry's
 /// exact JSON is not copied (it may hold floats and be large): its SHA-256 binds the record
 /// to the entry kept in the inventory.
@@ -416,4 +382,38 @@ pub fn ado_audit_draft(raw: &str) -> Option<AuditDraft> {
         .fields
         .insert("source".to_owned(), Value::Object(source));
     Some(draft)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalogue_has_unique_names_and_at_least_25_types() {
+        let mut names: Vec<&str> = AuditEvent::ALL.iter().map(|e| e.as_str()).collect();
+        assert!(names.len() >= 25, "{}", names.len());
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(names.len(), before, "duplicate event type names");
+    }
+
+    #[test]
+    fn a_draft_carries_the_event_actor_and_target() {
+        let at = time::macros::datetime!(2026-05-04 12:00 UTC);
+        let draft = Record::new(AuditEvent::WaiverCreated, &Actor::system(), at)
+            .target(Target::new("waiver", "BP-02:*"))
+            .reason("accepted for the migration")
+            .detail("after", json!({"owner": "alice"}))
+            .draft();
+        assert_eq!(draft.event_type, "waiver.created");
+        assert_eq!(draft.time, at);
+        assert_eq!(draft.fields["event"]["category"], "policy");
+        assert_eq!(draft.fields["event"]["severity"], "medium");
+        assert_eq!(draft.fields["event"]["outcome"], "success");
+        assert_eq!(draft.fields["actor"]["kind"], "system");
+        assert_eq!(draft.fields["target"]["id"], "BP-02:*");
+        assert_eq!(draft.fields["details"]["after"]["owner"], "alice");
+        assert!(draft.dedupe_key.is_none());
+    }
 }
