@@ -393,6 +393,30 @@ async fn prune_periodically(
     }
 }
 
+/// Sign each tenant's audit checkpoint when records arrived (at most every `interval`) and
+/// as an hourly heartbeat; a last one on shutdown, so every record is covered.
+async fn checkpoint_periodically(
+    audit: Arc<AuditService>,
+    tenants: Vec<TenantId>,
+    interval: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let stopping = tokio::select! {
+            () = tokio::time::sleep(interval) => false,
+            _ = shutdown.changed() => *shutdown.borrow(),
+        };
+        for tenant in &tenants {
+            if let Err(error) = audit.checkpoint(tenant).await {
+                tracing::error!(%tenant, error = %format!("{error:#}"), "signing an audit checkpoint failed");
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
 /// The authenticator: API keys always, OIDC bearer tokens when `[auth.oidc]` is set. With
 /// neither an identity provider nor any active key, a one-time admin key is created and
 /// printed, so the first start is never open and never locked out.
@@ -508,6 +532,12 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
             shutdown.clone(),
         )));
     }
+    background.push(tokio::spawn(checkpoint_periodically(
+        Arc::new(audit_service(config, parts.store.clone()).await?),
+        parts.tenants.ids(),
+        Duration::from_secs(config.audit.checkpoint_interval_secs.max(1)),
+        shutdown.clone(),
+    )));
     background.push(tokio::spawn(prune_periodically(
         parts.store.clone(),
         Duration::from_secs(config.server.event_retention_hours.max(36) * 3600),

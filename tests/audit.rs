@@ -243,8 +243,12 @@ async fn the_demo_log_verifies_and_every_kind_of_tampering_is_named() {
     // Signing noticed first: the log no longer extends its checkpoint, so it refused to sign
     // and recorded an integrity alert where the tail was cut (leaf 20); the verifier then
     // finds the log shorter than the signed checkpoint says.
-    assert!(output.contains("at record 21: the log ends at 21 leaves"), "{output}");
-    let leaves = std::fs::read_to_string(dir.path().join("truncated.db.bundle/leaves.jsonl")).unwrap();
+    assert!(
+        output.contains("at record 21: the log ends at 21 leaves"),
+        "{output}"
+    );
+    let leaves =
+        std::fs::read_to_string(dir.path().join("truncated.db.bundle/leaves.jsonl")).unwrap();
     let alert: Value = serde_json::from_str(leaves.lines().nth(20).unwrap()).unwrap();
     assert_eq!(alert["event"]["type"], "integrity.alert");
 

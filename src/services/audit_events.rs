@@ -169,6 +169,20 @@ impl Actor {
         }
     }
 
+    /// Whoever runs the command line on this machine.
+    pub fn local() -> Self {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("USERNAME"))
+            .unwrap_or_else(|_| "unknown".to_owned());
+        Self {
+            kind: "user",
+            id: format!("local:{user}"),
+            name: Some(user),
+            auth: Some("local"),
+            ip: None,
+        }
+    }
+
     /// Someone not (yet) known: a failed authentication.
     pub fn anonymous(ip: Option<String>) -> Self {
         Self {
@@ -323,6 +337,38 @@ impl Record {
             dedupe_key: self.dedupe_key,
         }
     }
+}
+
+pub fn waiver_created(
+    actor: &Actor,
+    waiver: &tollgate_store::NewWaiver,
+    now: OffsetDateTime,
+) -> AuditDraft {
+    Record::new(AuditEvent::WaiverCreated, actor, now)
+        .target(Target::new(
+            "waiver",
+            format!("{}:{}", waiver.control, waiver.scope),
+        ))
+        .reason(waiver.reason.chars().take(1_000).collect::<String>())
+        .detail(
+            "after",
+            json!({
+                "control": waiver.control, "scope": waiver.scope, "owner": waiver.owner,
+                "expires_at": crate::services::audit_events::rfc3339(waiver.expires_at),
+            }),
+        )
+        .draft()
+}
+
+pub fn waiver_removed(actor: &Actor, id: i64, now: OffsetDateTime) -> AuditDraft {
+    Record::new(AuditEvent::WaiverRemoved, actor, now)
+        .target(Target::new("waiver", id.to_string()))
+        .draft()
+}
+
+pub fn rfc3339(time: OffsetDateTime) -> String {
+    time.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 /// The record of one entry of ADO's own audit log, deduplicated by its ADO id. The entry's

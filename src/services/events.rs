@@ -230,7 +230,7 @@ async fn write_batches(
         let (events, replies): (Vec<NewEvent>, Vec<_>) =
             batch.drain(..).map(|p| (p.event, p.reply)).unzip();
         metrics.webhook_batch_size.observe(events.len() as f64);
-        let failure = match store.ingest(&events, &|_, _| Vec::new()).await {
+        let failure = match store.ingest(&events, &receipt_records).await {
             Ok(outcomes) if outcomes.len() == replies.len() => {
                 let enqueued = outcomes
                     .iter()
@@ -484,6 +484,68 @@ impl ChangeHintSource for StoredEventHints {
         }
         Ok(hints)
     }
+}
+
+/// Deliveries per `webhook.received` record: a record stays well under 32 KiB.
+const RECEIPTS_PER_RECORD: usize = 100;
+
+/// The audit records of one tenant's deliveries in a commit group: each event's id, type,
+/// outcome and body digest (the body itself stays in the event store), malformed bodies
+/// apart.
+fn receipt_records(
+    _tenant: &TenantId,
+    deliveries: &[(&NewEvent, &IngestOutcome)],
+) -> Vec<tollgate_store::AuditDraft> {
+    use crate::services::audit_events::{Actor, AuditEvent, Record};
+    let now = OffsetDateTime::now_utc();
+    let ado = Actor {
+        kind: "ado",
+        id: "service-hooks".to_owned(),
+        name: None,
+        auth: Some("webhook_secret"),
+        ip: None,
+    };
+    let digest = |body: &[u8]| -> String {
+        <sha2::Sha256 as sha2::Digest>::digest(body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let (malformed, received): (Vec<_>, Vec<_>) = deliveries
+        .iter()
+        .partition(|(event, _)| event.status == EventStatus::Malformed);
+    let mut records = Vec::new();
+    for chunk in received.chunks(RECEIPTS_PER_RECORD) {
+        let events: Vec<Value> = chunk
+            .iter()
+            .map(|(event, outcome)| {
+                let (stored, duplicate) = match outcome {
+                    IngestOutcome::Stored { id, .. } => (id.0, false),
+                    IngestOutcome::Duplicate { id } => (id.0, true),
+                };
+                json!({
+                    "event": stored, "id": event.event_id, "type": event.event_type,
+                    "duplicate": duplicate, "sha256": digest(&event.body),
+                })
+            })
+            .collect();
+        records.push(
+            Record::new(AuditEvent::WebhookReceived, &ado, now)
+                .detail("deliveries", Value::Array(events))
+                .draft(),
+        );
+    }
+    for (event, _) in malformed {
+        records.push(
+            Record::new(AuditEvent::WebhookMalformed, &ado, now)
+                .failure()
+                .reason(event.error.clone().unwrap_or_default())
+                .detail("sha256", json!(digest(&event.body)))
+                .detail("bytes", json!(event.body.len()))
+                .draft(),
+        );
+    }
+    records
 }
 
 #[cfg(test)]
