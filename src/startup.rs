@@ -481,6 +481,7 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
         parts.store.clone(),
         config.worker.max_attempts,
     ));
+    let audit = Arc::new(audit_service(config, parts.store.clone()).await?);
     let state = crate::http::AppState {
         tenants: parts.tenants.clone(),
         authenticator: authenticator.0,
@@ -501,6 +502,7 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
         events: Some(events),
         wake: parts.wake.clone(),
         max_attempts: config.worker.max_attempts,
+        audit: audit.clone(),
     };
     let listener = crate::http::bind(&config.server.listen).await?;
     let address = listener.local_addr()?;
@@ -533,7 +535,7 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
         )));
     }
     background.push(tokio::spawn(checkpoint_periodically(
-        Arc::new(audit_service(config, parts.store.clone()).await?),
+        audit.clone(),
         parts.tenants.ids(),
         Duration::from_secs(config.audit.checkpoint_interval_secs.max(1)),
         shutdown.clone(),

@@ -18,6 +18,7 @@ use tollgate_store::{
     NewEvent, NewJob, QueueStats, ReplayOutcome, ReplaySelection, StoredEvent,
 };
 
+use crate::services::audit_events::{Actor, AuditEvent, Record, Target};
 use crate::services::sync::{ChangeHintSource, ChangeHints};
 use crate::services::tenant::MAX_PAGE;
 use crate::telemetry::Metrics;
@@ -318,16 +319,29 @@ impl EventsService {
         &self,
         tenant: &TenantId,
         selection: &ReplaySelection,
+        actor: &Actor,
     ) -> anyhow::Result<ReplayOutcome> {
         let now = OffsetDateTime::now_utc();
         let max_attempts = self.max_attempts;
+        let selected = match selection {
+            ReplaySelection::Ids(ids) => {
+                json!({ "ids": ids.iter().map(|id| id.0).collect::<Vec<_>>() })
+            }
+            ReplaySelection::Received { since, until } => json!({
+                "since": crate::services::audit_events::rfc3339(*since),
+                "until": crate::services::audit_events::rfc3339(*until),
+            }),
+        };
+        let record = Record::new(AuditEvent::EventsReplayed, actor, now)
+            .detail("selection", selected)
+            .draft();
         Ok(self
             .events
             .replay(
                 tenant,
                 selection,
                 &move |event: &StoredEvent| job_for(event, max_attempts, now),
-                &[],
+                &[record],
             )
             .await?)
     }
@@ -341,15 +355,34 @@ impl EventsService {
     }
 
     /// A dead job back into the queue; false when it is not dead.
-    pub async fn retry_job(&self, tenant: &TenantId, id: JobId) -> anyhow::Result<bool> {
-        Ok(self
-            .jobs
-            .retry_job(tenant, id, OffsetDateTime::now_utc(), &[])
-            .await?)
+    pub async fn retry_job(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        actor: &Actor,
+    ) -> anyhow::Result<bool> {
+        let now = OffsetDateTime::now_utc();
+        let record = Record::new(AuditEvent::JobRetried, actor, now)
+            .target(Target::new("job", id.0.to_string()))
+            .draft();
+        Ok(self.jobs.retry_job(tenant, id, now, &[record]).await?)
     }
 
     /// Queue a tenant job of `kind` now (coalesced with one already queued).
-    pub async fn request(&self, tenant: &TenantId, kind: &str) -> anyhow::Result<JobId> {
+    pub async fn request(
+        &self,
+        tenant: &TenantId,
+        kind: &str,
+        actor: &Actor,
+    ) -> anyhow::Result<JobId> {
+        let event = if kind == JOB_EVALUATE {
+            AuditEvent::ScanRequested
+        } else {
+            AuditEvent::SyncRequested
+        };
+        let record = Record::new(event, actor, OffsetDateTime::now_utc())
+            .detail("job", json!(kind))
+            .draft();
         Ok(self
             .jobs
             .enqueue(
@@ -361,7 +394,7 @@ impl EventsService {
                     run_after: OffsetDateTime::now_utc(),
                     max_attempts: self.max_attempts,
                 },
-                &[],
+                &[record],
             )
             .await?)
     }
@@ -492,11 +525,10 @@ const RECEIPTS_PER_RECORD: usize = 100;
 /// The audit records of one tenant's deliveries in a commit group: each event's id, type,
 /// outcome and body digest (the body itself stays in the event store), malformed bodies
 /// apart.
-fn receipt_records(
+pub fn receipt_records(
     _tenant: &TenantId,
     deliveries: &[(&NewEvent, &IngestOutcome)],
 ) -> Vec<tollgate_store::AuditDraft> {
-    use crate::services::audit_events::{Actor, AuditEvent, Record};
     let now = OffsetDateTime::now_utc();
     let ado = Actor {
         kind: "ado",
