@@ -58,6 +58,22 @@ missing, no checkpoint signed by a trusted key); 3 usage or configuration error.
         #[arg(long, value_name = "ID")]
         id: String,
     },
+    /// Withhold the payloads of records logged before a time (retention, tier 1): their
+    /// hashes stay, so the log still verifies and every proof stays possible.
+    #[command(
+        after_help = "Example:\n  tollgate audit prune --before 2026-01-01T00:00:00Z\n\n\
+`tollgate serve` does this daily for [audit] retention_days (default 90). The cut is itself\n\
+recorded (log.retention). The genesis record is always kept."
+    )]
+    Prune {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Records logged before this time (RFC 3339)
+        #[arg(long, value_name = "TIME")]
+        before: String,
+    },
     /// Sign a checkpoint now if records arrived since the last one.
     Checkpoint {
         #[command(flatten)]
@@ -72,7 +88,8 @@ fn db_of(action: &AuditAction) -> Option<String> {
         AuditAction::Export { db, .. }
         | AuditAction::Verify { db, .. }
         | AuditAction::Proof { db, .. }
-        | AuditAction::Checkpoint { db, .. } => db.db.clone(),
+        | AuditAction::Checkpoint { db, .. }
+        | AuditAction::Prune { db, .. } => db.db.clone(),
     }
 }
 
@@ -132,6 +149,24 @@ pub async fn run(config_file: Option<&Path>, action: AuditAction) -> Result<Exit
                 }
                 CheckpointOutcome::Unchanged => println!("nothing new since the last checkpoint"),
             }
+        }
+        AuditAction::Prune { tenant, before, .. } => {
+            let tenant = TenantId::parse(&tenant)?;
+            let before = match time::OffsetDateTime::parse(
+                &before,
+                &time::format_description::well_known::Rfc3339,
+            ) {
+                Ok(before) => before,
+                Err(_) => return Ok(usage(anyhow::anyhow!("--before must be an RFC 3339 time"))),
+            };
+            let withheld = audit
+                .withhold_before(
+                    &tenant,
+                    before,
+                    &format!("tollgate audit prune --before {before}"),
+                )
+                .await?;
+            println!("withheld the payloads of {withheld} records logged before {before}");
         }
         AuditAction::Verify { .. } => {}
     }

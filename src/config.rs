@@ -48,6 +48,9 @@ pub struct AuditConfig {
     pub checkpoint_interval_secs: u64,
     /// Sign a checkpoint at least this often even when idle (a heartbeat).
     pub heartbeat_secs: u64,
+    /// Record payloads older than this are withheld (their hashes stay, so every proof
+    /// stays possible); 0 keeps them forever.
+    pub retention_days: u64,
 }
 
 impl Default for AuditConfig {
@@ -57,6 +60,7 @@ impl Default for AuditConfig {
             key_file: None,
             checkpoint_interval_secs: 5,
             heartbeat_secs: 3600,
+            retention_days: 90,
         }
     }
 }

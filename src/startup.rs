@@ -393,6 +393,39 @@ async fn prune_periodically(
     }
 }
 
+/// Audit retention, daily: payloads older than `days` are withheld (hashes stay).
+async fn withhold_periodically(
+    audit: Arc<AuditService>,
+    tenants: Vec<TenantId>,
+    days: u64,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    if days == 0 {
+        return;
+    }
+    loop {
+        let cutoff = time::OffsetDateTime::now_utc() - time::Duration::days(days as i64);
+        for tenant in &tenants {
+            match audit
+                .withhold_before(tenant, cutoff, &format!("retention_days = {days}"))
+                .await
+            {
+                Ok(0) => {}
+                Ok(withheld) => {
+                    tracing::info!(%tenant, withheld, "audit payloads past retention withheld")
+                }
+                Err(error) => {
+                    tracing::warn!(%tenant, error = %format!("{error:#}"), "audit retention failed")
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(24 * 3600)) => {}
+            _ = shutdown.changed() => if *shutdown.borrow() { return; },
+        }
+    }
+}
+
 /// Sign each tenant's audit checkpoint when records arrived (at most every `interval`) and
 /// as an hourly heartbeat; a last one on shutdown, so every record is covered.
 async fn checkpoint_periodically(
@@ -538,6 +571,12 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
         audit.clone(),
         parts.tenants.ids(),
         Duration::from_secs(config.audit.checkpoint_interval_secs.max(1)),
+        shutdown.clone(),
+    )));
+    background.push(tokio::spawn(withhold_periodically(
+        audit.clone(),
+        parts.tenants.ids(),
+        config.audit.retention_days,
         shutdown.clone(),
     )));
     background.push(tokio::spawn(prune_periodically(

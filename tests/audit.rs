@@ -252,6 +252,41 @@ async fn the_demo_log_verifies_and_every_kind_of_tampering_is_named() {
     let alert: Value = serde_json::from_str(leaves.lines().nth(20).unwrap()).unwrap();
     assert_eq!(alert["event"]["type"], "integrity.alert");
 
+    // Retention withholds payloads; the log still verifies through the kept hashes.
+    copy_db(dir.path(), "pruned.db");
+    let (code, stdout, stderr) = tollgate(
+        dir.path(),
+        &[
+            "audit",
+            "prune",
+            "--db",
+            "pruned.db",
+            "--before",
+            "2999-01-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("withheld the payloads of "), "{stdout}");
+    let (code, output) = export_and_verify(dir.path(), "pruned.db");
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("payloads withheld by retention"),
+        "{output}"
+    );
+    let leaves = std::fs::read_to_string(dir.path().join("pruned.db.bundle/leaves.jsonl")).unwrap();
+    assert!(
+        leaves
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with(r#"{"withheld":true"#)
+    );
+    assert!(
+        leaves
+            .lines()
+            .any(|l| l.contains(r#""type":"log.retention""#))
+    );
+
     // Usage errors are 3; a bundle without trusted keys for it is incomplete (2).
     let (code, _, _) = tollgate(
         dir.path(),

@@ -302,6 +302,57 @@ impl AuditService {
         Ok(manifest.size)
     }
 
+    /// Tier-1 retention: withhold the payloads of records logged before `cutoff` (their
+    /// hashes stay, so every proof stays possible), recording the cut in the log itself.
+    /// Returns how many payloads were withheld.
+    pub async fn withhold_before(
+        &self,
+        tenant: &TenantId,
+        cutoff: OffsetDateTime,
+        policy: &str,
+    ) -> Result<u64> {
+        let size = self.store.audit_size(tenant).await?;
+        let below = self
+            .store
+            .first_seq_logged_since(tenant, cutoff)
+            .await?
+            .unwrap_or(size);
+        // Leaf 0 (genesis) names the keys: it is never withheld.
+        if below <= 1 {
+            return Ok(0);
+        }
+        let last_below = self
+            .store
+            .audit_leaves(
+                tenant,
+                &LeafFilter {
+                    from: below - 1,
+                    limit: 1,
+                    ..LeafFilter::default()
+                },
+            )
+            .await?;
+        if last_below.first().is_none_or(|leaf| leaf.bytes.is_none()) {
+            return Ok(0);
+        }
+        let record = Record::new(
+            AuditEvent::Retention,
+            &Actor::system(),
+            OffsetDateTime::now_utc(),
+        )
+        .detail("below", json!(below))
+        .detail(
+            "cutoff",
+            json!(crate::services::audit_events::rfc3339(cutoff)),
+        )
+        .detail("policy", json!(policy))
+        .draft();
+        Ok(self
+            .store
+            .withhold_audit_payloads(tenant, below, &record)
+            .await?)
+    }
+
     pub async fn leaf_by_id(&self, tenant: &TenantId, id: &str) -> Result<Option<StoredLeaf>> {
         Ok(self.store.audit_leaf_by_id(tenant, id).await?)
     }
