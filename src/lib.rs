@@ -26,6 +26,8 @@ pub mod output;
 pub mod report;
 /// Use cases.
 pub mod services;
+/// SIEM sink adapters (syslog, files, Splunk HEC, Azure Logs Ingestion).
+pub mod siem;
 /// The composition root.
 pub mod startup;
 /// Prometheus metrics.

@@ -573,6 +573,22 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
         Duration::from_secs(config.audit.checkpoint_interval_secs.max(1)),
         shutdown.clone(),
     )));
+    let sinks = crate::siem::sinks(
+        &config.audit.sinks,
+        &std::env::var("HOSTNAME").unwrap_or_else(|_| "tollgate".to_owned()),
+    )
+    .context("the audit sinks")?;
+    if !sinks.is_empty() {
+        let exporter = Arc::new(crate::services::siem::SiemExporter {
+            store: parts.store.clone(),
+            sinks,
+            tenants: parts.tenants.ids(),
+            origin_prefix: config.audit.origin_prefix.clone(),
+            metrics: parts.metrics.clone(),
+            poll: Duration::from_secs(1),
+        });
+        background.push(tokio::spawn(exporter.run(shutdown.clone())));
+    }
     background.push(tokio::spawn(withhold_periodically(
         audit.clone(),
         parts.tenants.ids(),

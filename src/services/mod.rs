@@ -8,5 +8,6 @@ pub mod facts;
 pub mod inventory;
 pub mod scan;
 pub mod settings;
+pub mod siem;
 pub mod sync;
 pub mod tenant;
