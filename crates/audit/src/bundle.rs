@@ -390,6 +390,12 @@ pub fn verify(
             next_checkpoint.next();
         }
     }
+    if manifest.size > latest {
+        return incomplete(format!(
+            "records {latest}..{} are covered by no trusted checkpoint (export again to sign one)",
+            manifest.size
+        ));
+    }
     Report::Verified {
         size: latest,
         checkpoints: signed.len(),

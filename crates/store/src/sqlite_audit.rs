@@ -15,6 +15,9 @@ use crate::audit::{AuditDraft, AuditStore, LeafFilter, StoredCheckpoint, StoredL
 use crate::sqlite::SqliteStore;
 use crate::sqlite_queue::{BEGIN_WRITE, parse_stamp, stamp};
 
+/// 9 values a row: 100 rows stay far below SQLite's bound-parameter limit.
+const ROWS_PER_INSERT: usize = 100;
+
 fn hash_from(raw: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
     raw.try_into().map_err(|raw: Vec<u8>| {
         StoreError::Corrupt(format!("{what} has {} bytes, not 32", raw.len()))
@@ -92,6 +95,7 @@ impl SqliteStore {
         let logged_text = stamp(logged)?;
         let mut keys_in_batch: HashSet<&str> = HashSet::new();
         let mut placed = Vec::with_capacity(drafts.len());
+        let mut rows = Vec::with_capacity(drafts.len());
         for draft in drafts {
             if let Some(key) = draft.dedupe_key.as_deref() {
                 let known: Option<i64> = sqlx::query_scalar(
@@ -114,23 +118,31 @@ impl SqliteStore {
                         draft.event_type
                     ))
                 })?;
-            sqlx::query(
-                "INSERT INTO audit_leaves (tenant_id, seq, record_id, event_type, time, logged, \
-                 leaf_hash, bytes, dedupe_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(tenant.as_str())
-            .bind(to_i64(next)?)
-            .bind(&leaf.record_id)
-            .bind(&draft.event_type)
-            .bind(stamp(draft.time)?)
-            .bind(&logged_text)
-            .bind(&leaf.hash[..])
-            .bind(&leaf.bytes)
-            .bind(&draft.dedupe_key)
-            .execute(&mut *connection)
-            .await?;
+            rows.push((next, draft, stamp(draft.time)?, leaf));
             placed.push(Some(next));
             next += 1;
+        }
+        // Many rows per statement: each statement is a round trip to the connection's thread.
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO audit_leaves (tenant_id, seq, record_id, event_type, time, logged, \
+                 leaf_hash, bytes, dedupe_key) VALUES {values}"
+            );
+            let mut insert = sqlx::query(AssertSqlSafe(sql));
+            for (seq, draft, time, leaf) in chunk {
+                insert = insert
+                    .bind(tenant.as_str())
+                    .bind(to_i64(*seq)?)
+                    .bind(&leaf.record_id)
+                    .bind(&draft.event_type)
+                    .bind(time)
+                    .bind(&logged_text)
+                    .bind(&leaf.hash[..])
+                    .bind(&leaf.bytes)
+                    .bind(&draft.dedupe_key);
+            }
+            insert.execute(&mut *connection).await?;
         }
         Ok(placed)
     }
