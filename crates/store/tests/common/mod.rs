@@ -204,6 +204,10 @@ impl Fixture {
 
 /// Generate, for each scenario `async fn name(fixture: Fixture)`, a test on SQLite and one on
 /// PostgreSQL (which prints a notice and passes when PostgreSQL is not configured).
+#[allow(
+    unused_macros,
+    reason = "not every test binary runs scenarios on both backends"
+)]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
