@@ -11,7 +11,7 @@
 #   TOLLGATE_TEST_POSTGRES_OWNER_URL      the owner role: runs migrations, CREATEDB (tests make a
 #                                         database each, so they run in parallel)
 #   TOLLGATE_TEST_POSTGRES_SUPERUSER_URL  the cluster's superuser (to prove connect() refuses it)
-#   TOLLGATE_PG_DIR                       the cluster's directory; `stop` and `env` read it
+#   TOLLGATE_TEST_POSTGRES_DIR            the cluster's directory; `stop` and `env` read it
 #
 # The cluster lives in a temporary directory, listens on 127.0.0.1 on a free port with its
 # unix socket in that directory, and runs with fsync off: it is for tests only. As root, the
@@ -96,7 +96,7 @@ CREATE ROLE $APP_ROLE LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASS
 CREATE DATABASE $DATABASE OWNER $OWNER_ROLE;
 SQL
     {
-        echo "export TOLLGATE_PG_DIR=$dir"
+        echo "export TOLLGATE_TEST_POSTGRES_DIR=$dir"
         echo "export TOLLGATE_TEST_POSTGRES_URL=postgres://$APP_ROLE:$app_password@127.0.0.1:$port/$DATABASE"
         echo "export TOLLGATE_TEST_POSTGRES_OWNER_URL=postgres://$OWNER_ROLE:$owner_password@127.0.0.1:$port/$DATABASE"
         echo "export TOLLGATE_TEST_POSTGRES_SUPERUSER_URL=postgres://postgres:$superuser_password@127.0.0.1:$port/postgres"
@@ -107,9 +107,9 @@ SQL
 }
 
 cluster_dir() {
-    local dir=${1:-${TOLLGATE_PG_DIR:-}}
+    local dir=${1:-${TOLLGATE_TEST_POSTGRES_DIR:-}}
     if [ -z "$dir" ] || [ ! -d "$dir/data" ]; then
-        log "no cluster: pass its directory or set TOLLGATE_PG_DIR (start prints it)"
+        log "no cluster: pass its directory or set TOLLGATE_TEST_POSTGRES_DIR (start prints it)"
         exit 1
     fi
     echo "$dir"

@@ -7,7 +7,10 @@ use anyhow::{Context, Result, bail};
 use tollgate_ado::{ClientConfig, HttpAdoClient, RetryPolicy};
 use tollgate_domain::TenantId;
 use tollgate_domain::ado_api::AdoHost;
-use tollgate_store::{InventoryStore, SqliteStore};
+use tollgate_store::{
+    ApiKeyStore, AuditStore, EventStore, FindingStore, InventoryStore, JobStore, LeafEncoder,
+    PostgresStore, SqliteStore,
+};
 
 use crate::config::Config;
 use crate::services::events::StoredEventHints;
@@ -16,12 +19,59 @@ use crate::services::settings::{Action, ScopedSetting};
 use crate::services::sync::SyncService;
 use crate::services::tenant::{TenantContext, WebhookSecret};
 
-/// Open the store a `--db` value names: a file path or `sqlite://path`.
-pub async fn open_store(url: &str) -> Result<Arc<dyn InventoryStore>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        bail!(
-            "PostgreSQL storage is not available in this build yet; use a SQLite file path for --db"
-        );
+/// Every store trait behind one handle, whichever backend `--db` names.
+#[async_trait::async_trait]
+pub trait Store:
+    InventoryStore + FindingStore + EventStore + JobStore + ApiKeyStore + AuditStore
+{
+    /// Whether the database answers and carries this binary's schema (`/readyz`).
+    async fn ready(&self) -> Result<(), tollgate_store::StoreError>;
+    /// Give the store the audit log's encoder (once).
+    fn set_leaf_encoder(
+        &self,
+        encoder: Arc<dyn LeafEncoder>,
+    ) -> Result<(), tollgate_store::StoreError>;
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn ready(&self) -> Result<(), tollgate_store::StoreError> {
+        SqliteStore::ready(self).await
+    }
+    fn set_leaf_encoder(
+        &self,
+        encoder: Arc<dyn LeafEncoder>,
+    ) -> Result<(), tollgate_store::StoreError> {
+        SqliteStore::set_leaf_encoder(self, encoder)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn ready(&self) -> Result<(), tollgate_store::StoreError> {
+        PostgresStore::ready(self).await
+    }
+    fn set_leaf_encoder(
+        &self,
+        encoder: Arc<dyn LeafEncoder>,
+    ) -> Result<(), tollgate_store::StoreError> {
+        PostgresStore::set_leaf_encoder(self, encoder)
+    }
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Open the store a `--db` value names: a SQLite file path or `sqlite://path` (created and
+/// migrated as needed), or a `postgres://` URL of the app role (migrated beforehand with
+/// `tollgate migrate`).
+pub async fn store(url: &str) -> Result<Arc<dyn Store>> {
+    if is_postgres(url) {
+        let store = PostgresStore::connect(url)
+            .await
+            .context("opening the PostgreSQL database")?;
+        return Ok(Arc::new(store));
     }
     let path = url.strip_prefix("sqlite://").unwrap_or(url);
     if path.is_empty() {
@@ -31,6 +81,26 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn InventoryStore>> {
         .await
         .with_context(|| format!("opening the database {path}"))?;
     Ok(Arc::new(store))
+}
+
+/// Open the store a `--db` value names, for its inventory.
+pub async fn open_store(url: &str) -> Result<Arc<dyn InventoryStore>> {
+    Ok(store(url).await?)
+}
+
+/// `tollgate migrate`: bring the database's schema up to this binary's. PostgreSQL: `url` is
+/// the owner's, and `app_role` is granted what the store needs; SQLite migrates on open.
+pub async fn migrate(url: &str, app_role: &str) -> Result<String> {
+    if is_postgres(url) {
+        PostgresStore::migrate(url, app_role)
+            .await
+            .context("migrating the PostgreSQL database")?;
+        return Ok(format!(
+            "PostgreSQL schema is current; role {app_role} may use it (connect tollgate with its URL)"
+        ));
+    }
+    store(url).await?;
+    Ok(format!("SQLite database {url} is current"))
 }
 
 pub fn ado_client(config: &Config) -> Result<HttpAdoClient> {
@@ -113,25 +183,8 @@ pub fn policies(config: &Config) -> Result<(Arc<tollgate_policy::PolicySet>, Vec
     Ok((Arc::new(loaded.set), problems))
 }
 
-pub async fn sqlite(url: &str) -> Result<Arc<SqliteStore>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        bail!(
-            "PostgreSQL storage is not available in this build yet; use a SQLite file path for --db"
-        );
-    }
-    let path = url.strip_prefix("sqlite://").unwrap_or(url);
-    if path.is_empty() {
-        bail!("--db is empty; give a file path such as tollgate.db");
-    }
-    Ok(Arc::new(
-        SqliteStore::open(path)
-            .await
-            .with_context(|| format!("opening the database {path}"))?,
-    ))
-}
-
 pub async fn finding_store(config: &Config) -> Result<Arc<dyn tollgate_store::FindingStore>> {
-    Ok(sqlite(&config.database.url).await?)
+    Ok(store(&config.database.url).await?)
 }
 
 /// The configured actions and parameters per scope; `disabled` and `params` are
@@ -165,7 +218,7 @@ fn scan_options(config: &Config) -> crate::services::scan::ScanOptions {
 }
 
 pub async fn scan_service(config: &Config) -> Result<crate::services::scan::ScanService> {
-    let store = sqlite(&config.database.url).await?;
+    let store = store(&config.database.url).await?;
     let (policies, problems) = policies(config)?;
     crate::services::scan::ScanService::new(
         store.clone(),
@@ -182,7 +235,7 @@ pub async fn scan_service(config: &Config) -> Result<crate::services::scan::Scan
 /// `default` serves what is stored.
 pub fn tenant_contexts(
     config: &Config,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     policies: Arc<tollgate_policy::PolicySet>,
     problems: &[String],
 ) -> Result<Vec<TenantContext>> {
@@ -255,14 +308,14 @@ pub fn tenant_contexts(
 /// Everything `serve` and `worker` share: one store, the tenants, metrics, the wake-up
 /// signal between the receiver and in-process workers.
 struct ServerParts {
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     tenants: Arc<crate::services::tenant::Tenants>,
     metrics: Arc<crate::telemetry::Metrics>,
     wake: Arc<tokio::sync::Notify>,
 }
 
 async fn server_parts(config: &Config) -> Result<ServerParts> {
-    let store = sqlite(&config.database.url).await?;
+    let store = store(&config.database.url).await?;
     let (policies, problems) = policies(config)?;
     for problem in &problems {
         tracing::warn!(
@@ -328,7 +381,7 @@ fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
     receiver
 }
 
-struct StoreReadiness(Arc<SqliteStore>);
+struct StoreReadiness(Arc<dyn Store>);
 
 #[async_trait::async_trait]
 impl crate::http::Readiness for StoreReadiness {
@@ -340,11 +393,10 @@ impl crate::http::Readiness for StoreReadiness {
 /// Prune what retention allows, hourly: events past their retention (never under 36 h,
 /// so redeliveries are still recognised) and finished jobs after a week.
 async fn prune_periodically(
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     retention: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    use tollgate_store::{EventStore, JobStore};
     loop {
         let now = time::OffsetDateTime::now_utc();
         let events_before =
@@ -369,7 +421,7 @@ async fn prune_periodically(
 /// printed, so the first start is never open and never locked out.
 async fn authenticator(
     config: &Config,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
 ) -> Result<(
     Arc<crate::auth::authenticator::Authenticator>,
     Arc<crate::auth::api_keys::ApiKeyService>,
@@ -529,7 +581,7 @@ pub async fn run_workers(config: &Config) -> Result<()> {
 
 /// Stored events and jobs, for `tollgate events`.
 pub async fn event_pipeline(config: &Config) -> Result<crate::services::events::EventsService> {
-    let store = sqlite(&config.database.url).await?;
+    let store = store(&config.database.url).await?;
     Ok(crate::services::events::EventsService::new(
         store.clone(),
         store,

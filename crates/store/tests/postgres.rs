@@ -102,7 +102,10 @@ async fn fill(fixture: &Fixture, tenant: &TenantId) {
         revision: None,
         raw: "{}".to_owned(),
     };
-    store.stage(tenant, run.id, &[item.clone()]).await.unwrap();
+    store
+        .stage(tenant, run.id, std::slice::from_ref(&item))
+        .await
+        .unwrap();
     store
         .commit_kind(
             tenant,
