@@ -1,4 +1,4 @@
-//! PostgreSQL, for several replicas sharing one database (docs/adr/0009).
+//! PostgreSQL, for several replicas sharing one database (docs/adr/0010-postgresql-store.md).
 //!
 //! Two roles: an owner that runs [`PostgresStore::migrate`] (it owns the tables) and an app
 //! role that [`PostgresStore::connect`] uses (it owns nothing, is no superuser and has no
@@ -188,7 +188,7 @@ impl PostgresStore {
             return Err(StoreError::UnsafeRole {
                 role,
                 reason: format!(
-                    "{reason}; connect as the app role (NOSUPERUSER NOBYPASSRLS, owning no table) — see docs/adr/0009-postgresql-store.md"
+                    "{reason}; connect as the app role (NOSUPERUSER NOBYPASSRLS, owning no table) — see docs/adr/0010-postgresql-store.md"
                 ),
             });
         }

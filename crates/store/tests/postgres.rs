@@ -1,5 +1,5 @@
 //! What only PostgreSQL has: row-level security under the store, the two-role setup and the
-//! start-up refusals (docs/adr/0009). Each test prints a notice and passes when
+//! start-up refusals (docs/adr/0010-postgresql-store.md). Each test prints a notice and passes when
 //! `TOLLGATE_TEST_POSTGRES_URL` / `TOLLGATE_TEST_POSTGRES_OWNER_URL` are not set.
 
 #![allow(

@@ -1,4 +1,4 @@
--- Row-level security (docs/adr/0009): every table holds one tenant's rows, and a transaction
+-- Row-level security (docs/adr/0010-postgresql-store.md): every table holds one tenant's rows, and a transaction
 -- sees and writes only the rows of the tenant it named first with
 -- `SELECT set_config('app.tenant_id', $1, true)` (transaction-local, so a pooled connection
 -- never carries it into the next transaction). NULLIF: once set in a session the setting
