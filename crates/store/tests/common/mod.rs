@@ -65,10 +65,17 @@ pub fn postgres_urls(test: &str) -> Option<(String, String)> {
     match (std::env::var(APP_URL), std::env::var(OWNER_URL)) {
         (Ok(app), Ok(owner)) if !app.is_empty() && !owner.is_empty() => Some((app, owner)),
         _ => {
-            eprintln!(
-                "notice: {test} did not run on PostgreSQL: set {APP_URL} and {OWNER_URL} \
-                 (eval \"$(scripts/pg-test-cluster.sh start)\")"
-            );
+            // Once per test binary, and past libtest's capture (which hides a passing test's
+            // eprintln!), so a run without PostgreSQL says so.
+            static SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !SHOWN.swap(true, Ordering::Relaxed) {
+                use std::io::Write as _;
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "notice: PostgreSQL scenarios are skipped (first: {test}): set {APP_URL} and \
+                     {OWNER_URL}, e.g. eval \"$(scripts/pg-test-cluster.sh start)\""
+                );
+            }
             None
         }
     }
