@@ -580,7 +580,7 @@ async fn commit_batch(
                 })
                 .collect();
             let outcomes = store
-                .ingest(&events, &|_, _| Vec::new())
+                .ingest(&events, &tollgate::services::events::receipt_records)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(outcomes
@@ -667,6 +667,12 @@ fn start_probe(write: ProbeWrite) -> Probe {
                 }
                 ProbeWrite::Store => {
                     let store = SqliteStore::open(&db.display().to_string()).await.unwrap();
+                    // As in the server: each commit group's receipts go to the audit log.
+                    store
+                        .set_leaf_encoder(std::sync::Arc::new(
+                            tollgate::services::audit::RecordEncoder::new("tollgate.bench"),
+                        ))
+                        .unwrap();
                     (Database::Store(store), 1_024)
                 }
             };

@@ -110,6 +110,11 @@ tenant's rows apart; tollgate refuses to run as a role it would not bind. SQLite
 migrated whenever they are opened; this command only makes that explicit."
     )]
     Migrate(MigrateArgs),
+    /// Export, verify and prove the tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        action: crate::cli_audit::AuditAction,
+    },
     /// Show or check configuration.
     Config {
         #[command(subcommand)]
@@ -461,6 +466,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("{done}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Audit { action } => crate::cli_audit::run(config_file, action).await,
         Command::Config { action } => {
             match action {
                 ConfigAction::Example => print!("{}", crate::config::Config::example()),

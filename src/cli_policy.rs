@@ -197,19 +197,19 @@ pub async fn waiver(config_file: Option<&Path>, action: WaiverAction) -> Result<
                 .control(&control)
                 .map(|c| c.id.clone())
                 .unwrap_or(control);
-            let waiver = store
-                .add_waiver(
-                    &tenant,
-                    &tollgate_store::NewWaiver {
-                        control: id,
-                        scope,
-                        owner,
-                        reason,
-                        expires_at: expires,
-                    },
-                    &[],
-                )
-                .await?;
+            let waiver = tollgate_store::NewWaiver {
+                control: id,
+                scope,
+                owner,
+                reason,
+                expires_at: expires,
+            };
+            let record = crate::services::audit_events::waiver_created(
+                &crate::services::audit_events::Actor::local(),
+                &waiver,
+                time::OffsetDateTime::now_utc(),
+            );
+            let waiver = store.add_waiver(&tenant, &waiver, &[record]).await?;
             println!("waiver {} added; it applies from the next scan", waiver.id);
         }
         WaiverAction::List { .. } => {
@@ -229,7 +229,12 @@ pub async fn waiver(config_file: Option<&Path>, action: WaiverAction) -> Result<
             println!("{table}");
         }
         WaiverAction::Remove { id, .. } => {
-            if !store.remove_waiver(&tenant, id, &[]).await? {
+            let record = crate::services::audit_events::waiver_removed(
+                &crate::services::audit_events::Actor::local(),
+                id,
+                time::OffsetDateTime::now_utc(),
+            );
+            if !store.remove_waiver(&tenant, id, &[record]).await? {
                 bail!("no waiver {id}");
             }
             println!("waiver {id} removed; its findings reopen at the next scan");

@@ -262,7 +262,13 @@ pub async fn events(config_file: Option<&Path>, action: EventsAction) -> Result<
                 },
                 (true, None) => bail!("name events with --id N, or a range with --since TIME"),
             };
-            let outcome = pipeline.replay(&tenant, &selection).await?;
+            let outcome = pipeline
+                .replay(
+                    &tenant,
+                    &selection,
+                    &crate::services::audit_events::Actor::local(),
+                )
+                .await?;
             println!(
                 "{} event(s) queued again; {} skipped (malformed or not found)",
                 outcome.enqueued, outcome.skipped

@@ -31,6 +31,146 @@ pub struct Config {
     pub server: ServerConfig,
     pub worker: WorkerConfig,
     pub auth: AuthConfig,
+    pub audit: AuditConfig,
+}
+
+/// The tamper-evident audit log.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Logs are named `{origin_prefix}/{tenant}`; the name is also the signing key's name.
+    /// Use a name that is yours, e.g. `audit.contoso.example`.
+    pub origin_prefix: String,
+    /// The private key file (created with mode 0600 on first use; its public keys are
+    /// written beside it as `….pub`). Default: the database path + `.audit-key`.
+    pub key_file: Option<PathBuf>,
+    /// While records arrive, sign a checkpoint at most this often.
+    pub checkpoint_interval_secs: u64,
+    /// Sign a checkpoint at least this often even when idle (a heartbeat).
+    pub heartbeat_secs: u64,
+    /// Record payloads older than this are withheld (their hashes stay, so every proof
+    /// stays possible); 0 keeps them forever.
+    pub retention_days: u64,
+    /// SIEM sinks the records and checkpoints stream to (`[[audit.sinks]]`).
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// One SIEM destination. Secrets come from files, never from this file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SinkConfig {
+    /// CEF over syslog (RFC 5424; TCP and TLS with octet counting, or UDP).
+    Syslog {
+        name: String,
+        /// host:port
+        address: String,
+        #[serde(default)]
+        transport: SyslogTransport,
+        /// PEM certificates to trust for TLS (default: the system's roots).
+        ca_file: Option<PathBuf>,
+        /// The name to check the server's certificate against (default: the host).
+        server_name: Option<String>,
+        /// Syslog facility (default 10, authpriv).
+        #[serde(default = "default_facility")]
+        facility: u8,
+    },
+    /// JSON lines to a file, rotated at `max_bytes` keeping `keep` old files.
+    File {
+        name: String,
+        path: PathBuf,
+        #[serde(default = "default_max_bytes")]
+        max_bytes: u64,
+        #[serde(default = "default_keep")]
+        keep: u32,
+    },
+    /// Splunk HTTP Event Collector, batched, with indexer acknowledgement when `ack`.
+    SplunkHec {
+        name: String,
+        /// e.g. https://splunk.example:8088
+        url: String,
+        token_file: PathBuf,
+        index: Option<String>,
+        #[serde(default)]
+        ack: bool,
+        ca_file: Option<PathBuf>,
+    },
+    /// Azure Monitor Logs Ingestion API (a data collection rule; not the retired Data
+    /// Collector API), authenticated as an Entra app with a client secret.
+    AzureLogs {
+        name: String,
+        /// The data collection endpoint, e.g. https://my-dce.westeurope-1.ingest.monitor.azure.com
+        endpoint: String,
+        dcr_immutable_id: String,
+        /// e.g. Custom-Tollgate
+        stream: String,
+        tenant_id: String,
+        client_id: String,
+        client_secret_file: PathBuf,
+        /// The Entra authority (default https://login.microsoftonline.com).
+        #[serde(default = "default_authority")]
+        authority: String,
+        ca_file: Option<PathBuf>,
+    },
+}
+
+impl SinkConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Syslog { name, .. }
+            | Self::File { name, .. }
+            | Self::SplunkHec { name, .. }
+            | Self::AzureLogs { name, .. } => name,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogTransport {
+    #[default]
+    Tcp,
+    Tls,
+    Udp,
+}
+
+fn default_facility() -> u8 {
+    10
+}
+
+fn default_max_bytes() -> u64 {
+    100 * 1024 * 1024
+}
+
+fn default_keep() -> u32 {
+    5
+}
+
+fn default_authority() -> String {
+    "https://login.microsoftonline.com".to_owned()
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            origin_prefix: "tollgate".to_owned(),
+            key_file: None,
+            checkpoint_interval_secs: 5,
+            heartbeat_secs: 3600,
+            retention_days: 90,
+            sinks: Vec::new(),
+        }
+    }
+}
+
+impl AuditConfig {
+    pub fn key_path(&self, database_url: &str) -> PathBuf {
+        self.key_file.clone().unwrap_or_else(|| {
+            let path = database_url
+                .strip_prefix("sqlite://")
+                .unwrap_or(database_url);
+            PathBuf::from(format!("{path}.audit-key"))
+        })
+    }
 }
 
 /// How API callers prove who they are. API keys always work; `[auth.oidc]` adds Entra ID

@@ -7,6 +7,9 @@
 pub mod auth;
 /// The command-line adapter.
 pub mod cli;
+
+/// `tollgate audit`.
+mod cli_audit;
 /// `tollgate policy` and `tollgate waiver`.
 mod cli_policy;
 /// `tollgate serve`, `worker`, `tenant` and `events`.
@@ -23,6 +26,8 @@ pub mod output;
 pub mod report;
 /// Use cases.
 pub mod services;
+/// SIEM sink adapters (syslog, files, Splunk HEC, Azure Logs Ingestion).
+pub mod siem;
 /// The composition root.
 pub mod startup;
 /// Prometheus metrics.

@@ -13,6 +13,7 @@ use tollgate_store::{
 };
 
 use crate::config::Config;
+use crate::services::audit::{AuditService, RecordEncoder};
 use crate::services::events::StoredEventHints;
 use crate::services::inventory::InventoryService;
 use crate::services::settings::{Action, ScopedSetting};
@@ -125,7 +126,7 @@ pub fn ado_client(config: &Config) -> Result<HttpAdoClient> {
 pub async fn sync_service(config: &Config) -> Result<SyncService> {
     let client = ado_client(config)?;
     let org_url = client.config().org_url();
-    let store = open_store(&config.database.url).await?;
+    let store = configured_store(config).await?;
     Ok(SyncService::new(
         Arc::new(client),
         store,
@@ -138,7 +139,7 @@ pub async fn sync_service(config: &Config) -> Result<SyncService> {
 
 pub async fn inventory_service(config: &Config) -> Result<InventoryService> {
     Ok(InventoryService::new(
-        open_store(&config.database.url).await?,
+        configured_store(config).await?,
         TenantId::default_tenant(),
     ))
 }
@@ -183,8 +184,40 @@ pub fn policies(config: &Config) -> Result<(Arc<tollgate_policy::PolicySet>, Vec
     Ok((Arc::new(loaded.set), problems))
 }
 
+/// The store `--db` names (SQLite or PostgreSQL), with the audit log's record encoder in place.
+pub async fn configured_store(config: &Config) -> Result<Arc<dyn Store>> {
+    let store = store(&config.database.url).await?;
+    store.set_leaf_encoder(Arc::new(RecordEncoder::new(&config.audit.origin_prefix)))?;
+    // Leaf 0 of every tenant's log names the log and its keys, before anything else lands.
+    let audit = audit_service(config, store.clone()).await?;
+    let mut tenants = vec![TenantId::default_tenant()];
+    for tenant in config.tenants() {
+        tenants.push(TenantId::parse(&tenant.id)?);
+    }
+    for tenant in &tenants {
+        audit.ensure_genesis(tenant).await?;
+    }
+    Ok(store)
+}
+
+/// The audit log service over the store (keys loaded, or created on first use).
+pub async fn audit_service(config: &Config, store: Arc<dyn Store>) -> Result<AuditService> {
+    let key_path = config.audit.key_path(&config.database.url);
+    // One key pair per install, named by the origin prefix; each tenant's checkpoints are
+    // signed with it under that log's own origin name (see bundle::bind_to_origin).
+    let keys =
+        tollgate_audit::keys::LogKeys::load_or_create(&key_path, &config.audit.origin_prefix)
+            .with_context(|| format!("the audit log keys ({})", key_path.display()))?;
+    Ok(AuditService::new(
+        store,
+        keys,
+        &config.audit.origin_prefix,
+        Duration::from_secs(config.audit.heartbeat_secs.max(60)),
+    ))
+}
+
 pub async fn finding_store(config: &Config) -> Result<Arc<dyn tollgate_store::FindingStore>> {
-    Ok(store(&config.database.url).await?)
+    Ok(configured_store(config).await?)
 }
 
 /// The configured actions and parameters per scope; `disabled` and `params` are
@@ -218,7 +251,7 @@ fn scan_options(config: &Config) -> crate::services::scan::ScanOptions {
 }
 
 pub async fn scan_service(config: &Config) -> Result<crate::services::scan::ScanService> {
-    let store = store(&config.database.url).await?;
+    let store = configured_store(config).await?;
     let (policies, problems) = policies(config)?;
     crate::services::scan::ScanService::new(
         store.clone(),
@@ -315,7 +348,7 @@ struct ServerParts {
 }
 
 async fn server_parts(config: &Config) -> Result<ServerParts> {
-    let store = store(&config.database.url).await?;
+    let store = configured_store(config).await?;
     let (policies, problems) = policies(config)?;
     for problem in &problems {
         tracing::warn!(
@@ -416,6 +449,63 @@ async fn prune_periodically(
     }
 }
 
+/// Audit retention, daily: payloads older than `days` are withheld (hashes stay).
+async fn withhold_periodically(
+    audit: Arc<AuditService>,
+    tenants: Vec<TenantId>,
+    days: u64,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    if days == 0 {
+        return;
+    }
+    loop {
+        let cutoff = time::OffsetDateTime::now_utc() - time::Duration::days(days as i64);
+        for tenant in &tenants {
+            match audit
+                .withhold_before(tenant, cutoff, &format!("retention_days = {days}"))
+                .await
+            {
+                Ok(0) => {}
+                Ok(withheld) => {
+                    tracing::info!(%tenant, withheld, "audit payloads past retention withheld")
+                }
+                Err(error) => {
+                    tracing::warn!(%tenant, error = %format!("{error:#}"), "audit retention failed")
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(24 * 3600)) => {}
+            _ = shutdown.changed() => if *shutdown.borrow() { return; },
+        }
+    }
+}
+
+/// Sign each tenant's audit checkpoint when records arrived (at most every `interval`) and
+/// as an hourly heartbeat; a last one on shutdown, so every record is covered.
+async fn checkpoint_periodically(
+    audit: Arc<AuditService>,
+    tenants: Vec<TenantId>,
+    interval: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let stopping = tokio::select! {
+            () = tokio::time::sleep(interval) => false,
+            _ = shutdown.changed() => *shutdown.borrow(),
+        };
+        for tenant in &tenants {
+            if let Err(error) = audit.checkpoint(tenant).await {
+                tracing::error!(%tenant, error = %format!("{error:#}"), "signing an audit checkpoint failed");
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
 /// The authenticator: API keys always, OIDC bearer tokens when `[auth.oidc]` is set. With
 /// neither an identity provider nor any active key, a one-time admin key is created and
 /// printed, so the first start is never open and never locked out.
@@ -480,6 +570,7 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
         parts.store.clone(),
         config.worker.max_attempts,
     ));
+    let audit = Arc::new(audit_service(config, parts.store.clone()).await?);
     let state = crate::http::AppState {
         tenants: parts.tenants.clone(),
         authenticator: authenticator.0,
@@ -500,6 +591,7 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
         events: Some(events),
         wake: parts.wake.clone(),
         max_attempts: config.worker.max_attempts,
+        audit: audit.clone(),
     };
     let listener = crate::http::bind(&config.server.listen).await?;
     let address = listener.local_addr()?;
@@ -531,6 +623,34 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
             shutdown.clone(),
         )));
     }
+    background.push(tokio::spawn(checkpoint_periodically(
+        audit.clone(),
+        parts.tenants.ids(),
+        Duration::from_secs(config.audit.checkpoint_interval_secs.max(1)),
+        shutdown.clone(),
+    )));
+    let sinks = crate::siem::sinks(
+        &config.audit.sinks,
+        &std::env::var("HOSTNAME").unwrap_or_else(|_| "tollgate".to_owned()),
+    )
+    .context("the audit sinks")?;
+    if !sinks.is_empty() {
+        let exporter = Arc::new(crate::services::siem::SiemExporter {
+            store: parts.store.clone(),
+            sinks,
+            tenants: parts.tenants.ids(),
+            origin_prefix: config.audit.origin_prefix.clone(),
+            metrics: parts.metrics.clone(),
+            poll: Duration::from_secs(1),
+        });
+        background.push(tokio::spawn(exporter.run(shutdown.clone())));
+    }
+    background.push(tokio::spawn(withhold_periodically(
+        audit.clone(),
+        parts.tenants.ids(),
+        config.audit.retention_days,
+        shutdown.clone(),
+    )));
     background.push(tokio::spawn(prune_periodically(
         parts.store.clone(),
         Duration::from_secs(config.server.event_retention_hours.max(36) * 3600),
@@ -581,7 +701,7 @@ pub async fn run_workers(config: &Config) -> Result<()> {
 
 /// Stored events and jobs, for `tollgate events`.
 pub async fn event_pipeline(config: &Config) -> Result<crate::services::events::EventsService> {
-    let store = store(&config.database.url).await?;
+    let store = configured_store(config).await?;
     Ok(crate::services::events::EventsService::new(
         store.clone(),
         store,

@@ -60,6 +60,16 @@ pub struct Metrics {
     pub sync_seconds: Histogram,
     pub evaluations: Family<StatusLabels, Counter>,
     pub evaluation_seconds: Histogram,
+    /// Audit records a SIEM sink has yet to deliver, per sink and tenant.
+    pub siem_lag: Family<SinkLabels, Gauge>,
+    pub siem_delivered: Family<SinkLabels, Counter>,
+    pub siem_failures: Family<SinkLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct SinkLabels {
+    pub sink: String,
+    pub tenant: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -116,6 +126,24 @@ impl Metrics {
             "Jobs in the durable queue by status",
             queue_depth.clone(),
         );
+        let siem_lag = Family::<SinkLabels, Gauge>::default();
+        registry.register(
+            "siem_lag_records",
+            "Audit records a SIEM sink has not delivered yet",
+            siem_lag.clone(),
+        );
+        let siem_delivered = Family::<SinkLabels, Counter>::default();
+        registry.register(
+            "siem_delivered_records",
+            "Audit records delivered to a SIEM sink",
+            siem_delivered.clone(),
+        );
+        let siem_failures = Family::<SinkLabels, Counter>::default();
+        registry.register(
+            "siem_delivery_failures",
+            "Failed delivery attempts to a SIEM sink (retried with backoff)",
+            siem_failures.clone(),
+        );
         let queue_lag_seconds = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "queue_lag_seconds",
@@ -157,6 +185,9 @@ impl Metrics {
             sync_seconds,
             evaluations,
             evaluation_seconds,
+            siem_lag,
+            siem_delivered,
+            siem_failures,
         }
     }
 

@@ -98,6 +98,11 @@ async fn sqlite() -> (tempfile::TempDir, Arc<SqliteStore>) {
     let store = SqliteStore::open(path.to_str().expect("utf-8 path"))
         .await
         .expect("open store");
+    store
+        .set_leaf_encoder(Arc::new(tollgate::services::audit::RecordEncoder::new(
+            "tollgate.test",
+        )))
+        .expect("encoder");
     (dir, Arc::new(store))
 }
 
@@ -971,12 +976,27 @@ async fn api_keys_work_until_revoked_or_expired_and_only_in_their_tenant() {
     // Another tenant cannot revoke it.
     assert!(
         !service
-            .revoke(&fabrikam, &record.key_id, NOW)
+            .revoke(
+                &fabrikam,
+                &record.key_id,
+                NOW,
+                &tollgate::services::audit_events::Actor::system()
+            )
             .await
             .unwrap()
     );
     assert!(service.verify(&key, NOW).await.is_ok());
-    assert!(service.revoke(&contoso, &record.key_id, NOW).await.unwrap());
+    assert!(
+        service
+            .revoke(
+                &contoso,
+                &record.key_id,
+                NOW,
+                &tollgate::services::audit_events::Actor::system()
+            )
+            .await
+            .unwrap()
+    );
     assert_eq!(
         service.verify(&key, NOW).await.map(|p| p.role),
         invalid("api_key_revoked")
@@ -984,7 +1004,12 @@ async fn api_keys_work_until_revoked_or_expired_and_only_in_their_tenant() {
     // Revoking twice keeps the first time.
     assert!(
         service
-            .revoke(&contoso, &record.key_id, NOW + Duration::hours(2))
+            .revoke(
+                &contoso,
+                &record.key_id,
+                NOW + Duration::hours(2),
+                &tollgate::services::audit_events::Actor::system()
+            )
             .await
             .unwrap()
     );
@@ -1182,7 +1207,12 @@ async fn bootstrap_creates_one_admin_key_only_when_there_is_no_other_way_in() {
     let key_id = principal.subject.strip_prefix("apikey:").unwrap();
     assert!(
         service
-            .revoke(&TenantId::default_tenant(), key_id, NOW)
+            .revoke(
+                &TenantId::default_tenant(),
+                key_id,
+                NOW,
+                &tollgate::services::audit_events::Actor::system()
+            )
             .await
             .unwrap()
     );

@@ -10,6 +10,7 @@
 //! guessed at any hash speed, so a slow hash would add no protection for a stolen database
 //! and would cost tens of milliseconds of CPU on every request (a denial-of-service lever).
 
+use crate::services::audit_events::{Actor, AuditEvent, Record, Target};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -220,7 +221,8 @@ impl ApiKeyService {
         now: OffsetDateTime,
     ) -> Result<(ApiKeyRecord, SecretString), ApiKeyError> {
         let (stored, key) = Self::new_key(tenant, name, role, expires_at, created_by, now)?;
-        self.store.insert_api_key(&stored, &[]).await?;
+        let record = key_record(AuditEvent::ApiKeyCreated, &stored, created_by, now);
+        self.store.insert_api_key(&stored, &[record]).await?;
         Ok((record_from(stored)?, key))
     }
 
@@ -241,8 +243,15 @@ impl ApiKeyService {
         tenant: &TenantId,
         key_id: &str,
         now: OffsetDateTime,
+        revoked_by: &Actor,
     ) -> Result<bool, ApiKeyError> {
-        Ok(self.store.revoke_api_key(tenant, key_id, now, &[]).await?)
+        let record = Record::new(AuditEvent::ApiKeyRevoked, revoked_by, now)
+            .target(Target::new("api_key", key_id))
+            .draft();
+        Ok(self
+            .store
+            .revoke_api_key(tenant, key_id, now, &[record])
+            .await?)
     }
 
     /// The principal a presented key (`tg_…`) proves at `now`.
@@ -326,12 +335,48 @@ impl ApiKeyService {
             BOOTSTRAP,
             now,
         )?;
+        let record = key_record(AuditEvent::BootstrapKeyIssued, &stored, BOOTSTRAP, now);
         let created = self
             .store
-            .insert_api_key_if_none_active(&stored, now, &[])
+            .insert_api_key_if_none_active(&stored, now, &[record])
             .await?;
         Ok(created.then_some(key))
     }
+}
+
+/// A key's audit record: who made it, its name, role and expiry — never the secret.
+fn key_record(
+    event: AuditEvent,
+    stored: &StoredApiKey,
+    created_by: &str,
+    now: OffsetDateTime,
+) -> tollgate_store::AuditDraft {
+    let actor = Actor {
+        kind: if created_by == BOOTSTRAP {
+            "system"
+        } else {
+            "user"
+        },
+        id: created_by.to_owned(),
+        name: None,
+        auth: None,
+        ip: None,
+    };
+    Record::new(event, &actor, now)
+        .target(Target {
+            kind: "api_key".to_owned(),
+            id: stored.key_id.clone(),
+            name: Some(stored.name.clone()),
+            project: None,
+        })
+        .detail(
+            "after",
+            serde_json::json!({
+                "role": stored.role,
+                "expires_at": stored.expires_at.map(crate::services::audit_events::rfc3339),
+            }),
+        )
+        .draft()
 }
 
 #[cfg(test)]

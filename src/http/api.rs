@@ -416,7 +416,11 @@ pub async fn add_waiver(
         expires_at,
     };
     let waiver = tenant
-        .add_waiver(waiver, OffsetDateTime::now_utc())
+        .add_waiver(
+            waiver,
+            OffsetDateTime::now_utc(),
+            &crate::services::audit_events::Actor::principal(&principal),
+        )
         .await
         .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
     tracing::info!(subject = %principal.subject, waiver = waiver.id, control = %waiver.control, "waiver added");
@@ -432,7 +436,8 @@ pub async fn remove_waiver(
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
     let tenant = tenant_of(&state, &principal)?;
-    if tenant.remove_waiver(id).await? {
+    let actor = crate::services::audit_events::Actor::principal(&principal);
+    if tenant.remove_waiver(id, &actor).await? {
         tracing::info!(subject = %principal.subject, waiver = id, "waiver removed");
         Ok(StatusCode::NO_CONTENT)
     } else {

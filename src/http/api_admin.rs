@@ -143,7 +143,12 @@ pub async fn revoke_api_key(
 ) -> ApiResult<StatusCode> {
     let revoked = state
         .api_keys
-        .revoke(&principal.tenant, &id, OffsetDateTime::now_utc())
+        .revoke(
+            &principal.tenant,
+            &id,
+            OffsetDateTime::now_utc(),
+            &crate::services::audit_events::Actor::principal(&principal),
+        )
         .await
         .map_err(key_error)?;
     if revoked {

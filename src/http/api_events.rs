@@ -214,7 +214,11 @@ pub async fn replay(
         }
     };
     let outcome = service(&state)?
-        .replay(&principal.tenant, &selection)
+        .replay(
+            &principal.tenant,
+            &selection,
+            &crate::services::audit_events::Actor::principal(&principal),
+        )
         .await?;
     tracing::info!(subject = %principal.subject, enqueued = outcome.enqueued, "events replayed");
     state.wake.notify_waiters();
@@ -343,7 +347,11 @@ pub async fn retry_job(
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
     if service(&state)?
-        .retry_job(&principal.tenant, JobId(id))
+        .retry_job(
+            &principal.tenant,
+            JobId(id),
+            &crate::services::audit_events::Actor::principal(&principal),
+        )
         .await?
     {
         tracing::info!(subject = %principal.subject, job = id, "dead job retried");
@@ -407,7 +415,10 @@ async fn queue(
     kind: &str,
 ) -> ApiResult<(StatusCode, Json<Queued>)> {
     super::api::tenant_of(state, principal)?;
-    let job = service(state)?.request(&principal.tenant, kind).await?;
+    let actor = crate::services::audit_events::Actor::principal(principal);
+    let job = service(state)?
+        .request(&principal.tenant, kind, &actor)
+        .await?;
     tracing::info!(subject = %principal.subject, kind, job = job.0, "job requested");
     state.wake.notify_waiters();
     Ok((StatusCode::ACCEPTED, Json(Queued { job: job.0 })))

@@ -109,6 +109,17 @@ pub async fn receive(
             tenant,
             "service-hook delivery with a missing or wrong secret"
         );
+        let record = crate::services::audit_events::Record::new(
+            crate::services::audit_events::AuditEvent::WebhookRejected,
+            &crate::services::audit_events::Actor::anonymous(None),
+            time::OffsetDateTime::now_utc(),
+        )
+        .failure()
+        .reason("the webhook secret is missing or wrong")
+        .draft();
+        if let Err(error) = state.audit.record(&context.id, vec![record]).await {
+            tracing::error!(error = %format!("{error:#}"), "an audit record could not be written");
+        }
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

@@ -1,9 +1,11 @@
 //! Request id, access log and metrics, secure headers, timeouts, authentication,
 //! authorisation and per-principal rate limits.
 
+use crate::services::audit_events::{Actor, AuditEvent, Record, Target};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tollgate_domain::TenantId;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -200,6 +202,21 @@ pub async fn authorize(
                 Ok(principal) => principal,
                 Err(error) => {
                     tracing::info!(route, reason = error.reason(), "authentication failed");
+                    if !matches!(error.failure(), AuthFailure::Unavailable) {
+                        let record = Record::new(
+                            AuditEvent::AuthenticationFailed,
+                            &Actor::anonymous(None),
+                            time::OffsetDateTime::now_utc(),
+                        )
+                        .failure()
+                        .reason(error.reason())
+                        .target(Target::new(
+                            "route",
+                            format!("{} {route}", request.method()),
+                        ))
+                        .draft();
+                        record_quietly(&state, &TenantId::default_tenant(), record).await;
+                    }
                     let response = match error.failure() {
                         AuthFailure::Unauthorized => ApiError {
                             challenge: error.www_authenticate(),
@@ -242,6 +259,19 @@ pub async fn authorize(
                 && !principal.may(permission)
             {
                 tracing::info!(route, subject, role = %principal.role, %permission, "authorisation denied");
+                let record = Record::new(
+                    AuditEvent::AccessDenied,
+                    &Actor::principal(&principal),
+                    time::OffsetDateTime::now_utc(),
+                )
+                .failure()
+                .reason(format!("role {} lacks {permission}", principal.role))
+                .target(Target::new(
+                    "route",
+                    format!("{} {route}", request.method()),
+                ))
+                .draft();
+                record_quietly(&state, &principal.tenant, record).await;
                 return with_route(
                     ApiError::forbidden(format!(
                         "role {} lacks the permission {permission}",
@@ -254,6 +284,14 @@ pub async fn authorize(
             request.extensions_mut().insert(principal);
             with_route(next.run(request).await, Some(subject))
         }
+    }
+}
+
+/// Append a security record; the answer does not wait on the audit log being healthy (a
+/// failure is logged as an error and counted by the log's own integrity checks).
+async fn record_quietly(state: &AppState, tenant: &TenantId, record: tollgate_store::AuditDraft) {
+    if let Err(error) = state.audit.record(tenant, vec![record]).await {
+        tracing::error!(%tenant, error = %format!("{error:#}"), "an audit record could not be written");
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod api_admin;
+pub mod api_audit;
 pub mod api_events;
 pub mod error;
 pub mod hooks;
@@ -61,6 +62,8 @@ pub struct AppState {
     /// Wakes in-process workers when jobs are queued.
     pub wake: Arc<tokio::sync::Notify>,
     pub max_attempts: u32,
+    /// Records authentication failures and denials (and serves the audit API).
+    pub audit: Arc<crate::services::audit::AuditService>,
 }
 
 impl AppState {
@@ -124,6 +127,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events", get(api_events::events))
         .route("/api/v1/events/replay", post(api_events::replay))
         .route("/api/v1/events/{id}", get(api_events::event))
+        .route("/api/v1/audit/records", get(api_audit::records))
+        .route(
+            "/api/v1/audit/records/{id}/proof",
+            get(api_audit::inclusion_proof),
+        )
+        .route("/api/v1/audit/checkpoints", get(api_audit::checkpoints))
+        .route(
+            "/api/v1/audit/consistency",
+            get(api_audit::consistency_proof),
+        )
         .route("/api/v1/jobs", get(api_events::jobs))
         .route("/api/v1/jobs/{id}", get(api_events::job))
         .route("/api/v1/jobs/{id}/retry", post(api_events::retry_job))

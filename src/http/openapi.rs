@@ -6,7 +6,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{api, api_admin, api_events, error, hooks, ops};
+use super::{api, api_admin, api_audit, api_events, error, hooks, ops};
 
 struct Security;
 
@@ -44,6 +44,7 @@ impl Modify for Security {
         api_events::start_sync, api_events::start_scan,
         api_events::events, api_events::event, api_events::replay,
         api_events::jobs, api_events::job, api_events::retry_job,
+        api_audit::records, api_audit::inclusion_proof, api_audit::checkpoints, api_audit::consistency_proof,
         api_admin::api_keys, api_admin::create_api_key, api_admin::revoke_api_key, api_admin::tenants,
         hooks::receive,
     ),

@@ -5,6 +5,7 @@
 //! Handlers are idempotent: a job may run twice (a worker died after doing the work but
 //! before recording it), and running it again converges to the same state.
 
+use crate::services::audit_events::{Actor, AuditEvent, Record, Target};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -124,9 +125,16 @@ impl Worker {
                         now + time::Duration::try_from(delay).unwrap_or(time::Duration::MINUTE),
                     )
                 };
+                let if_dead = Record::new(AuditEvent::JobDeadLettered, &Actor::system(), now)
+                    .failure()
+                    .reason(message.chars().take(1_000).collect::<String>())
+                    .target(Target::new("job", job.id.0.to_string()))
+                    .detail("kind", serde_json::json!(job.kind))
+                    .detail("attempts", serde_json::json!(job.attempts))
+                    .draft();
                 match self
                     .jobs
-                    .fail(job.id, &self.settings.id, &message, retry, now, &[])
+                    .fail(job.id, &self.settings.id, &message, retry, now, &[if_dead])
                     .await
                 {
                     Ok(Some(JobStatus::Dead)) => {

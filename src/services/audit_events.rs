@@ -169,6 +169,20 @@ impl Actor {
         }
     }
 
+    /// Whoever runs the command line on this machine.
+    pub fn local() -> Self {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("USERNAME"))
+            .unwrap_or_else(|_| "unknown".to_owned());
+        Self {
+            kind: "user",
+            id: format!("local:{user}"),
+            name: Some(user),
+            auth: Some("local"),
+            ip: None,
+        }
+    }
+
     /// Someone not (yet) known: a failed authentication.
     pub fn anonymous(ip: Option<String>) -> Self {
         Self {
@@ -323,6 +337,97 @@ impl Record {
             dedupe_key: self.dedupe_key,
         }
     }
+}
+
+pub fn waiver_created(
+    actor: &Actor,
+    waiver: &tollgate_store::NewWaiver,
+    now: OffsetDateTime,
+) -> AuditDraft {
+    Record::new(AuditEvent::WaiverCreated, actor, now)
+        .target(Target::new(
+            "waiver",
+            format!("{}:{}", waiver.control, waiver.scope),
+        ))
+        .reason(waiver.reason.chars().take(1_000).collect::<String>())
+        .detail(
+            "after",
+            json!({
+                "control": waiver.control, "scope": waiver.scope, "owner": waiver.owner,
+                "expires_at": crate::services::audit_events::rfc3339(waiver.expires_at),
+            }),
+        )
+        .draft()
+}
+
+pub fn waiver_removed(actor: &Actor, id: i64, now: OffsetDateTime) -> AuditDraft {
+    Record::new(AuditEvent::WaiverRemoved, actor, now)
+        .target(Target::new("waiver", id.to_string()))
+        .draft()
+}
+
+pub fn rfc3339(time: OffsetDateTime) -> String {
+    time.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The record of one entry of ADO's own audit log, deduplicated by its ADO id. The entry's
+/// exact JSON is not copied (it may hold floats and be large): its SHA-256 binds the record
+/// to the entry kept in the inventory.
+pub fn ado_audit_draft(raw: &str) -> Option<AuditDraft> {
+    let entry: Value = serde_json::from_str(raw).ok()?;
+    let id = entry["id"].as_str().filter(|id| !id.is_empty())?;
+    let text = |field: &str, limit: usize| {
+        entry[field]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.chars().take(limit).collect::<String>())
+    };
+    let time = entry["timestamp"]
+        .as_str()
+        .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(OffsetDateTime::now_utc);
+    let actor = Actor {
+        kind: "user",
+        id: text("actorUserId", 200)
+            .or_else(|| text("actorUPN", 200))
+            .unwrap_or_else(|| "unknown".to_owned()),
+        name: text("actorDisplayName", 200).or_else(|| text("actorUPN", 200)),
+        auth: None,
+        ip: text("ipAddress", 64),
+    };
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(raw.as_bytes());
+    let digest: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let mut source = Map::new();
+    source.insert("system".to_owned(), json!("ado-audit"));
+    let mut ado = Map::new();
+    ado.insert("id".to_owned(), json!(id));
+    if let Some(action) = text("actionId", 200) {
+        ado.insert("action_id".to_owned(), json!(action));
+    }
+    if let Some(area) = text("area", 200) {
+        ado.insert("area".to_owned(), json!(area));
+    }
+    ado.insert("raw_sha256".to_owned(), json!(digest));
+    source.insert("ado".to_owned(), Value::Object(ado));
+    let mut record =
+        Record::new(AuditEvent::AdoAudit, &actor, time).dedupe_key(format!("ado:{id}"));
+    if let Some(details) = text("details", 2_000) {
+        record = record.reason(details);
+    }
+    if let Some(project) = text("projectId", 200) {
+        record = record.target(Target {
+            kind: "ado.project".to_owned(),
+            id: project.clone(),
+            name: text("projectName", 200),
+            project: Some(project),
+        });
+    }
+    let mut draft = record.draft();
+    draft
+        .fields
+        .insert("source".to_owned(), Value::Object(source));
+    Some(draft)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use tollgate_store::{
     NewEvent, NewJob, QueueStats, ReplayOutcome, ReplaySelection, StoredEvent,
 };
 
+use crate::services::audit_events::{Actor, AuditEvent, Record, Target};
 use crate::services::sync::{ChangeHintSource, ChangeHints};
 use crate::services::tenant::MAX_PAGE;
 use crate::telemetry::Metrics;
@@ -230,7 +231,7 @@ async fn write_batches(
         let (events, replies): (Vec<NewEvent>, Vec<_>) =
             batch.drain(..).map(|p| (p.event, p.reply)).unzip();
         metrics.webhook_batch_size.observe(events.len() as f64);
-        let failure = match store.ingest(&events, &|_, _| Vec::new()).await {
+        let failure = match store.ingest(&events, &receipt_records).await {
             Ok(outcomes) if outcomes.len() == replies.len() => {
                 let enqueued = outcomes
                     .iter()
@@ -318,16 +319,29 @@ impl EventsService {
         &self,
         tenant: &TenantId,
         selection: &ReplaySelection,
+        actor: &Actor,
     ) -> anyhow::Result<ReplayOutcome> {
         let now = OffsetDateTime::now_utc();
         let max_attempts = self.max_attempts;
+        let selected = match selection {
+            ReplaySelection::Ids(ids) => {
+                json!({ "ids": ids.iter().map(|id| id.0).collect::<Vec<_>>() })
+            }
+            ReplaySelection::Received { since, until } => json!({
+                "since": crate::services::audit_events::rfc3339(*since),
+                "until": crate::services::audit_events::rfc3339(*until),
+            }),
+        };
+        let record = Record::new(AuditEvent::EventsReplayed, actor, now)
+            .detail("selection", selected)
+            .draft();
         Ok(self
             .events
             .replay(
                 tenant,
                 selection,
                 &move |event: &StoredEvent| job_for(event, max_attempts, now),
-                &[],
+                &[record],
             )
             .await?)
     }
@@ -341,15 +355,34 @@ impl EventsService {
     }
 
     /// A dead job back into the queue; false when it is not dead.
-    pub async fn retry_job(&self, tenant: &TenantId, id: JobId) -> anyhow::Result<bool> {
-        Ok(self
-            .jobs
-            .retry_job(tenant, id, OffsetDateTime::now_utc(), &[])
-            .await?)
+    pub async fn retry_job(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        actor: &Actor,
+    ) -> anyhow::Result<bool> {
+        let now = OffsetDateTime::now_utc();
+        let record = Record::new(AuditEvent::JobRetried, actor, now)
+            .target(Target::new("job", id.0.to_string()))
+            .draft();
+        Ok(self.jobs.retry_job(tenant, id, now, &[record]).await?)
     }
 
     /// Queue a tenant job of `kind` now (coalesced with one already queued).
-    pub async fn request(&self, tenant: &TenantId, kind: &str) -> anyhow::Result<JobId> {
+    pub async fn request(
+        &self,
+        tenant: &TenantId,
+        kind: &str,
+        actor: &Actor,
+    ) -> anyhow::Result<JobId> {
+        let event = if kind == JOB_EVALUATE {
+            AuditEvent::ScanRequested
+        } else {
+            AuditEvent::SyncRequested
+        };
+        let record = Record::new(event, actor, OffsetDateTime::now_utc())
+            .detail("job", json!(kind))
+            .draft();
         Ok(self
             .jobs
             .enqueue(
@@ -361,7 +394,7 @@ impl EventsService {
                     run_after: OffsetDateTime::now_utc(),
                     max_attempts: self.max_attempts,
                 },
-                &[],
+                &[record],
             )
             .await?)
     }
@@ -484,6 +517,67 @@ impl ChangeHintSource for StoredEventHints {
         }
         Ok(hints)
     }
+}
+
+/// Deliveries per `webhook.received` record: a record stays well under 32 KiB.
+const RECEIPTS_PER_RECORD: usize = 100;
+
+/// The audit records of one tenant's deliveries in a commit group: each event's id, type,
+/// outcome and body digest (the body itself stays in the event store), malformed bodies
+/// apart.
+pub fn receipt_records(
+    _tenant: &TenantId,
+    deliveries: &[(&NewEvent, &IngestOutcome)],
+) -> Vec<tollgate_store::AuditDraft> {
+    let now = OffsetDateTime::now_utc();
+    let ado = Actor {
+        kind: "ado",
+        id: "service-hooks".to_owned(),
+        name: None,
+        auth: Some("webhook_secret"),
+        ip: None,
+    };
+    let digest = |body: &[u8]| -> String {
+        <sha2::Sha256 as sha2::Digest>::digest(body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let (malformed, received): (Vec<_>, Vec<_>) = deliveries
+        .iter()
+        .partition(|(event, _)| event.status == EventStatus::Malformed);
+    let mut records = Vec::new();
+    for chunk in received.chunks(RECEIPTS_PER_RECORD) {
+        let events: Vec<Value> = chunk
+            .iter()
+            .map(|(event, outcome)| {
+                let (stored, duplicate) = match outcome {
+                    IngestOutcome::Stored { id, .. } => (id.0, false),
+                    IngestOutcome::Duplicate { id } => (id.0, true),
+                };
+                json!({
+                    "event": stored, "id": event.event_id, "type": event.event_type,
+                    "duplicate": duplicate, "sha256": digest(&event.body),
+                })
+            })
+            .collect();
+        records.push(
+            Record::new(AuditEvent::WebhookReceived, &ado, now)
+                .detail("deliveries", Value::Array(events))
+                .draft(),
+        );
+    }
+    for (event, _) in malformed {
+        records.push(
+            Record::new(AuditEvent::WebhookMalformed, &ado, now)
+                .failure()
+                .reason(event.error.clone().unwrap_or_default())
+                .detail("sha256", json!(digest(&event.body)))
+                .detail("bytes", json!(event.body.len()))
+                .draft(),
+        );
+    }
+    records
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
 //! Use cases, independent of how they are invoked (CLI, HTTP, MCP). Services reach storage
 //! and Azure DevOps only through the `InventoryStore` and `AdoClient` traits.
 
+pub mod audit;
 pub mod audit_events;
 pub mod events;
 pub mod facts;
 pub mod inventory;
 pub mod scan;
 pub mod settings;
+pub mod siem;
 pub mod sync;
 pub mod tenant;

@@ -458,9 +458,15 @@ impl ScanService {
         };
         let lifecycle = self
             .findings
-            .apply_observations(&self.tenant, &observations, &coverage, now, &|_, _| {
-                Vec::new()
-            })
+            .apply_observations(
+                &self.tenant,
+                &observations,
+                &coverage,
+                now,
+                &|transitions, counts| {
+                    evaluation_records(transitions, counts, observations.len(), now)
+                },
+            )
             .await?;
         self.record_evaluation(&plan, now, &now_text).await?;
         let scope = match plan {
@@ -866,4 +872,57 @@ fn evaluate_page(context: &PageContext, page: Vec<InventoryItem>) -> Result<Page
         }
     }
     Ok(all)
+}
+
+/// The audit records of one evaluation: the run, and each finding that opened, reopened or
+/// was fixed (unchanged findings are not repeated every run).
+fn evaluation_records(
+    transitions: &[tollgate_store::FindingTransition<'_>],
+    counts: &tollgate_store::LifecycleCounts,
+    observed: usize,
+    now: OffsetDateTime,
+) -> Vec<tollgate_store::AuditDraft> {
+    use crate::services::audit_events::{Actor, AuditEvent, AuditSeverity, Record, Target};
+    let system = Actor::system();
+    let mut records = vec![
+        Record::new(AuditEvent::EvaluationCompleted, &system, now)
+            .detail(
+                "counts",
+                serde_json::json!({
+                    "violations": observed, "opened": counts.opened, "reopened": counts.reopened,
+                    "still_open": counts.still_open, "fixed": counts.fixed, "waived": counts.waived,
+                }),
+            )
+            .draft(),
+    ];
+    for transition in transitions {
+        let event = match transition.to {
+            FindingStatus::Fixed => AuditEvent::FindingFixed,
+            _ => AuditEvent::FindingOpened,
+        };
+        let mut target = Target::new(transition.resource_kind, transition.resource_key);
+        let mut record = Record::new(event, &system, now)
+            .detail("control", serde_json::json!(transition.control));
+        if let Some(observation) = transition.observation {
+            target.name = observation.resource_name.clone();
+            target.project = Some(observation.project.clone()).filter(|p| !p.is_empty());
+            let severity = match observation.severity.as_str() {
+                "critical" => AuditSeverity::Critical,
+                "high" => AuditSeverity::High,
+                "medium" => AuditSeverity::Medium,
+                "low" => AuditSeverity::Low,
+                _ => AuditSeverity::Informational,
+            };
+            record = record
+                .severity(severity)
+                .reason(observation.message.chars().take(1_000).collect::<String>())
+                .detail("action", serde_json::json!(observation.action))
+                .detail(
+                    "reopened",
+                    serde_json::json!(transition.to == FindingStatus::Reopened),
+                );
+        }
+        records.push(record.target(target).draft());
+    }
+    records
 }

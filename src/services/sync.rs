@@ -25,13 +25,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
+use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tollgate_ado::wire::{AuditLogEntry, Build};
 use tollgate_ado::{AdoClient, AdoError, ClientStats, ListRequest};
 use tollgate_domain::kind::ScopeLevel;
 use tollgate_domain::{InventoryItem, ResourceKind, SyncRunId, TenantId};
-use tollgate_store::{InventoryStore, Replace, StoreError, StoredKey, SyncMode};
+use tollgate_store::{AuditDraft, InventoryStore, Replace, StoreError, StoredKey, SyncMode};
+
+use crate::services::audit_events::{Actor, AuditEvent, Record, Target, ado_audit_draft};
 
 /// Which sync to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,16 +232,34 @@ impl SyncService {
         };
         let started = Instant::now();
         let record = self.store.begin_sync(&self.tenant, mode).await?;
+        // ADO's own audit entries seen in this run, recorded (once each) when it finishes.
+        let ado_audit: Mutex<Vec<AuditDraft>> = Mutex::new(Vec::new());
         let outcome = match since {
-            None => self.full(record.id, same_org, progress).await,
-            Some(since) => self.incremental(record.id, since, progress).await,
+            None => self.full(record.id, same_org, &ado_audit, progress).await,
+            Some(since) => {
+                self.incremental(record.id, since, &ado_audit, progress)
+                    .await
+            }
         };
         let kinds = match outcome {
             Ok(kinds) => kinds,
             Err(error) => {
                 let summary = serde_json::json!({"error": format!("{error:#}")});
+                let failed = Record::new(
+                    AuditEvent::SyncCompleted,
+                    &Actor::system(),
+                    OffsetDateTime::now_utc(),
+                )
+                .failure()
+                .reason(format!("{error:#}"))
+                .target(Target::new("organization", &self.org_url))
+                .detail("run", json!(record.id.0))
+                .detail("mode", json!(mode.as_str()))
+                .draft();
+                let mut records = std::mem::take(&mut *lock(&ado_audit));
+                records.push(failed);
                 self.store
-                    .finish_sync(&self.tenant, record.id, "failed", &summary, &[])
+                    .finish_sync(&self.tenant, record.id, "failed", &summary, &records)
                     .await?;
                 return Err(error);
             }
@@ -268,8 +289,27 @@ impl SyncService {
             api: self.ado.stats(),
         };
         let value = serde_json::to_value(&summary).context("serialising the sync summary")?;
+        let kinds: Vec<serde_json::Value> = summary
+            .kinds
+            .iter()
+            .map(|k| json!({"kind": k.kind.as_str(), "status": k.status, "stored": k.stored}))
+            .collect();
+        let completed = Record::new(
+            AuditEvent::SyncCompleted,
+            &Actor::system(),
+            OffsetDateTime::now_utc(),
+        )
+        .target(Target::new("organization", &self.org_url))
+        .detail("run", json!(summary.run_id))
+        .detail("mode", json!(summary.mode.as_str()))
+        .detail("status", json!(summary.status))
+        .detail("duration_ms", json!(summary.duration_ms))
+        .detail("kinds", json!(kinds))
+        .draft();
+        let mut records = std::mem::take(&mut *lock(&ado_audit));
+        records.push(completed);
         self.store
-            .finish_sync(&self.tenant, record.id, &summary.status, &value, &[])
+            .finish_sync(&self.tenant, record.id, &summary.status, &value, &records)
             .await?;
         Ok(summary)
     }
@@ -280,8 +320,14 @@ impl SyncService {
         &self,
         run: SyncRunId,
         same_org: bool,
+        ado_audit: &Mutex<Vec<AuditDraft>>,
         progress: &dyn SyncProgress,
     ) -> Result<Vec<KindOutcome>> {
+        let collect_audit = |item: &InventoryItem| {
+            if let Some(draft) = ado_audit_draft(&item.raw) {
+                lock(ado_audit).push(draft);
+            }
+        };
         let mut outcomes = Vec::new();
         for kind in ResourceKind::ALL {
             let requests = self.requests_for(*kind, None).await?;
@@ -296,8 +342,21 @@ impl SyncService {
             } else {
                 Vec::new()
             };
+            let inspect: Inspect<'_> = if *kind == ResourceKind::AuditLog {
+                Some(&collect_audit)
+            } else {
+                None
+            };
             let outcome = self
-                .sync_kind(run, *kind, requests, replace, &watermarks, None, progress)
+                .sync_kind(
+                    run,
+                    *kind,
+                    requests,
+                    replace,
+                    &watermarks,
+                    inspect,
+                    progress,
+                )
                 .await?;
             if *kind == ResourceKind::Projects && outcome.status != KindStatus::Synced {
                 bail!(
@@ -314,6 +373,7 @@ impl SyncService {
         &self,
         run: SyncRunId,
         since: OffsetDateTime,
+        ado_audit: &Mutex<Vec<AuditDraft>>,
         progress: &dyn SyncProgress,
     ) -> Result<Vec<KindOutcome>> {
         use ResourceKind as K;
@@ -322,6 +382,9 @@ impl SyncService {
         // 1. The audit log says which configuration kinds changed, and where.
         let audit_hits: Mutex<Vec<(String, Option<String>)>> = Mutex::new(Vec::new());
         let collect_audit = |item: &InventoryItem| {
+            if let Some(draft) = ado_audit_draft(&item.raw) {
+                lock(ado_audit).push(draft);
+            }
             if let Ok(entry) = serde_json::from_str::<AuditLogEntry>(&item.raw) {
                 let project = entry.project_id.filter(|p| !p.is_empty());
                 lock(&audit_hits).push((entry.action_id.unwrap_or_default(), project));

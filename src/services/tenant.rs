@@ -13,6 +13,7 @@ use tollgate_store::{
     Finding, FindingStatus, FindingStore, InventoryStore, NewWaiver, SyncRecord, Waiver,
 };
 
+use crate::services::audit_events::{Actor, waiver_created, waiver_removed};
 use crate::services::scan::ScanService;
 use crate::services::sync::SyncService;
 
@@ -156,7 +157,12 @@ impl TenantContext {
 
     /// Accept a risk. The control must exist; owner and reason are required; the expiry
     /// must be in the future. It takes effect at the next evaluation.
-    pub async fn add_waiver(&self, waiver: NewWaiver, now: OffsetDateTime) -> Result<Waiver> {
+    pub async fn add_waiver(
+        &self,
+        waiver: NewWaiver,
+        now: OffsetDateTime,
+        actor: &Actor,
+    ) -> Result<Waiver> {
         let Some(control) = self.policies.control(&waiver.control) else {
             bail!(
                 "no control {:?}; GET /api/v1/policies lists them",
@@ -177,13 +183,14 @@ impl TenantContext {
             ..waiver
         };
         self.findings
-            .add_waiver(&self.id, &waiver, &[])
+            .add_waiver(&self.id, &waiver, &[waiver_created(actor, &waiver, now)])
             .await
             .context("storing the waiver")
     }
 
-    pub async fn remove_waiver(&self, id: i64) -> Result<bool> {
-        Ok(self.findings.remove_waiver(&self.id, id, &[]).await?)
+    pub async fn remove_waiver(&self, id: i64, actor: &Actor) -> Result<bool> {
+        let record = waiver_removed(actor, id, OffsetDateTime::now_utc());
+        Ok(self.findings.remove_waiver(&self.id, id, &[record]).await?)
     }
 
     pub fn controls(&self) -> &[ControlMeta] {

@@ -93,6 +93,10 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    pub fn admin_key_or_none(&self) -> Option<&str> {
+        self.bootstrap_key.as_deref()
+    }
+
     pub fn admin_key(&self) -> &str {
         self.bootstrap_key
             .as_deref()

@@ -166,6 +166,30 @@ pub fn verify_dir(dir: &Path, trusted: &[NoteVerifier]) -> Report {
     }
 }
 
+/// The trusted keys that may sign `origin`'s checkpoints, named as they sign them: a key
+/// named as the origin (or `{origin}-clock`), or an install's key named by a prefix of the
+/// origin (`prefix` for `prefix/tenant`, `prefix-clock` for its clock), bound to this log.
+pub fn bind_to_origin(trusted: &[NoteVerifier], origin: &str) -> Vec<NoteVerifier> {
+    let clock = format!("{origin}-clock");
+    trusted
+        .iter()
+        .filter_map(|key| {
+            let (name, wanted) = if key.is_cosigner() {
+                (key.name().strip_suffix("-clock")?, clock.as_str())
+            } else {
+                (key.name(), origin)
+            };
+            if key.name() == wanted {
+                Some(key.clone())
+            } else if origin.strip_prefix(name)?.starts_with('/') {
+                key.renamed(wanted).ok()
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
 /// A trusted, parsed checkpoint.
 struct Trusted {
     checkpoint: Checkpoint,
@@ -223,11 +247,7 @@ pub fn verify(
         else {
             return incomplete("checkpoints.jsonl: a line is not {\"note\": …}".to_owned());
         };
-        let origin_keys: Vec<NoteVerifier> = trusted
-            .iter()
-            .filter(|key| key.is_cosigner() || key.name() == manifest.origin)
-            .cloned()
-            .collect();
+        let origin_keys = bind_to_origin(trusted, &manifest.origin);
         let (note, verified) = match note::open(&text, &origin_keys) {
             Ok(opened) => opened,
             Err(NoteError::Unverified) => {

@@ -7,6 +7,7 @@
 
 pub mod bundle;
 pub mod checkpoint;
+pub mod encode;
 pub mod keys;
 pub mod merkle;
 pub mod note;

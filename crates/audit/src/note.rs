@@ -98,6 +98,12 @@ impl NoteSigner {
         &self.name
     }
 
+    /// The same key under another name (one install's key signs each tenant's log under
+    /// that log's origin).
+    pub fn renamed(&self, name: &str) -> Result<Self, NoteError> {
+        Self::of_type(name, self.seed(), self.key_type)
+    }
+
     pub fn seed(&self) -> [u8; 32] {
         self.key.to_bytes()
     }
@@ -255,6 +261,21 @@ impl NoteVerifier {
 
     pub fn is_cosigner(&self) -> bool {
         self.key_type == COSIGNATURE_V1
+    }
+
+    /// The same public key under another name.
+    pub fn renamed(&self, name: &str) -> Result<Self, NoteError> {
+        if !valid_name(name) {
+            return Err(NoteError::MalformedKey(
+                "a key name is non-empty, without spaces or +",
+            ));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            id: key_id(name, self.key_type, self.key.as_bytes()),
+            key: self.key,
+            key_type: self.key_type,
+        })
     }
 
     /// `name+hexid+base64(type || key)`.

@@ -134,7 +134,8 @@ pub trait AuditStore: Send + Sync {
         tenant: &TenantId,
     ) -> Result<Option<StoredCheckpoint>, StoreError>;
 
-    /// Tier-1 retention: withhold the payloads of leaves below `below` (hashes stay), and
+    /// Tier-1 retention: withhold the payloads of leaves below `below` (hashes stay; leaf 0,
+    /// the log's genesis naming its keys, is always kept), and
     /// append `record` saying so, in one transaction. Returns how many payloads went.
     async fn withhold_audit_payloads(
         &self,
@@ -142,6 +143,13 @@ pub trait AuditStore: Send + Sync {
         below: u64,
         record: &AuditDraft,
     ) -> Result<u64, StoreError>;
+
+    /// The first leaf appended at or after `at` (`None`: none was).
+    async fn first_seq_logged_since(
+        &self,
+        tenant: &TenantId,
+        at: OffsetDateTime,
+    ) -> Result<Option<u64>, StoreError>;
 
     /// Tenants that have an audit log.
     async fn audit_tenants(&self) -> Result<Vec<TenantId>, StoreError>;

@@ -307,7 +307,7 @@ impl AuditStore for PostgresStore {
         let mut transaction = self.begin_for(tenant).await?;
         let withheld = sqlx::query(
             "UPDATE audit_leaves SET bytes = NULL \
-             WHERE tenant_id = $1 AND seq < $2 AND bytes IS NOT NULL",
+             WHERE tenant_id = $1 AND seq > 0 AND seq < $2 AND bytes IS NOT NULL",
         )
         .bind(tenant.as_str())
         .bind(to_i64(below)?)
@@ -318,6 +318,24 @@ impl AuditStore for PostgresStore {
             .await?;
         transaction.commit().await?;
         Ok(withheld)
+    }
+
+    async fn first_seq_logged_since(
+        &self,
+        tenant: &TenantId,
+        at: OffsetDateTime,
+    ) -> Result<Option<u64>, StoreError> {
+        // `logged` never decreases along `seq`, so the first match in seq order is the cut.
+        let mut transaction = self.begin_for(tenant).await?;
+        let seq: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(seq) FROM audit_leaves WHERE tenant_id = $1 AND logged >= $2",
+        )
+        .bind(tenant.as_str())
+        .bind(at)
+        .fetch_one(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        seq.map(seq_from).transpose()
     }
 
     async fn audit_tenants(&self) -> Result<Vec<TenantId>, StoreError> {

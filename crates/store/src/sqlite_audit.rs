@@ -313,7 +313,7 @@ impl AuditStore for SqliteStore {
         let mut transaction = self.pool().begin_with(BEGIN_WRITE).await?;
         let withheld = sqlx::query(
             "UPDATE audit_leaves SET bytes = NULL \
-             WHERE tenant_id = ? AND seq < ? AND bytes IS NOT NULL",
+             WHERE tenant_id = ? AND seq > 0 AND seq < ? AND bytes IS NOT NULL",
         )
         .bind(tenant.as_str())
         .bind(to_i64(below)?)
@@ -324,6 +324,22 @@ impl AuditStore for SqliteStore {
             .await?;
         transaction.commit().await?;
         Ok(withheld)
+    }
+
+    async fn first_seq_logged_since(
+        &self,
+        tenant: &TenantId,
+        at: OffsetDateTime,
+    ) -> Result<Option<u64>, StoreError> {
+        // `logged` never decreases along `seq`, so the first match in seq order is the cut.
+        let seq: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(seq) FROM audit_leaves WHERE tenant_id = ? AND logged >= ?",
+        )
+        .bind(tenant.as_str())
+        .bind(stamp(at)?)
+        .fetch_one(self.pool())
+        .await?;
+        seq.map(seq_from).transpose()
     }
 
     async fn audit_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
