@@ -100,6 +100,16 @@ operations: /healthz, /readyz, /metrics."
         #[command(subcommand)]
         action: crate::cli_server::EventsAction,
     },
+    /// Create or upgrade the database schema (on PostgreSQL, as the owner role).
+    #[command(
+        after_help = "Examples:\n  tollgate migrate --db tollgate.db\n  tollgate migrate --db postgres://tollgate_owner:PASSWORD@db.internal/tollgate --app-role tollgate_app\n\n\
+PostgreSQL uses two roles: the owner runs this command (it owns the tables) and the app role,\n\
+which owns nothing and has neither SUPERUSER nor BYPASSRLS, is what `serve`, `worker` and the\n\
+other commands connect as (--db postgres://tollgate_app:…@…). Row-level security keeps each\n\
+tenant's rows apart; tollgate refuses to run as a role it would not bind. SQLite files are\n\
+migrated whenever they are opened; this command only makes that explicit."
+    )]
+    Migrate(MigrateArgs),
     /// Export, verify and prove the tamper-evident audit log.
     Audit {
         #[command(subcommand)]
@@ -113,8 +123,18 @@ operations: /healthz, /readyz, /metrics."
 }
 
 #[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// PostgreSQL: the role tollgate runs as, granted SELECT, INSERT, UPDATE and DELETE
+    #[arg(long, value_name = "ROLE", default_value = "tollgate_app")]
+    pub app_role: String,
+}
+
+#[derive(Debug, Args)]
 pub struct DbArgs {
-    /// The database: a SQLite file path [default: tollgate.db; env: TOLLGATE_DB]
+    /// The database: a SQLite file path or sqlite://PATH, or postgres://USER:PASSWORD@HOST/DB
+    /// [default: tollgate.db; env: TOLLGATE_DB]
     #[arg(long, value_name = "PATH|URL")]
     pub db: Option<String>,
 }
@@ -434,6 +454,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Worker(args) => crate::cli_server::worker(config_file, args).await,
         Command::Tenant { action } => crate::cli_server::tenant(config_file, action).await,
         Command::Events { action } => crate::cli_server::events(config_file, action).await,
+        Command::Migrate(args) => {
+            let loaded = config::load(
+                config_file,
+                &Overrides {
+                    db: args.db.db,
+                    ..Overrides::default()
+                },
+            )?;
+            let done = startup::migrate(&loaded.config.database.url, &args.app_role).await?;
+            println!("{done}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit { action } => crate::cli_audit::run(config_file, action).await,
         Command::Config { action } => {
             match action {

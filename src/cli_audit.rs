@@ -117,7 +117,7 @@ pub async fn run(config_file: Option<&Path>, action: AuditAction) -> Result<Exit
     {
         return Ok(verify(config, dir, trusted_keys.as_deref()));
     }
-    let store = startup::sqlite(config).await?;
+    let store = startup::configured_store(config).await?;
     let audit = startup::audit_service(config, store).await?;
     match action {
         AuditAction::Export { tenant, output, .. } => {

@@ -540,7 +540,9 @@ pub fn load_from(
     })?;
 
     for (name, value) in environment {
-        if ENVIRONMENT_OTHER.contains(&name.as_str()) {
+        // TOLLGATE_TEST_* belong to the test suite (the PostgreSQL test cluster's URLs, which
+        // CI exports for every test, including those that start tollgate), never configuration.
+        if ENVIRONMENT_OTHER.contains(&name.as_str()) || name.starts_with("TOLLGATE_TEST_") {
             continue;
         }
         let Some((_, key)) = ENVIRONMENT.iter().find(|(known, _)| known == name) else {
@@ -860,6 +862,15 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("TOLLGATE_ADO_PATT"), "{error}");
+
+        // The test suite's own variables are not configuration and not an error.
+        let loaded = load_from(
+            None,
+            &env(&[("TOLLGATE_TEST_POSTGRES_URL", "postgres://app@localhost/t")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(loaded.config.database.url, DEFAULT_DB);
     }
 
     #[test]

@@ -7,7 +7,10 @@ use anyhow::{Context, Result, bail};
 use tollgate_ado::{ClientConfig, HttpAdoClient, RetryPolicy};
 use tollgate_domain::TenantId;
 use tollgate_domain::ado_api::AdoHost;
-use tollgate_store::{InventoryStore, SqliteStore};
+use tollgate_store::{
+    ApiKeyStore, AuditStore, EventStore, FindingStore, InventoryStore, JobStore, LeafEncoder,
+    PostgresStore, SqliteStore,
+};
 
 use crate::config::Config;
 use crate::services::audit::{AuditService, RecordEncoder};
@@ -17,12 +20,59 @@ use crate::services::settings::{Action, ScopedSetting};
 use crate::services::sync::SyncService;
 use crate::services::tenant::{TenantContext, WebhookSecret};
 
-/// Open the store a `--db` value names: a file path or `sqlite://path`.
-pub async fn open_store(url: &str) -> Result<Arc<dyn InventoryStore>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        bail!(
-            "PostgreSQL storage is not available in this build yet; use a SQLite file path for --db"
-        );
+/// Every store trait behind one handle, whichever backend `--db` names.
+#[async_trait::async_trait]
+pub trait Store:
+    InventoryStore + FindingStore + EventStore + JobStore + ApiKeyStore + AuditStore
+{
+    /// Whether the database answers and carries this binary's schema (`/readyz`).
+    async fn ready(&self) -> Result<(), tollgate_store::StoreError>;
+    /// Give the store the audit log's encoder (once).
+    fn set_leaf_encoder(
+        &self,
+        encoder: Arc<dyn LeafEncoder>,
+    ) -> Result<(), tollgate_store::StoreError>;
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn ready(&self) -> Result<(), tollgate_store::StoreError> {
+        SqliteStore::ready(self).await
+    }
+    fn set_leaf_encoder(
+        &self,
+        encoder: Arc<dyn LeafEncoder>,
+    ) -> Result<(), tollgate_store::StoreError> {
+        SqliteStore::set_leaf_encoder(self, encoder)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn ready(&self) -> Result<(), tollgate_store::StoreError> {
+        PostgresStore::ready(self).await
+    }
+    fn set_leaf_encoder(
+        &self,
+        encoder: Arc<dyn LeafEncoder>,
+    ) -> Result<(), tollgate_store::StoreError> {
+        PostgresStore::set_leaf_encoder(self, encoder)
+    }
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Open the store a `--db` value names: a SQLite file path or `sqlite://path` (created and
+/// migrated as needed), or a `postgres://` URL of the app role (migrated beforehand with
+/// `tollgate migrate`).
+pub async fn store(url: &str) -> Result<Arc<dyn Store>> {
+    if is_postgres(url) {
+        let store = PostgresStore::connect(url)
+            .await
+            .context("opening the PostgreSQL database")?;
+        return Ok(Arc::new(store));
     }
     let path = url.strip_prefix("sqlite://").unwrap_or(url);
     if path.is_empty() {
@@ -32,6 +82,26 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn InventoryStore>> {
         .await
         .with_context(|| format!("opening the database {path}"))?;
     Ok(Arc::new(store))
+}
+
+/// Open the store a `--db` value names, for its inventory.
+pub async fn open_store(url: &str) -> Result<Arc<dyn InventoryStore>> {
+    Ok(store(url).await?)
+}
+
+/// `tollgate migrate`: bring the database's schema up to this binary's. PostgreSQL: `url` is
+/// the owner's, and `app_role` is granted what the store needs; SQLite migrates on open.
+pub async fn migrate(url: &str, app_role: &str) -> Result<String> {
+    if is_postgres(url) {
+        PostgresStore::migrate(url, app_role)
+            .await
+            .context("migrating the PostgreSQL database")?;
+        return Ok(format!(
+            "PostgreSQL schema is current; role {app_role} may use it (connect tollgate with its URL)"
+        ));
+    }
+    store(url).await?;
+    Ok(format!("SQLite database {url} is current"))
 }
 
 pub fn ado_client(config: &Config) -> Result<HttpAdoClient> {
@@ -56,7 +126,7 @@ pub fn ado_client(config: &Config) -> Result<HttpAdoClient> {
 pub async fn sync_service(config: &Config) -> Result<SyncService> {
     let client = ado_client(config)?;
     let org_url = client.config().org_url();
-    let store = sqlite(config).await?;
+    let store = configured_store(config).await?;
     Ok(SyncService::new(
         Arc::new(client),
         store,
@@ -69,7 +139,7 @@ pub async fn sync_service(config: &Config) -> Result<SyncService> {
 
 pub async fn inventory_service(config: &Config) -> Result<InventoryService> {
     Ok(InventoryService::new(
-        sqlite(config).await?,
+        configured_store(config).await?,
         TenantId::default_tenant(),
     ))
 }
@@ -114,23 +184,10 @@ pub fn policies(config: &Config) -> Result<(Arc<tollgate_policy::PolicySet>, Vec
     Ok((Arc::new(loaded.set), problems))
 }
 
-/// The store, with the audit log's record encoder in place.
-pub async fn sqlite(config: &Config) -> Result<Arc<SqliteStore>> {
-    let url = config.database.url.as_str();
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        bail!(
-            "PostgreSQL storage is not available in this build yet; use a SQLite file path for --db"
-        );
-    }
-    let path = url.strip_prefix("sqlite://").unwrap_or(url);
-    if path.is_empty() {
-        bail!("--db is empty; give a file path such as tollgate.db");
-    }
-    let store = SqliteStore::open(path)
-        .await
-        .with_context(|| format!("opening the database {path}"))?;
+/// The store `--db` names (SQLite or PostgreSQL), with the audit log's record encoder in place.
+pub async fn configured_store(config: &Config) -> Result<Arc<dyn Store>> {
+    let store = store(&config.database.url).await?;
     store.set_leaf_encoder(Arc::new(RecordEncoder::new(&config.audit.origin_prefix)))?;
-    let store = Arc::new(store);
     // Leaf 0 of every tenant's log names the log and its keys, before anything else lands.
     let audit = audit_service(config, store.clone()).await?;
     let mut tenants = vec![TenantId::default_tenant()];
@@ -144,7 +201,7 @@ pub async fn sqlite(config: &Config) -> Result<Arc<SqliteStore>> {
 }
 
 /// The audit log service over the store (keys loaded, or created on first use).
-pub async fn audit_service(config: &Config, store: Arc<SqliteStore>) -> Result<AuditService> {
+pub async fn audit_service(config: &Config, store: Arc<dyn Store>) -> Result<AuditService> {
     let key_path = config.audit.key_path(&config.database.url);
     // One key pair per install, named by the origin prefix; each tenant's checkpoints are
     // signed with it under that log's own origin name (see bundle::bind_to_origin).
@@ -160,7 +217,7 @@ pub async fn audit_service(config: &Config, store: Arc<SqliteStore>) -> Result<A
 }
 
 pub async fn finding_store(config: &Config) -> Result<Arc<dyn tollgate_store::FindingStore>> {
-    Ok(sqlite(config).await?)
+    Ok(configured_store(config).await?)
 }
 
 /// The configured actions and parameters per scope; `disabled` and `params` are
@@ -194,7 +251,7 @@ fn scan_options(config: &Config) -> crate::services::scan::ScanOptions {
 }
 
 pub async fn scan_service(config: &Config) -> Result<crate::services::scan::ScanService> {
-    let store = sqlite(config).await?;
+    let store = configured_store(config).await?;
     let (policies, problems) = policies(config)?;
     crate::services::scan::ScanService::new(
         store.clone(),
@@ -211,7 +268,7 @@ pub async fn scan_service(config: &Config) -> Result<crate::services::scan::Scan
 /// `default` serves what is stored.
 pub fn tenant_contexts(
     config: &Config,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     policies: Arc<tollgate_policy::PolicySet>,
     problems: &[String],
 ) -> Result<Vec<TenantContext>> {
@@ -284,14 +341,14 @@ pub fn tenant_contexts(
 /// Everything `serve` and `worker` share: one store, the tenants, metrics, the wake-up
 /// signal between the receiver and in-process workers.
 struct ServerParts {
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     tenants: Arc<crate::services::tenant::Tenants>,
     metrics: Arc<crate::telemetry::Metrics>,
     wake: Arc<tokio::sync::Notify>,
 }
 
 async fn server_parts(config: &Config) -> Result<ServerParts> {
-    let store = sqlite(config).await?;
+    let store = configured_store(config).await?;
     let (policies, problems) = policies(config)?;
     for problem in &problems {
         tracing::warn!(
@@ -357,7 +414,7 @@ fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
     receiver
 }
 
-struct StoreReadiness(Arc<SqliteStore>);
+struct StoreReadiness(Arc<dyn Store>);
 
 #[async_trait::async_trait]
 impl crate::http::Readiness for StoreReadiness {
@@ -369,11 +426,10 @@ impl crate::http::Readiness for StoreReadiness {
 /// Prune what retention allows, hourly: events past their retention (never under 36 h,
 /// so redeliveries are still recognised) and finished jobs after a week.
 async fn prune_periodically(
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     retention: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    use tollgate_store::{EventStore, JobStore};
     loop {
         let now = time::OffsetDateTime::now_utc();
         let events_before =
@@ -455,7 +511,7 @@ async fn checkpoint_periodically(
 /// printed, so the first start is never open and never locked out.
 async fn authenticator(
     config: &Config,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
 ) -> Result<(
     Arc<crate::auth::authenticator::Authenticator>,
     Arc<crate::auth::api_keys::ApiKeyService>,
@@ -645,7 +701,7 @@ pub async fn run_workers(config: &Config) -> Result<()> {
 
 /// Stored events and jobs, for `tollgate events`.
 pub async fn event_pipeline(config: &Config) -> Result<crate::services::events::EventsService> {
-    let store = sqlite(config).await?;
+    let store = configured_store(config).await?;
     Ok(crate::services::events::EventsService::new(
         store.clone(),
         store,

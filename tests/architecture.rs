@@ -33,6 +33,7 @@ fn services_use_no_adapter_or_concrete_implementation() {
         "sqlx",
         "HttpAdoClient",
         "SqliteStore",
+        "PostgresStore",
         "tollgate_sim",
         "indicatif",
         "comfy_table",

@@ -8,7 +8,7 @@ use tollgate_domain::TenantId;
 
 use crate::{AuditDraft, StoreError};
 
-/// One API key row.
+/// One API key row. Its times are kept to the microsecond (what PostgreSQL keeps).
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredApiKey {
     /// Public and unique across all tenants: a presented key is found by its id alone.

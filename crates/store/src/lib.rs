@@ -7,6 +7,11 @@
 mod audit;
 mod keys;
 mod migrate;
+mod postgres;
+mod postgres_audit;
+mod postgres_findings;
+mod postgres_keys;
+mod postgres_queue;
 mod queue;
 mod sqlite;
 mod sqlite_audit;
@@ -25,6 +30,7 @@ pub use audit::{
     AuditDraft, AuditStore, EncodedLeaf, LeafEncoder, LeafFilter, StoredCheckpoint, StoredLeaf,
 };
 pub use keys::{ApiKeyStore, StoredApiKey};
+pub use postgres::PostgresStore;
 pub use queue::{
     EventFilter, EventId, EventStatus, EventStore, IngestAudit, IngestOutcome, Job, JobFilter,
     JobId, JobStatus, JobStore, NewEvent, NewJob, QueueStats, ReplayOutcome, ReplaySelection,
@@ -45,6 +51,10 @@ pub enum StoreError {
         "the database is at schema version {found}, newer than this tollgate understands ({known}); upgrade tollgate"
     )]
     SchemaTooNew { found: i64, known: i64 },
+    #[error("the database is not ready for this tollgate: {0}")]
+    NotMigrated(String),
+    #[error("refusing to use PostgreSQL as role {role:?}: {reason}")]
+    UnsafeRole { role: String, reason: String },
     #[error("sync run {0} does not exist")]
     UnknownRun(SyncRunId),
     #[error("event {0} does not exist")]

@@ -45,3 +45,54 @@ pub(crate) const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0007_audit.sql"),
     },
 ];
+
+pub(crate) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "inventory",
+        sql: include_str!("../migrations/postgres/0001_inventory.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "findings",
+        sql: include_str!("../migrations/postgres/0002_findings.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "events",
+        sql: include_str!("../migrations/postgres/0003_events.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "api_keys",
+        sql: include_str!("../migrations/postgres/0004_api_keys.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "audit",
+        sql: include_str!("../migrations/postgres/0005_audit.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "row_level_security",
+        sql: include_str!("../migrations/postgres/0006_row_level_security.sql"),
+    },
+];
+
+/// Every PostgreSQL table that holds tenant rows: each has `tenant_id` and row-level security
+/// on and forced (migration 6), and the app role may read and write it.
+pub(crate) const POSTGRES_TENANT_TABLES: &[&str] = &[
+    "inventory",
+    "inventory_staging",
+    "sync_runs",
+    "watermarks",
+    "inventory_changes",
+    "findings",
+    "waivers",
+    "events",
+    "jobs",
+    "api_keys",
+    "audit_leaves",
+    "audit_checkpoints",
+    "audit_sink_cursors",
+];

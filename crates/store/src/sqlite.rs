@@ -37,7 +37,7 @@ pub struct SqliteStore {
 
 /// Where the audit log's [`LeafEncoder`] is kept.
 #[derive(Default)]
-struct EncoderSlot(OnceLock<Arc<dyn LeafEncoder>>);
+pub(crate) struct EncoderSlot(pub(crate) OnceLock<Arc<dyn LeafEncoder>>);
 
 impl std::fmt::Debug for EncoderSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

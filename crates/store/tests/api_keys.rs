@@ -1,5 +1,5 @@
-//! `ApiKeyStore` on SQLite: round trips, tenant scoping, activity and the atomic bootstrap
-//! insert. Written against the trait, for the PostgreSQL store to run as well.
+//! `ApiKeyStore`: round trips, tenant scoping, activity and the atomic bootstrap insert, on
+//! SQLite and on PostgreSQL (see tests/common).
 
 #![allow(
     clippy::unwrap_used,
@@ -7,24 +7,16 @@
     reason = "a test reports failure by panicking"
 )]
 
+#[macro_use]
+mod common;
+
+use common::Fixture;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 use tollgate_domain::TenantId;
-use tollgate_store::{ApiKeyStore, SqliteStore, StoreError, StoredApiKey};
+use tollgate_store::{StoreError, StoredApiKey};
 
 const NOW: OffsetDateTime = datetime!(2026-03-02 09:30:00 UTC);
-
-async fn sqlite() -> (tempfile::TempDir, SqliteStore, String) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir
-        .path()
-        .join("keys.db")
-        .to_str()
-        .expect("utf-8")
-        .to_owned();
-    let store = SqliteStore::open(&path).await.expect("open store");
-    (dir, store, path)
-}
 
 fn key(key_id: &str, tenant: &str) -> StoredApiKey {
     StoredApiKey {
@@ -41,13 +33,12 @@ fn key(key_id: &str, tenant: &str) -> StoredApiKey {
     }
 }
 
-#[tokio::test]
-async fn keys_round_trip_and_ids_are_unique_across_tenants() {
-    let (_dir, store, _) = sqlite().await;
+async fn keys_round_trip_and_ids_are_unique_across_tenants(fixture: Fixture) {
+    let store = &*fixture.store;
     let mut full = key("AAAAAAAAAAA1", "contoso");
-    // Sub-second times survive the round trip.
+    // Sub-second times survive the round trip, to the microsecond (what PostgreSQL keeps).
     full.expires_at = Some(NOW + Duration::milliseconds(1500));
-    full.last_used_at = Some(NOW + Duration::nanoseconds(1));
+    full.last_used_at = Some(NOW + Duration::microseconds(1));
     store.insert_api_key(&full, &[]).await.unwrap();
     assert_eq!(
         store.api_key("AAAAAAAAAAA1").await.unwrap(),
@@ -79,9 +70,8 @@ async fn keys_round_trip_and_ids_are_unique_across_tenants() {
     assert_eq!(ids, ["AAAAAAAAAAA1", "AAAAAAAAAAA3"]);
 }
 
-#[tokio::test]
-async fn revocation_is_scoped_to_the_tenant_and_keeps_the_first_time() {
-    let (_dir, store, _) = sqlite().await;
+async fn revocation_is_scoped_to_the_tenant_and_keeps_the_first_time(fixture: Fixture) {
+    let store = &*fixture.store;
     store
         .insert_api_key(&key("AAAAAAAAAAA1", "contoso"), &[])
         .await
@@ -147,9 +137,8 @@ async fn revocation_is_scoped_to_the_tenant_and_keeps_the_first_time() {
     );
 }
 
-#[tokio::test]
-async fn only_unrevoked_unexpired_keys_are_active() {
-    let (_dir, store, _) = sqlite().await;
+async fn only_unrevoked_unexpired_keys_are_active(fixture: Fixture) {
+    let store = &*fixture.store;
     let mut expiring = key("AAAAAAAAAAA1", "contoso");
     // Lexically "…:00.5Z" < "…:00Z"; the comparison must be by time, not by text.
     expiring.expires_at = Some(NOW + Duration::milliseconds(500));
@@ -193,22 +182,28 @@ async fn only_unrevoked_unexpired_keys_are_active() {
     assert_eq!(store.count_active_api_keys(later).await.unwrap(), 1);
 }
 
-#[tokio::test]
-async fn a_corrupt_row_is_an_error_not_a_key() {
-    let (_dir, store, path) = sqlite().await;
+async fn a_corrupt_row_is_an_error_not_a_key(fixture: Fixture) {
+    let store = &*fixture.store;
     store
         .insert_api_key(&key("AAAAAAAAAAA1", "contoso"), &[])
         .await
         .unwrap();
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{path}"))
-        .await
-        .unwrap();
-    sqlx::query("UPDATE api_keys SET secret_sha256 = x'0102' WHERE key_id = 'AAAAAAAAAAA1'")
-        .execute(&pool)
-        .await
-        .unwrap();
+    fixture
+        .behind_the_store(
+            "contoso",
+            "UPDATE api_keys SET secret_sha256 = x'0102' WHERE key_id = 'AAAAAAAAAAA1'",
+            "UPDATE api_keys SET secret_sha256 = '\\x0102'::bytea WHERE key_id = 'AAAAAAAAAAA1'",
+        )
+        .await;
     assert!(matches!(
         store.api_key("AAAAAAAAAAA1").await,
         Err(StoreError::Corrupt(_))
     ));
 }
+
+on_both_backends!(
+    keys_round_trip_and_ids_are_unique_across_tenants,
+    revocation_is_scoped_to_the_tenant_and_keeps_the_first_time,
+    only_unrevoked_unexpired_keys_are_active,
+    a_corrupt_row_is_an_error_not_a_key,
+);

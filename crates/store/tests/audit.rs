@@ -1,4 +1,5 @@
-//! The audit log's storage: behaviour every `AuditStore` must show, on real SQLite files.
+//! The audit log's storage: behaviour every `AuditStore` must show, on real SQLite files and
+//! on PostgreSQL (see tests/common).
 
 #![allow(
     clippy::unwrap_used,
@@ -6,16 +7,19 @@
     reason = "a test reports failure by panicking"
 )]
 
+#[macro_use]
+mod common;
+
 use std::sync::Arc;
 
+use common::Fixture;
 use serde_json::{Map, json};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::macros::datetime;
 use tollgate_domain::TenantId;
 use tollgate_store::{
-    AuditDraft, AuditStore, EncodedLeaf, LeafEncoder, LeafFilter, SqliteStore, StoreError,
-    StoredCheckpoint,
+    AuditDraft, EncodedLeaf, LeafEncoder, LeafFilter, StoreError, StoredCheckpoint,
 };
 
 /// A stand-in for the audit crate's encoder: plain JSON of what the store hands over.
@@ -47,13 +51,13 @@ impl LeafEncoder for TestEncoder {
     }
 }
 
-async fn store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("audit.db").to_str().unwrap())
-        .await
+/// The fixture's store with the test encoder set.
+fn with_encoder(fixture: &Fixture) -> &dyn common::AnyStore {
+    fixture
+        .store
+        .set_leaf_encoder(Arc::new(TestEncoder))
         .unwrap();
-    store.set_leaf_encoder(Arc::new(TestEncoder)).unwrap();
-    (dir, store)
+    &*fixture.store
 }
 
 fn draft(event_type: &str, dedupe_key: Option<&str>) -> AuditDraft {
@@ -75,9 +79,8 @@ fn globex() -> TenantId {
     TenantId::parse("globex").unwrap()
 }
 
-#[tokio::test]
-async fn appends_get_gap_free_positions_per_tenant() {
-    let (_dir, store) = store().await;
+async fn appends_get_gap_free_positions_per_tenant(fixture: Fixture) {
+    let store = with_encoder(&fixture);
     let placed = store
         .append_audit(&acme(), &[draft("a", None), draft("b", None)])
         .await
@@ -142,9 +145,8 @@ async fn appends_get_gap_free_positions_per_tenant() {
     assert_eq!(store.audit_tenants().await.unwrap(), [acme(), globex()]);
 }
 
-#[tokio::test]
-async fn a_source_id_is_logged_once() {
-    let (_dir, store) = store().await;
+async fn a_source_id_is_logged_once(fixture: Fixture) {
+    let store = with_encoder(&fixture);
     let placed = store
         .append_audit(
             &acme(),
@@ -169,9 +171,8 @@ async fn a_source_id_is_logged_once() {
     assert_eq!(again, [None, Some(1)]);
 }
 
-#[tokio::test]
-async fn a_record_the_encoder_refuses_appends_nothing() {
-    let (_dir, store) = store().await;
+async fn a_record_the_encoder_refuses_appends_nothing(fixture: Fixture) {
+    let store = with_encoder(&fixture);
     let error = store
         .append_audit(&acme(), &[draft("fine", None), draft("refuse.me", None)])
         .await
@@ -180,12 +181,8 @@ async fn a_record_the_encoder_refuses_appends_nothing() {
     assert_eq!(store.audit_size(&acme()).await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn without_an_encoder_appending_is_a_clear_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("a.db").to_str().unwrap())
-        .await
-        .unwrap();
+async fn without_an_encoder_appending_is_a_clear_error(fixture: Fixture) {
+    let store = &*fixture.store;
     let error = store
         .append_audit(&acme(), &[draft("a", None)])
         .await
@@ -195,9 +192,8 @@ async fn without_an_encoder_appending_is_a_clear_error() {
     assert!(store.set_leaf_encoder(Arc::new(TestEncoder)).is_err());
 }
 
-#[tokio::test]
-async fn withheld_payloads_keep_their_hashes_and_the_cut_is_recorded() {
-    let (_dir, store) = store().await;
+async fn withheld_payloads_keep_their_hashes_and_the_cut_is_recorded(fixture: Fixture) {
+    let store = with_encoder(&fixture);
     let drafts: Vec<AuditDraft> = (0..5).map(|i| draft(&format!("e{i}"), None)).collect();
     store.append_audit(&acme(), &drafts).await.unwrap();
     let hashes_before = store.audit_leaf_hashes(&acme(), 0, 5).await.unwrap();
@@ -227,27 +223,18 @@ async fn withheld_payloads_keep_their_hashes_and_the_cut_is_recorded() {
     );
 }
 
-#[tokio::test]
-async fn a_missing_leaf_is_reported_not_skipped() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("holes.db");
-    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
-    store.set_leaf_encoder(Arc::new(TestEncoder)).unwrap();
+async fn a_missing_leaf_is_reported_not_skipped(fixture: Fixture) {
+    let store = with_encoder(&fixture);
     let drafts: Vec<AuditDraft> = (0..4).map(|i| draft(&format!("e{i}"), None)).collect();
     store.append_audit(&acme(), &drafts).await.unwrap();
-    let url = format!("sqlite://{}", path.display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query("DELETE FROM audit_leaves WHERE seq = 2")
-        .execute(&pool)
-        .await
-        .unwrap();
+    let delete = "DELETE FROM audit_leaves WHERE seq = 2";
+    fixture.behind_the_store("acme", delete, delete).await;
     let error = store.audit_leaf_hashes(&acme(), 0, 4).await.unwrap_err();
     assert!(error.to_string().contains("leaf 2 is missing"), "{error}");
 }
 
-#[tokio::test]
-async fn checkpoints_and_sink_cursors_are_kept_per_tenant() {
-    let (_dir, store) = store().await;
+async fn checkpoints_and_sink_cursors_are_kept_per_tenant(fixture: Fixture) {
+    let store = with_encoder(&fixture);
     let at = |s: i64| datetime!(2026-05-04 12:00 UTC) + time::Duration::seconds(s);
     for (size, second) in [(1, 0), (3, 5), (3, 3600)] {
         store
@@ -284,3 +271,13 @@ async fn checkpoints_and_sink_cursors_are_kept_per_tenant() {
     assert_eq!(store.sink_cursor(&acme(), "syslog").await.unwrap(), 43);
     assert_eq!(store.sink_cursor(&globex(), "syslog").await.unwrap(), 0);
 }
+
+on_both_backends!(
+    appends_get_gap_free_positions_per_tenant,
+    a_source_id_is_logged_once,
+    a_record_the_encoder_refuses_appends_nothing,
+    withheld_payloads_keep_their_hashes_and_the_cut_is_recorded,
+    checkpoints_and_sink_cursors_are_kept_per_tenant,
+    without_an_encoder_appending_is_a_clear_error,
+    a_missing_leaf_is_reported_not_skipped,
+);

@@ -1,5 +1,5 @@
 //! The store conformance story: behaviour every `InventoryStore` implementation must show.
-//! Written against the trait, so the PostgreSQL store runs the same story when it lands.
+//! Written against the trait; runs on SQLite and on PostgreSQL (see tests/common).
 
 #![allow(
     clippy::unwrap_used,
@@ -7,6 +7,10 @@
     reason = "a test reports failure by panicking"
 )]
 
+#[macro_use]
+mod common;
+
+use common::Fixture;
 use serde_json::json;
 use tollgate_domain::{InventoryItem, ResourceKind, SyncRunId, TenantId};
 use tollgate_store::{InventoryStore, Replace, SqliteStore, SyncMode};
@@ -22,15 +26,6 @@ fn item(kind: ResourceKind, scope: &str, project: &str, ado_id: &str, raw: &str)
         revision: Some("1".to_owned()),
         raw: raw.to_owned(),
     }
-}
-
-async fn sqlite() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("conformance.db");
-    let store = SqliteStore::open(path.to_str().expect("utf-8 path"))
-        .await
-        .expect("open store");
-    (dir, store)
 }
 
 async fn staged_rows_are_invisible_until_their_kind_commits(store: &dyn InventoryStore) {
@@ -456,17 +451,51 @@ async fn incremental_syncs_record_exactly_what_changed(store: &dyn InventoryStor
     );
 }
 
-#[tokio::test]
-async fn sqlite_passes_the_conformance_story() {
-    let (_dir, store) = sqlite().await;
-    staged_rows_are_invisible_until_their_kind_commits(&store).await;
-    a_discarded_kind_leaves_the_previous_rows_untouched(&store).await;
-    replace_by_scope_project_and_key_deletes_only_what_it_names(&store).await;
-    upserts_replace_rows_with_the_same_key_and_watermarks_commit_with_them(&store).await;
-    tenants_never_see_each_others_rows(&store).await;
-    items_page_in_key_order(&store).await;
-    incremental_syncs_record_exactly_what_changed(&store).await;
+async fn the_conformance_story(fixture: Fixture) {
+    let store = &*fixture.store;
+    staged_rows_are_invisible_until_their_kind_commits(store).await;
+    a_discarded_kind_leaves_the_previous_rows_untouched(store).await;
+    replace_by_scope_project_and_key_deletes_only_what_it_names(store).await;
+    upserts_replace_rows_with_the_same_key_and_watermarks_commit_with_them(store).await;
+    tenants_never_see_each_others_rows(store).await;
+    items_page_in_key_order(store).await;
+    incremental_syncs_record_exactly_what_changed(store).await;
+    a_key_staged_twice_in_a_run_keeps_the_last_one(store).await;
 }
+
+/// Pages of a listing can overlap; the last copy staged is the one stored.
+async fn a_key_staged_twice_in_a_run_keeps_the_last_one(store: &dyn InventoryStore) {
+    let tenant = TenantId::parse("twice").expect("id");
+    let run = store
+        .begin_sync(&tenant, SyncMode::Full)
+        .await
+        .expect("begin")
+        .id;
+    for raw in [r#"{"page":1}"#, r#"{"page":2}"#] {
+        store
+            .stage(
+                &tenant,
+                run,
+                &[item(ResourceKind::Teams, "p", "p", "t", raw)],
+            )
+            .await
+            .expect("stage");
+    }
+    let count = store
+        .commit_kind(&tenant, run, ResourceKind::Teams, &Replace::all(), &[])
+        .await
+        .expect("commit");
+    assert_eq!(count, 1);
+    let items = store
+        .items(&tenant, ResourceKind::Teams, None, 10)
+        .await
+        .expect("items");
+    assert_eq!(items[0].raw, r#"{"page":2}"#);
+}
+
+use findings::the_findings_story;
+
+on_both_backends!(the_conformance_story, the_findings_story);
 
 #[tokio::test]
 async fn reopening_a_database_keeps_its_data_and_applies_no_migration_twice() {
@@ -533,9 +562,9 @@ mod findings {
     use serde_json::json;
     use time::{Duration, OffsetDateTime};
     use tollgate_domain::{ResourceKind, TenantId};
-    use tollgate_store::{
-        Coverage, FindingStatus, FindingStore, NewWaiver, Observation, SqliteStore,
-    };
+    use tollgate_store::{Coverage, FindingStatus, FindingStore, NewWaiver, Observation};
+
+    use crate::common::Fixture;
 
     fn observation(control: &str, key: &str) -> Observation {
         Observation {
@@ -712,13 +741,9 @@ mod findings {
         assert_eq!(open, vec!["p/b"]);
     }
 
-    #[tokio::test]
-    async fn sqlite_passes_the_findings_story() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("f.db").to_str().unwrap())
-            .await
-            .unwrap();
-        the_lifecycle_opens_fixes_reopens_and_waives(&store).await;
-        coverage_limits_what_is_fixed(&store).await;
+    pub async fn the_findings_story(fixture: Fixture) {
+        let store = &*fixture.store;
+        the_lifecycle_opens_fixes_reopens_and_waives(store).await;
+        coverage_limits_what_is_fixed(store).await;
     }
 }

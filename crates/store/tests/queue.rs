@@ -1,5 +1,5 @@
 //! Webhook events and the job queue: behaviour every `EventStore` + `JobStore` must show, run
-//! here against real SQLite files.
+//! on real SQLite files and on PostgreSQL (see tests/common).
 
 #![allow(
     clippy::unwrap_used,
@@ -7,10 +7,14 @@
     reason = "a test reports failure by panicking"
 )]
 
+#[macro_use]
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
+use common::Fixture;
 use serde_json::json;
 use sqlx::Connection;
 use time::macros::datetime;
@@ -24,14 +28,14 @@ use tollgate_store::{
 
 const LEASE: StdDuration = StdDuration::from_secs(60);
 
-struct Fixture {
-    /// Bind it (`Fixture { _dir, .. }`): the database lives only as long as the directory.
+struct SqliteFixture {
+    /// Bind it (`SqliteFixture { _dir, .. }`): the database lives only as long as the directory.
     _dir: tempfile::TempDir,
     path: String,
     store: SqliteStore,
 }
 
-async fn sqlite() -> Fixture {
+async fn sqlite() -> SqliteFixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir
         .path()
@@ -40,7 +44,7 @@ async fn sqlite() -> Fixture {
         .expect("utf-8 path")
         .to_owned();
     let store = SqliteStore::open(&path).await.expect("open store");
-    Fixture {
+    SqliteFixture {
         _dir: dir,
         path,
         store,
@@ -117,9 +121,8 @@ async fn all_events(store: &dyn EventStore, tenant: &TenantId) -> Vec<StoredEven
         .unwrap()
 }
 
-#[tokio::test]
-async fn redelivered_events_are_stored_once_and_counted() {
-    let Fixture { _dir, store, .. } = sqlite().await;
+async fn redelivered_events_are_stored_once_and_counted(fixture: Fixture) {
+    let store = &*fixture.store;
     let first = store
         .ingest(&[event(Some("ado-1"), at(0), None)], &|_, _| Vec::new())
         .await
@@ -182,16 +185,15 @@ async fn redelivered_events_are_stored_once_and_counted() {
             .unwrap()[0],
     );
     assert_ne!(foreign, id);
-    assert_eq!(all_events(&store, &acme()).await.len(), 4);
+    assert_eq!(all_events(store, &acme()).await.len(), 4);
     assert!(
         store.event(&acme(), foreign).await.unwrap().is_none(),
         "a tenant sees only its own events"
     );
 }
 
-#[tokio::test]
-async fn stored_events_keep_every_field_and_the_exact_body() {
-    let Fixture { _dir, store, .. } = sqlite().await;
+async fn stored_events_keep_every_field_and_the_exact_body(fixture: Fixture) {
+    let store = &*fixture.store;
     let body = b"{\"id\":\"x\", \"resource\": \"\xff not utf-8\"}".to_vec();
     let received = datetime!(2026-05-04 14:00:00.123456789 +02:00);
     let new = NewEvent {
@@ -227,9 +229,8 @@ async fn stored_events_keep_every_field_and_the_exact_body() {
     );
 }
 
-#[tokio::test]
-async fn a_job_is_enqueued_with_a_new_event_only() {
-    let Fixture { _dir, store, .. } = sqlite().await;
+async fn a_job_is_enqueued_with_a_new_event_only(fixture: Fixture) {
+    let store = &*fixture.store;
     let outcomes = store
         .ingest(
             &[event(Some("ado-1"), at(0), Some(job("sync", None, at(0))))],
@@ -259,15 +260,14 @@ async fn a_job_is_enqueued_with_a_new_event_only() {
         .unwrap();
     assert_eq!(redelivered[0], IngestOutcome::Duplicate { id });
     assert_eq!(
-        all_jobs(&store, &acme()).await.len(),
+        all_jobs(store, &acme()).await.len(),
         1,
         "a redelivery enqueues nothing"
     );
 }
 
-#[tokio::test]
-async fn a_batch_that_fails_midway_stores_nothing() {
-    let Fixture { _dir, store, path } = sqlite().await;
+async fn a_batch_that_fails_midway_stores_nothing(fixture: Fixture) {
+    let store = &*fixture.store;
     let (earlier, _) = stored(
         &store
             .ingest(&[event(Some("earlier"), at(0), None)], &|_, _| Vec::new())
@@ -276,16 +276,17 @@ async fn a_batch_that_fails_midway_stores_nothing() {
     );
 
     // A real failure inside the transaction, after other rows of the batch were written.
-    let mut connection = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
-        .await
-        .unwrap();
-    sqlx::query(
-        "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.event_id = 'poison' \
-         BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
-    )
-    .execute(&mut connection)
-    .await
-    .unwrap();
+    fixture
+        .behind_the_store(
+            "acme",
+            "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.event_id = 'poison' \
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.event_id = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; \
+             END $$; CREATE TRIGGER poison BEFORE INSERT ON events FOR EACH ROW \
+             EXECUTE FUNCTION poison()",
+        )
+        .await;
 
     let batch = [
         event(Some("new"), at(1), Some(job("sync", Some("k"), at(1)))),
@@ -295,19 +296,22 @@ async fn a_batch_that_fails_midway_stores_nothing() {
     let error = store.ingest(&batch, &|_, _| Vec::new()).await.unwrap_err();
     assert!(error.to_string().contains("poisoned"), "{error}");
 
-    let events = all_events(&store, &acme()).await;
+    let events = all_events(store, &acme()).await;
     assert_eq!(events.len(), 1, "only the earlier event: {events:?}");
     assert_eq!(events[0].id, earlier);
     assert_eq!(
         events[0].deliveries, 1,
         "the redelivery was rolled back too"
     );
-    assert!(all_jobs(&store, &acme()).await.is_empty());
+    assert!(all_jobs(store, &acme()).await.is_empty());
 
-    sqlx::query("DROP TRIGGER poison")
-        .execute(&mut connection)
-        .await
-        .unwrap();
+    fixture
+        .behind_the_store(
+            "acme",
+            "DROP TRIGGER poison",
+            "DROP TRIGGER poison ON events",
+        )
+        .await;
     let outcomes = store.ingest(&batch, &|_, _| Vec::new()).await.unwrap();
     assert!(matches!(
         outcomes[0],
@@ -317,9 +321,8 @@ async fn a_batch_that_fails_midway_stores_nothing() {
     assert!(matches!(outcomes[2], IngestOutcome::Stored { .. }));
 }
 
-#[tokio::test]
-async fn an_invalid_job_refuses_the_whole_batch() {
-    let Fixture { _dir, store, .. } = sqlite().await;
+async fn an_invalid_job_refuses_the_whole_batch(fixture: Fixture) {
+    let store = &*fixture.store;
     let mut endless = job("sync", None, at(0));
     endless.max_attempts = 0;
     let error = store
@@ -333,19 +336,18 @@ async fn an_invalid_job_refuses_the_whole_batch() {
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::InvalidInput(_)), "{error}");
-    assert!(all_events(&store, &acme()).await.is_empty());
+    assert!(all_events(store, &acme()).await.is_empty());
     let mut nameless = job("", None, at(0));
     nameless.max_attempts = 1;
     for bad in [endless, nameless] {
         let error = store.enqueue(&acme(), &bad, &[]).await.unwrap_err();
         assert!(matches!(error, StoreError::InvalidInput(_)), "{error}");
     }
-    assert!(all_jobs(&store, &acme()).await.is_empty());
+    assert!(all_jobs(store, &acme()).await.is_empty());
 }
 
-#[tokio::test]
-async fn dedupe_keys_coalesce_only_while_the_job_is_queued() {
-    let Fixture { _dir, store, .. } = sqlite().await;
+async fn dedupe_keys_coalesce_only_while_the_job_is_queued(fixture: Fixture) {
+    let store = &*fixture.store;
     let mut first = job("resync", Some("project-a"), at(60));
     first.payload = json!({ "first": true });
     let queued = store.enqueue(&acme(), &first, &[]).await.unwrap();
@@ -391,9 +393,8 @@ async fn dedupe_keys_coalesce_only_while_the_job_is_queued() {
     );
 }
 
-#[tokio::test]
-async fn events_coalesced_into_one_job_are_marked_together() {
-    let Fixture { _dir, store, .. } = sqlite().await;
+async fn events_coalesced_into_one_job_are_marked_together(fixture: Fixture) {
+    let store = &*fixture.store;
     let outcomes = store
         .ingest(
             &[
@@ -417,7 +418,7 @@ async fn events_coalesced_into_one_job_are_marked_together() {
         .await
         .unwrap();
     assert_eq!(marked, 2);
-    let events = all_events(&store, &acme()).await;
+    let events = all_events(store, &acme()).await;
     assert_eq!(events[0].status, EventStatus::Processed);
     assert_eq!(events[0].processed_at, Some(at(20)));
     assert_eq!(events[1].status, EventStatus::Processed);
@@ -432,9 +433,8 @@ async fn events_coalesced_into_one_job_are_marked_together() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_claimers_never_get_the_same_job() {
-    let Fixture { _dir, store, .. } = sqlite().await;
+async fn concurrent_claimers_never_get_the_same_job(fixture: Fixture) {
+    let store = &*fixture.store;
     let batch: Vec<NewEvent> = (0..200)
         .map(|n| {
             event(
@@ -446,7 +446,7 @@ async fn concurrent_claimers_never_get_the_same_job() {
         .collect();
     store.ingest(&batch, &|_, _| Vec::new()).await.unwrap();
 
-    let store = Arc::new(store);
+    let store = fixture.store.clone();
     let claimers: Vec<_> = (0..8)
         .map(|worker| {
             let store = Arc::clone(&store);
@@ -487,9 +487,8 @@ async fn concurrent_claimers_never_get_the_same_job() {
     );
 }
 
-#[tokio::test]
-async fn claims_take_due_jobs_oldest_first() {
-    let Fixture { _dir, store, .. } = sqlite().await;
+async fn claims_take_due_jobs_oldest_first(fixture: Fixture) {
+    let store = &*fixture.store;
     let late = store
         .enqueue(&acme(), &job("b", None, at(20)), &[])
         .await
@@ -520,10 +519,9 @@ async fn claims_take_due_jobs_oldest_first() {
     assert_eq!(next[0].id, future);
 }
 
-#[tokio::test]
-async fn a_run_after_within_the_second_is_respected() {
+async fn a_run_after_within_the_second_is_respected(fixture: Fixture) {
     // Catches times stored as text that does not sort like the times: "…:00.5Z" < "…:00Z".
-    let Fixture { _dir, store, .. } = sqlite().await;
+    let store = &*fixture.store;
     let half_past = at(0) + Duration::milliseconds(500);
     let id = store
         .enqueue(&acme(), &job("sync", None, half_past), &[])
@@ -542,9 +540,8 @@ async fn a_run_after_within_the_second_is_respected() {
     assert_eq!(claimed[0].run_after, half_past);
 }
 
-#[tokio::test]
-async fn an_expired_lease_is_claimed_again_and_the_old_worker_loses_it() {
-    let Fixture { _dir, store, .. } = sqlite().await;
+async fn an_expired_lease_is_claimed_again_and_the_old_worker_loses_it(fixture: Fixture) {
+    let store = &*fixture.store;
     let id = store
         .enqueue(&acme(), &job("sync", None, at(0)), &[])
         .await
@@ -601,9 +598,8 @@ async fn an_expired_lease_is_claimed_again_and_the_old_worker_loses_it() {
     );
 }
 
-#[tokio::test]
-async fn a_job_whose_worker_keeps_dying_goes_dead() {
-    let Fixture { _dir, store, .. } = sqlite().await;
+async fn a_job_whose_worker_keeps_dying_goes_dead(fixture: Fixture) {
+    let store = &*fixture.store;
     let mut fragile = job("sync", None, at(0));
     fragile.max_attempts = 2;
     let id = store.enqueue(&acme(), &fragile, &[]).await.unwrap();
@@ -623,9 +619,8 @@ async fn a_job_whose_worker_keeps_dying_goes_dead() {
     assert!(error.contains("w2") && error.contains("expired"), "{error}");
 }
 
-#[tokio::test]
-async fn failed_attempts_back_off_then_the_job_dies_and_can_be_retried() {
-    let Fixture { _dir, store, .. } = sqlite().await;
+async fn failed_attempts_back_off_then_the_job_dies_and_can_be_retried(fixture: Fixture) {
+    let store = &*fixture.store;
     let mut flaky = job("sync", None, at(0));
     flaky.max_attempts = 2;
     let id = store.enqueue(&acme(), &flaky, &[]).await.unwrap();
@@ -702,9 +697,8 @@ async fn failed_attempts_back_off_then_the_job_dies_and_can_be_retried() {
     );
 }
 
-#[tokio::test]
-async fn replay_enqueues_again_by_ids_and_by_time_range() {
-    let Fixture { _dir, store, .. } = sqlite().await;
+async fn replay_enqueues_again_by_ids_and_by_time_range(fixture: Fixture) {
+    let store = &*fixture.store;
     let malformed = NewEvent {
         status: EventStatus::Malformed,
         error: Some("not JSON".to_owned()),
@@ -840,9 +834,8 @@ async fn replay_enqueues_again_by_ids_and_by_time_range() {
     );
 }
 
-#[tokio::test]
-async fn marking_names_an_existing_event_and_an_outcome() {
-    let Fixture { _dir, store, .. } = sqlite().await;
+async fn marking_names_an_existing_event_and_an_outcome(fixture: Fixture) {
+    let store = &*fixture.store;
     let (id, _) = stored(
         &store
             .ingest(&[event(Some("a"), at(0), None)], &|_, _| Vec::new())
@@ -872,9 +865,8 @@ async fn marking_names_an_existing_event_and_an_outcome() {
     assert_eq!(failed.processed_at, Some(at(2)));
 }
 
-#[tokio::test]
-async fn pruning_events_keeps_the_newer_ones_and_their_dedupe_memory() {
-    let Fixture { _dir, store, .. } = sqlite().await;
+async fn pruning_events_keeps_the_newer_ones_and_their_dedupe_memory(fixture: Fixture) {
+    let store = &*fixture.store;
     let old = datetime!(2026-05-01 0:00 UTC);
     let mut other = event(Some("other-old"), old, None);
     other.tenant = globex();
@@ -890,10 +882,10 @@ async fn pruning_events_keeps_the_newer_ones_and_their_dedupe_memory() {
         .await
         .unwrap();
     assert_eq!(store.prune_events(at(0)).await.unwrap(), 2);
-    let left = all_events(&store, &acme()).await;
+    let left = all_events(store, &acme()).await;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].event_id.as_deref(), Some("new"));
-    assert!(all_events(&store, &globex()).await.is_empty());
+    assert!(all_events(store, &globex()).await.is_empty());
     assert!(matches!(
         store
             .ingest(&[event(Some("new"), at(1), None)], &|_, _| Vec::new())
@@ -903,9 +895,8 @@ async fn pruning_events_keeps_the_newer_ones_and_their_dedupe_memory() {
     ));
 }
 
-#[tokio::test]
-async fn events_filter_and_page_by_id() {
-    let Fixture { _dir, store, .. } = sqlite().await;
+async fn events_filter_and_page_by_id(fixture: Fixture) {
+    let store = &*fixture.store;
     let batch: Vec<NewEvent> = (0..7)
         .map(|n| NewEvent {
             event_type: Some(
@@ -935,17 +926,14 @@ async fn events_filter_and_page_by_id() {
             .await
             .unwrap();
     }
-    let list = |filter: EventFilter| {
-        let store = store.clone();
-        async move {
-            store
-                .events(&acme(), &filter)
-                .await
-                .unwrap()
-                .iter()
-                .map(|event| event.id)
-                .collect::<Vec<_>>()
-        }
+    let list = |filter: EventFilter| async move {
+        store
+            .events(&acme(), &filter)
+            .await
+            .unwrap()
+            .iter()
+            .map(|event| event.id)
+            .collect::<Vec<_>>()
     };
 
     let mut pages = Vec::new();
@@ -1011,9 +999,8 @@ async fn events_filter_and_page_by_id() {
     );
 }
 
-#[tokio::test]
-async fn jobs_filter_and_page_by_id_per_tenant() {
-    let Fixture { _dir, store, .. } = sqlite().await;
+async fn jobs_filter_and_page_by_id_per_tenant(fixture: Fixture) {
+    let store = &*fixture.store;
     let mut ids = Vec::new();
     for n in 0..5 {
         let kind = if n % 2 == 0 { "sync" } else { "scan" };
@@ -1029,17 +1016,14 @@ async fn jobs_filter_and_page_by_id_per_tenant() {
         .await
         .unwrap();
     store.claim("w", 1, LEASE, at(0)).await.unwrap();
-    let list = |filter: JobFilter| {
-        let store = store.clone();
-        async move {
-            store
-                .jobs(&acme(), &filter)
-                .await
-                .unwrap()
-                .iter()
-                .map(|job| job.id)
-                .collect::<Vec<_>>()
-        }
+    let list = |filter: JobFilter| async move {
+        store
+            .jobs(&acme(), &filter)
+            .await
+            .unwrap()
+            .iter()
+            .map(|job| job.id)
+            .collect::<Vec<_>>()
     };
     assert_eq!(
         list(JobFilter {
@@ -1073,12 +1057,11 @@ async fn jobs_filter_and_page_by_id_per_tenant() {
         store.job(&globex(), ids[0]).await.unwrap().is_none(),
         "a tenant sees only its own jobs"
     );
-    assert_eq!(all_jobs(&store, &globex()).await.len(), 1);
+    assert_eq!(all_jobs(store, &globex()).await.len(), 1);
 }
 
-#[tokio::test]
-async fn queue_stats_count_every_status_and_the_lag() {
-    let Fixture { _dir, store, .. } = sqlite().await;
+async fn queue_stats_count_every_status_and_the_lag(fixture: Fixture) {
+    let store = &*fixture.store;
     assert_eq!(
         store.queue_stats(at(0)).await.unwrap(),
         QueueStats::default()
@@ -1119,9 +1102,8 @@ async fn queue_stats_count_every_status_and_the_lag() {
     );
 }
 
-#[tokio::test]
-async fn pruning_jobs_deletes_old_done_jobs_only() {
-    let Fixture { _dir, store, .. } = sqlite().await;
+async fn pruning_jobs_deletes_old_done_jobs_only(fixture: Fixture) {
+    let store = &*fixture.store;
     let mut once = job("sync", None, at(0));
     once.max_attempts = 1;
     let old_done = store.enqueue(&acme(), &once, &[]).await.unwrap();
@@ -1139,7 +1121,7 @@ async fn pruning_jobs_deletes_old_done_jobs_only() {
         .unwrap();
     store.complete(new_done, "w", at(30)).await.unwrap();
     assert_eq!(store.prune_jobs(at(20)).await.unwrap(), 1);
-    let left: Vec<JobId> = all_jobs(&store, &acme())
+    let left: Vec<JobId> = all_jobs(store, &acme())
         .await
         .iter()
         .map(|job| job.id)
@@ -1149,7 +1131,7 @@ async fn pruning_jobs_deletes_old_done_jobs_only() {
 
 #[tokio::test]
 async fn ingestion_commits_with_synchronous_full_while_the_rest_uses_normal() {
-    let Fixture { _dir, store, path } = sqlite().await;
+    let SqliteFixture { _dir, store, path } = sqlite().await;
     assert_eq!(
         store.synchronous_levels().await.unwrap(),
         SynchronousLevels {
@@ -1192,9 +1174,8 @@ fn ids_and_outcomes_serialise_as_the_api_shows_them() {
     }
 }
 
-#[tokio::test]
-async fn a_batch_joins_one_coalesced_job_per_tenant_and_key() {
-    let Fixture { _dir, store, .. } = sqlite().await;
+async fn a_batch_joins_one_coalesced_job_per_tenant_and_key(fixture: Fixture) {
+    let store = &*fixture.store;
     let mut other_tenant = event(Some("g"), at(3), Some(job("resync", Some("p"), at(13))));
     other_tenant.tenant = globex();
     let outcomes = store
@@ -1217,10 +1198,10 @@ async fn a_batch_joins_one_coalesced_job_per_tenant_and_key() {
     assert_eq!(jobs[0], jobs[1]);
     assert_eq!(jobs[0], jobs[3]);
     assert_ne!(jobs[0], jobs[2], "tenants never share a job");
-    let acme_jobs = all_jobs(&store, &acme()).await;
+    let acme_jobs = all_jobs(store, &acme()).await;
     assert_eq!(acme_jobs.len(), 1);
     assert_eq!(acme_jobs[0].run_after, at(5));
-    assert_eq!(all_jobs(&store, &globex()).await.len(), 1);
+    assert_eq!(all_jobs(store, &globex()).await.len(), 1);
 
     // A later batch joins the job while it is still queued.
     let later = store
@@ -1244,9 +1225,8 @@ async fn a_batch_joins_one_coalesced_job_per_tenant_and_key() {
     );
 }
 
-#[tokio::test]
-async fn a_batch_of_redeliveries_leaves_no_job_behind() {
-    let Fixture { _dir, store, .. } = sqlite().await;
+async fn a_batch_of_redeliveries_leaves_no_job_behind(fixture: Fixture) {
+    let store = &*fixture.store;
     let first = store
         .ingest(
             &[event(Some("a"), at(0), Some(job("once", None, at(0))))],
@@ -1280,7 +1260,7 @@ async fn a_batch_of_redeliveries_leaves_no_job_behind() {
             .iter()
             .all(|outcome| matches!(outcome, IngestOutcome::Duplicate { .. }))
     );
-    let jobs = all_jobs(&store, &acme()).await;
+    let jobs = all_jobs(store, &acme()).await;
     assert_eq!(jobs.len(), 1, "only the first job exists: {jobs:?}");
     assert_eq!(Some(jobs[0].id), job_id);
 }
@@ -1342,3 +1322,28 @@ async fn upgrading_moves_the_bodies_of_stored_events_intact() {
         new.body
     );
 }
+
+on_both_backends!(
+    redelivered_events_are_stored_once_and_counted,
+    stored_events_keep_every_field_and_the_exact_body,
+    a_job_is_enqueued_with_a_new_event_only,
+    a_batch_that_fails_midway_stores_nothing,
+    an_invalid_job_refuses_the_whole_batch,
+    dedupe_keys_coalesce_only_while_the_job_is_queued,
+    events_coalesced_into_one_job_are_marked_together,
+    concurrent_claimers_never_get_the_same_job,
+    claims_take_due_jobs_oldest_first,
+    a_run_after_within_the_second_is_respected,
+    an_expired_lease_is_claimed_again_and_the_old_worker_loses_it,
+    a_job_whose_worker_keeps_dying_goes_dead,
+    failed_attempts_back_off_then_the_job_dies_and_can_be_retried,
+    replay_enqueues_again_by_ids_and_by_time_range,
+    marking_names_an_existing_event_and_an_outcome,
+    pruning_events_keeps_the_newer_ones_and_their_dedupe_memory,
+    events_filter_and_page_by_id,
+    jobs_filter_and_page_by_id_per_tenant,
+    queue_stats_count_every_status_and_the_lag,
+    pruning_jobs_deletes_old_done_jobs_only,
+    a_batch_joins_one_coalesced_job_per_tenant_and_key,
+    a_batch_of_redeliveries_leaves_no_job_behind,
+);
