@@ -74,6 +74,17 @@ recorded (log.retention). The genesis record is always kept."
         #[arg(long, value_name = "TIME")]
         before: String,
     },
+    /// Replace the log's signing keys. Each tenant's log records the new public keys, vouched
+    /// for by the old key, under a last checkpoint signed with the old key.
+    #[command(
+        after_help = "The old key file is kept as <key file>.retired-<time>; the public key file keeps the old\n\
+keys and gains the new ones (give it to auditors again), so every checkpoint still verifies.\n\
+Restart `tollgate serve` afterwards: a running server keeps signing with the key it loaded."
+    )]
+    RotateKey {
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Sign a checkpoint now if records arrived since the last one.
     Checkpoint {
         #[command(flatten)]
@@ -89,7 +100,8 @@ fn db_of(action: &AuditAction) -> Option<String> {
         | AuditAction::Verify { db, .. }
         | AuditAction::Proof { db, .. }
         | AuditAction::Checkpoint { db, .. }
-        | AuditAction::Prune { db, .. } => db.db.clone(),
+        | AuditAction::Prune { db, .. }
+        | AuditAction::RotateKey { db } => db.db.clone(),
     }
 }
 
@@ -167,6 +179,25 @@ pub async fn run(config_file: Option<&Path>, action: AuditAction) -> Result<Exit
                 )
                 .await?;
             println!("withheld the payloads of {withheld} records logged before {before}");
+        }
+        AuditAction::RotateKey { .. } => {
+            let mut tenants = vec![TenantId::default_tenant()];
+            for tenant in config.tenants() {
+                tenants.push(TenantId::parse(&tenant.id)?);
+            }
+            let new = tollgate_audit::keys::LogKeys::generate(&config.audit.origin_prefix)?;
+            audit
+                .rotate_keys(&tenants, &new, &Actor::local())
+                .await
+                .context("recording the key rotation")?;
+            let path = config.audit.key_path(&config.database.url);
+            let retired = tollgate_audit::keys::LogKeys::replace_file(&path, &new)?;
+            println!(
+                "new audit keys in {}; the old ones kept as {}; public keys (old and new): {}",
+                path.display(),
+                retired.display(),
+                tollgate_audit::keys::public_path(&path).display()
+            );
         }
         AuditAction::Verify { .. } => {}
     }

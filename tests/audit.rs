@@ -252,6 +252,66 @@ async fn the_demo_log_verifies_and_every_kind_of_tampering_is_named() {
     let alert: Value = serde_json::from_str(leaves.lines().nth(20).unwrap()).unwrap();
     assert_eq!(alert["event"]["type"], "integrity.alert");
 
+    // Key rotation: the log records the new keys under a checkpoint of the old one; with the
+    // public key file (old and new keys) every checkpoint verifies.
+    copy_db(dir.path(), "rotated.db");
+    let (code, stdout, stderr) =
+        tollgate(dir.path(), &["audit", "rotate-key", "--db", "rotated.db"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("new audit keys in "), "{stdout}");
+    // An export appends a record; the next one signs its checkpoint with the new key.
+    let first = dir.path().join("rotated-first.bundle");
+    let (code, _, stderr) = tollgate(
+        dir.path(),
+        &[
+            "audit",
+            "export",
+            "--db",
+            "rotated.db",
+            "--output",
+            first.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let bundle = dir.path().join("rotated.bundle");
+    let (code, _, stderr) = tollgate(
+        dir.path(),
+        &[
+            "audit",
+            "export",
+            "--db",
+            "rotated.db",
+            "--output",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, _) = tollgate(
+        dir.path(),
+        &[
+            "audit",
+            "verify",
+            bundle.to_str().unwrap(),
+            "--trusted-keys",
+            "rotated.db.audit-key.pub",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}");
+    let leaves = std::fs::read_to_string(bundle.join("leaves.jsonl")).unwrap();
+    assert!(leaves.contains(r#""type":"log.key_rotation""#));
+    // The old keys alone do not vouch for checkpoints signed after the rotation.
+    let (code, stdout, _) = tollgate(
+        dir.path(),
+        &[
+            "audit",
+            "verify",
+            bundle.to_str().unwrap(),
+            "--trusted-keys",
+            "demo.db.audit-key.pub",
+        ],
+    );
+    assert_eq!(code, 2, "{stdout}");
+
     // Retention withholds payloads; the log still verifies through the kept hashes.
     copy_db(dir.path(), "pruned.db");
     let (code, stdout, stderr) = tollgate(

@@ -353,6 +353,40 @@ impl AuditService {
             .await?)
     }
 
+    /// Key rotation, for each tenant: a `log.key_rotation` record naming the new verifier keys
+    /// and carrying a note by the old log key that vouches for them, then a checkpoint still
+    /// signed with the old keys, so the hand-over itself is covered by the old key. The caller
+    /// then stores the new keys (and restarts `serve`).
+    pub async fn rotate_keys(
+        &self,
+        tenants: &[TenantId],
+        new: &LogKeys,
+        actor: &Actor,
+    ) -> Result<()> {
+        let new_keys: Vec<String> = new.verifiers().iter().map(|k| k.to_key_string()).collect();
+        let old_keys: Vec<String> = self
+            .keys
+            .verifiers()
+            .iter()
+            .map(|k| k.to_key_string())
+            .collect();
+        for tenant in tenants {
+            self.ensure_genesis(tenant).await?;
+            let origin = self.origin(tenant);
+            let statement = format!("tollgate key rotation\n{origin}\n{}\n", new_keys.join("\n"));
+            let vouched = note::sign(&statement, &[&self.keys.log.renamed(&origin)?], 0)
+                .context("signing the new keys with the old one")?;
+            let record = Record::new(AuditEvent::KeyRotation, actor, OffsetDateTime::now_utc())
+                .detail("new_verifier_keys", json!(new_keys))
+                .detail("old_verifier_keys", json!(old_keys))
+                .detail("signed_by_old_key", json!(vouched))
+                .draft();
+            self.store.append_audit(tenant, &[record]).await?;
+            self.checkpoint(tenant).await?;
+        }
+        Ok(())
+    }
+
     pub async fn leaf_by_id(&self, tenant: &TenantId, id: &str) -> Result<Option<StoredLeaf>> {
         Ok(self.store.audit_leaf_by_id(tenant, id).await?)
     }

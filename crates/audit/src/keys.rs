@@ -129,6 +129,41 @@ impl LogKeys {
     }
 }
 
+impl LogKeys {
+    /// Replace the key file at `path` with `new` keys: the old file is kept beside it as
+    /// `….retired-<unix time>` (0600), and the public key file keeps the old verifier keys
+    /// and gains the new ones, so checkpoints signed before and after both verify.
+    pub fn replace_file(path: &Path, new: &LogKeys) -> Result<PathBuf, KeyError> {
+        let io = |source| KeyError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut retired = path.as_os_str().to_owned();
+        retired.push(format!(".retired-{stamp}"));
+        let retired = PathBuf::from(retired);
+        std::fs::rename(path, &retired).map_err(io)?;
+        let public = public_path(path);
+        let previous = std::fs::read_to_string(&public).unwrap_or_default();
+        // save() writes the key file and a fresh public file; the old public keys go back in.
+        let _ = std::fs::remove_file(&public);
+        new.save(path)?;
+        let mut text = previous;
+        for verifier in new.verifiers() {
+            text.push_str(&verifier.to_key_string());
+            text.push('\n');
+        }
+        std::fs::write(&public, text).map_err(|source| KeyError::Io {
+            path: public.clone(),
+            source,
+        })?;
+        Ok(retired)
+    }
+}
+
 /// `key.file` → `key.file.pub`.
 pub fn public_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
