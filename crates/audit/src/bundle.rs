@@ -18,6 +18,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::canonical::{self, Scan};
 use crate::checkpoint::Checkpoint;
 use crate::merkle::{self, Frontier, Hash};
 use crate::note::{self, NoteError, NoteVerifier};
@@ -70,10 +71,17 @@ fn unhex(text: &str) -> Option<Hash> {
     if text.len() != 64 || !text.is_ascii() {
         return None;
     }
-    let bytes: Option<Vec<u8>> = (0..32)
-        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
-        .collect();
-    bytes?.try_into().ok()
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let digits = text.as_bytes();
+    let mut hash = [0_u8; 32];
+    for (i, byte) in hash.iter_mut().enumerate() {
+        *byte = nibble(digits[2 * i])? << 4 | nibble(digits[2 * i + 1])?;
+    }
+    Some(hash)
 }
 
 /// Writes a bundle, leaf by leaf.
@@ -143,7 +151,9 @@ impl BundleWriter {
 
 /// Verify the bundle in `dir` with `trusted` keys.
 pub fn verify_dir(dir: &Path, trusted: &[NoteVerifier]) -> Report {
-    let open = |name: &str| std::fs::File::open(dir.join(name)).map(BufReader::new);
+    let open = |name: &str| {
+        std::fs::File::open(dir.join(name)).map(|file| BufReader::with_capacity(1 << 16, file))
+    };
     let manifest = match std::fs::read_to_string(dir.join("manifest.json")) {
         Ok(text) => text,
         Err(error) => {
@@ -188,6 +198,70 @@ pub fn bind_to_origin(trusted: &[NoteVerifier], origin: &str) -> Vec<NoteVerifie
             }
         })
         .collect()
+}
+
+/// Leaves checked in parallel per chunk.
+const CHUNK: usize = 4_096;
+
+/// What checking one leaf on its own established.
+enum Checked {
+    Withheld,
+    Record { hash: Hash, logged: Vec<u8> },
+}
+
+/// The checks one leaf passes on its own: canonical form, its position, its log; its hash.
+fn check_leaf(line: &[u8], index: u64, origin: &str) -> Result<Checked, String> {
+    // The fast path: bytes already canonical, fields read while checking. Anything it cannot
+    // decide (and withheld markers) takes the full parse.
+    if let Scan::Canonical(fields) = canonical::scan(line)
+        && fields.schema
+        && !fields.escaped
+    {
+        if fields.seq != Some(index) {
+            return Err(format!(
+                "the record at position {index} says seq {} (deleted, inserted or reordered records)",
+                fields
+                    .seq
+                    .map_or_else(|| "nothing".to_owned(), |seq| seq.to_string())
+            ));
+        }
+        if fields.origin != Some(origin.as_bytes()) {
+            return Err("the record is of another log".to_owned());
+        }
+        let logged = fields.logged.ok_or("the record has no logged time")?;
+        return Ok(Checked::Record {
+            hash: merkle::leaf_hash(line),
+            logged: logged.to_vec(),
+        });
+    }
+    let value: Value =
+        serde_json::from_slice(line).map_err(|error| format!("the leaf is not JSON: {error}"))?;
+    if value.get("withheld") == Some(&Value::Bool(true)) && value.get("schema").is_none() {
+        if value["seq"].as_u64() != Some(index) {
+            return Err(format!("a withheld leaf says seq {}", value["seq"]));
+        }
+        return Ok(Checked::Withheld);
+    }
+    match record::canonical(&value) {
+        Ok(canonical) if canonical == line => {}
+        _ => return Err("the leaf is not in canonical (RFC 8785) form".to_owned()),
+    }
+    if value["seq"].as_u64() != Some(index) {
+        return Err(format!(
+            "the record at position {index} says seq {} (deleted, inserted or reordered records)",
+            value["seq"]
+        ));
+    }
+    if value["origin"].as_str() != Some(origin) {
+        return Err(format!("the record is of log {}", value["origin"]));
+    }
+    let logged = value["logged"]
+        .as_str()
+        .ok_or("the record has no logged time")?;
+    Ok(Checked::Record {
+        hash: merkle::leaf_hash(line),
+        logged: logged.as_bytes().to_vec(),
+    })
 }
 
 /// A trusted, parsed checkpoint.
@@ -310,84 +384,131 @@ pub fn verify(
         next_checkpoint.next();
     }
     let mut verified_up_to = 0_u64;
-    let mut last_logged: Option<String> = None;
+    // The previous record's `logged`, kept in one buffer (compared as text: fixed-width UTC).
+    let mut last_logged: Option<Vec<u8>> = None;
     let mut withheld = 0_u64;
     let mut hash_line = Vec::new();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     while frontier.size() < latest {
-        let index = frontier.size();
-        let tamper = |reason: String| Report::Tamper { index, reason };
-        match read_line(&mut leaves, &mut line) {
-            Ok(true) => {}
-            Ok(false) => {
-                return tamper(format!(
-                    "the log ends at {index} leaves but a signed checkpoint covers {latest}"
-                ));
+        // Read a chunk of leaves; what makes the chunk end early (a short or broken file) is
+        // reported after the leaves before it, so the first bad index stays the first.
+        let first = frontier.size();
+        let mut chunk: Vec<(Vec<u8>, Option<Hash>)> = Vec::with_capacity(CHUNK);
+        let mut ended: Option<Report> = None;
+        while chunk.len() < CHUNK && first + (chunk.len() as u64) < latest {
+            let index = first + chunk.len() as u64;
+            match read_line(&mut leaves, &mut line) {
+                Ok(true) => {}
+                Ok(false) => {
+                    ended = Some(Report::Tamper {
+                        index,
+                        reason: format!(
+                            "the log ends at {index} leaves but a signed checkpoint covers {latest}"
+                        ),
+                    });
+                    break;
+                }
+                Err(error) => {
+                    ended = Some(Report::Tamper {
+                        index,
+                        reason: format!("leaves.jsonl: {error}"),
+                    });
+                    break;
+                }
             }
-            Err(error) => return tamper(format!("leaves.jsonl: {error}")),
-        }
-        let stored = match read_line(&mut hashes, &mut hash_line) {
-            Ok(true) => std::str::from_utf8(&hash_line).ok().and_then(unhex),
-            Ok(false) => None,
-            Err(_) => None,
-        };
-        let Some(stored) = stored else {
-            return incomplete(format!("leaf_hashes.txt has no hash for leaf {index}"));
-        };
-        let value: Value = match serde_json::from_slice(&line) {
-            Ok(value) => value,
-            Err(error) => return tamper(format!("the leaf is not JSON: {error}")),
-        };
-        let hash = if value.get("withheld") == Some(&Value::Bool(true))
-            && value.get("schema").is_none()
-        {
-            if value["seq"].as_u64() != Some(index) {
-                return tamper(format!("a withheld leaf says seq {}", value["seq"]));
-            }
-            withheld += 1;
-            stored
-        } else {
-            match record::canonical(&value) {
-                Ok(canonical) if canonical == line => {}
-                _ => return tamper("the leaf is not in canonical (RFC 8785) form".to_owned()),
-            }
-            if value["seq"].as_u64() != Some(index) {
-                return tamper(format!(
-                    "the record at position {index} says seq {} (deleted, inserted or reordered records)",
-                    value["seq"]
-                ));
-            }
-            if value["origin"].as_str() != Some(manifest.origin.as_str()) {
-                return tamper(format!("the record is of log {}", value["origin"]));
-            }
-            let Some(logged) = value["logged"].as_str() else {
-                return tamper("the record has no logged time".to_owned());
+            let stored = match read_line(&mut hashes, &mut hash_line) {
+                Ok(true) => std::str::from_utf8(&hash_line).ok().and_then(unhex),
+                _ => None,
             };
-            if last_logged.as_deref().is_some_and(|last| last > logged) {
-                return tamper("the record was logged before the one preceding it".to_owned());
-            }
-            last_logged = Some(logged.to_owned());
-            let hash = merkle::leaf_hash(&line);
-            if hash != stored {
-                return tamper("the record's bytes do not match its stored leaf hash".to_owned());
-            }
-            hash
+            chunk.push((std::mem::take(&mut line), stored));
+        }
+        // The per-leaf checks (canonical form, position, origin, hashing) on every core.
+        let origin = manifest.origin.as_str();
+        let results: Vec<Result<Checked, String>> = if workers > 1 && chunk.len() > 64 {
+            let per_worker = chunk.len().div_ceil(workers);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = chunk
+                    .chunks(per_worker)
+                    .enumerate()
+                    .map(|(n, part)| {
+                        let start = first + (n * per_worker) as u64;
+                        scope.spawn(move || {
+                            part.iter()
+                                .enumerate()
+                                .map(|(i, (leaf, _))| check_leaf(leaf, start + i as u64, origin))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|handle| {
+                        handle
+                            .join()
+                            .unwrap_or_else(|_| vec![Err("the verifier failed".to_owned())])
+                    })
+                    .collect()
+            })
+        } else {
+            chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (leaf, _))| check_leaf(leaf, first + i as u64, origin))
+                .collect()
         };
-        frontier.push(hash);
-        while let Some(trusted) = next_checkpoint.peek() {
-            if trusted.checkpoint.size != frontier.size() {
-                break;
+        for ((_, stored), result) in chunk.iter().zip(results) {
+            let index = frontier.size();
+            let tamper = |reason: String| Report::Tamper { index, reason };
+            let Some(stored) = stored else {
+                return incomplete(format!("leaf_hashes.txt has no hash for leaf {index}"));
+            };
+            let checked = match result {
+                Ok(checked) => checked,
+                Err(reason) => return tamper(reason),
+            };
+            let hash = match checked {
+                Checked::Withheld => {
+                    withheld += 1;
+                    *stored
+                }
+                Checked::Record { hash, logged } => {
+                    if last_logged
+                        .as_deref()
+                        .is_some_and(|last| last > logged.as_slice())
+                    {
+                        return tamper(
+                            "the record was logged before the one preceding it".to_owned(),
+                        );
+                    }
+                    last_logged = Some(logged);
+                    if hash != *stored {
+                        return tamper(
+                            "the record's bytes do not match its stored leaf hash".to_owned(),
+                        );
+                    }
+                    hash
+                }
+            };
+            frontier.push(hash);
+            while let Some(trusted) = next_checkpoint.peek() {
+                if trusted.checkpoint.size != frontier.size() {
+                    break;
+                }
+                if frontier.root() != trusted.checkpoint.root {
+                    return Report::Tamper {
+                        index: verified_up_to,
+                        reason: format!(
+                            "the root of the first {} leaves differs from the signed checkpoint: a leaf from {verified_up_to} on was changed",
+                            trusted.checkpoint.size
+                        ),
+                    };
+                }
+                verified_up_to = trusted.checkpoint.size;
+                next_checkpoint.next();
             }
-            if frontier.root() != trusted.checkpoint.root {
-                return Report::Tamper {
-                    index: verified_up_to,
-                    reason: format!(
-                        "the root of the first {} leaves differs from the signed checkpoint: a leaf from {verified_up_to} on was changed",
-                        trusted.checkpoint.size
-                    ),
-                };
-            }
-            verified_up_to = trusted.checkpoint.size;
-            next_checkpoint.next();
+        }
+        if let Some(report) = ended {
+            return report;
         }
     }
     if manifest.size > latest {

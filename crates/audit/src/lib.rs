@@ -6,6 +6,7 @@
 //! what they mean and whether they hold.
 
 pub mod bundle;
+pub mod canonical;
 pub mod checkpoint;
 pub mod encode;
 pub mod keys;
