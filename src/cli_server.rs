@@ -1,5 +1,6 @@
 //! `tollgate serve`, `worker`, `tenant` and `events`: the server and its operations.
 
+use crate::services::audit_events::{Actor, AuditEvent, Record, Target};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -175,6 +176,7 @@ pub async fn tenant(config_file: Option<&Path>, action: TenantAction) -> Result<
             // Prove the result loads before saying so.
             config::load(Some(&path), &Overrides::default())
                 .with_context(|| format!("{} no longer loads after the edit", path.display()))?;
+            record_tenant_change(config_file, &id, AuditEvent::TenantAdded).await?;
             println!(
                 "tenant {id} added to {}; ADO's service hook posts to /hooks/ado/{id} (restart `tollgate serve` to pick it up)",
                 path.display()
@@ -186,6 +188,12 @@ pub async fn tenant(config_file: Option<&Path>, action: TenantAction) -> Result<
             if !found {
                 bail!("no tenant {id:?} in {}", path.display());
             }
+            record_tenant_change(
+                config_file,
+                &TenantId::parse(&id)?,
+                AuditEvent::TenantRemoved,
+            )
+            .await?;
             println!(
                 "tenant {id} removed from {}; its stored data stays in the database",
                 path.display()
@@ -193,6 +201,24 @@ pub async fn tenant(config_file: Option<&Path>, action: TenantAction) -> Result<
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A tenant added to or removed from the configuration is a record in that tenant's log.
+async fn record_tenant_change(
+    config_file: Option<&Path>,
+    tenant: &TenantId,
+    event: AuditEvent,
+) -> Result<()> {
+    let loaded = config::load(config_file, &Overrides::default())?;
+    let store = startup::configured_store(&loaded.config).await?;
+    let audit = startup::audit_service(&loaded.config, store).await?;
+    let record = Record::new(event, &Actor::local(), time::OffsetDateTime::now_utc())
+        .target(Target::new("tenant", tenant.as_str()))
+        .draft();
+    audit
+        .record(tenant, vec![record])
+        .await
+        .context("recording the tenant change in the audit log")
 }
 
 pub async fn events(config_file: Option<&Path>, action: EventsAction) -> Result<ExitCode> {

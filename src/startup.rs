@@ -449,6 +449,53 @@ async fn prune_periodically(
     }
 }
 
+/// The configuration and policy bundle a server starts with are records in every tenant's
+/// log when they differ from the last ones recorded: configuration and policy changes made
+/// in files are audited too. Only digests go in (secrets are redacted before hashing, and
+/// the database URL, which may hold a password, is left out).
+async fn record_what_started(
+    config: &Config,
+    parts: &ServerParts,
+    audit: &AuditService,
+) -> Result<()> {
+    use sha2::Digest as _;
+    let mut hashed = config.clone();
+    hashed.database.url = String::new();
+    let serialized = serde_json::to_vec(&hashed).context("serialising the configuration")?;
+    let digest: String = sha2::Sha256::digest(&serialized)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let tenant_ids: Vec<String> = parts
+        .tenants
+        .ids()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for tenant in parts.tenants.all() {
+        audit
+            .record_if_changed(
+                &tenant.id,
+                crate::services::audit_events::AuditEvent::ConfigurationLoaded,
+                &digest,
+                serde_json::json!({ "tenants": tenant_ids }),
+            )
+            .await?;
+        audit
+            .record_if_changed(
+                &tenant.id,
+                crate::services::audit_events::AuditEvent::PolicySetLoaded,
+                tenant.policies.fingerprint(),
+                serde_json::json!({
+                    "controls": tenant.policies.controls().len(),
+                    "load_problems": tenant.scan.load_problems(),
+                }),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 /// Audit retention, daily: payloads older than `days` are withheld (hashes stay).
 async fn withhold_periodically(
     audit: Arc<AuditService>,
@@ -571,6 +618,7 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
         config.worker.max_attempts,
     ));
     let audit = Arc::new(audit_service(config, parts.store.clone()).await?);
+    record_what_started(config, &parts, &audit).await?;
     let state = crate::http::AppState {
         tenants: parts.tenants.clone(),
         authenticator: authenticator.0,

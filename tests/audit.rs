@@ -377,3 +377,71 @@ async fn the_demo_log_verifies_and_every_kind_of_tampering_is_named() {
     );
     assert!(code == 2 || code == 3, "{code}: {stdout}");
 }
+
+/// Tenants added and removed from the command line are records in their own logs.
+#[test]
+fn tenant_changes_are_recorded_in_the_tenants_log() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tollgate.toml"),
+        "[database]\nurl = \"t.db\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("pat"), "pat\n").unwrap();
+    std::fs::write(dir.path().join("hook"), "hook-secret\n").unwrap();
+    let (code, _, stderr) = tollgate(
+        dir.path(),
+        &[
+            "tenant",
+            "add",
+            "contoso",
+            "--org",
+            "https://dev.azure.com/contoso",
+            "--pat-file",
+            "pat",
+            "--webhook-secret-file",
+            "hook",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = tollgate(dir.path(), &["tenant", "remove", "contoso"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = tollgate(
+        dir.path(),
+        &[
+            "audit",
+            "export",
+            "--tenant",
+            "contoso",
+            "--output",
+            "contoso.bundle",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let leaves = std::fs::read_to_string(dir.path().join("contoso.bundle/leaves.jsonl")).unwrap();
+    let types: Vec<String> = leaves
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["event"]["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        types[..3],
+        ["log.genesis", "tenant.added", "tenant.removed"],
+        "{types:?}"
+    );
+    let (code, stdout, _) = tollgate(
+        dir.path(),
+        &[
+            "audit",
+            "verify",
+            "contoso.bundle",
+            "--trusted-keys",
+            "t.db.audit-key.pub",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}");
+}

@@ -118,6 +118,22 @@ async fn api_actions_are_recorded_and_their_proofs_verify() {
         records(&client, &server, &admin, "log.genesis").await[0]["seq"],
         0
     );
+    // What the server started with is recorded (digests only).
+    let configs = records(&client, &server, &admin, "config.loaded").await;
+    assert_eq!(configs.len(), 1);
+    assert_eq!(
+        configs[0]["record"]["details"]["digest"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    assert_eq!(
+        records(&client, &server, &admin, "policy.loaded")
+            .await
+            .len(),
+        1
+    );
 
     // The waiver's inclusion proof leads to a checkpoint signed by this instance's key.
     let proof: Value = client
@@ -199,5 +215,26 @@ async fn api_actions_are_recorded_and_their_proofs_verify() {
         &links,
     )
     .unwrap();
+
+    // Restarted with the same configuration and policies: nothing new to record.
+    let dir = {
+        let Server { mut child, dir, .. } = server;
+        child.kill().await.unwrap();
+        dir
+    };
+    let config = dir.path().join("tollgate.toml");
+    let server = Server::spawn(dir, config, &[]).await;
+    assert_eq!(
+        records(&client, &server, &admin, "config.loaded")
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        records(&client, &server, &admin, "policy.loaded")
+            .await
+            .len(),
+        1
+    );
     server.stop().await;
 }

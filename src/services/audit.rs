@@ -387,6 +387,51 @@ impl AuditService {
         Ok(())
     }
 
+    /// Append a record of `event` carrying `digest` unless the newest record of that type
+    /// already has the same digest: what a server started with, recorded when it changed.
+    pub async fn record_if_changed(
+        &self,
+        tenant: &TenantId,
+        event: AuditEvent,
+        digest: &str,
+        details: serde_json::Value,
+    ) -> Result<bool> {
+        let mut last: Option<StoredLeaf> = None;
+        let mut from = 0;
+        loop {
+            let page = self
+                .store
+                .audit_leaves(
+                    tenant,
+                    &LeafFilter {
+                        from,
+                        event_type: Some(event.as_str().to_owned()),
+                        limit: 1_000,
+                        ..LeafFilter::default()
+                    },
+                )
+                .await?;
+            let Some(newest) = page.last().cloned() else {
+                break;
+            };
+            from = newest.seq + 1;
+            last = Some(newest);
+        }
+        let unchanged = last
+            .and_then(|leaf| leaf.bytes)
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .is_some_and(|record| record["details"]["digest"] == digest);
+        if unchanged {
+            return Ok(false);
+        }
+        let record = Record::new(event, &Actor::system(), OffsetDateTime::now_utc())
+            .detail("digest", json!(digest))
+            .detail("what", details)
+            .draft();
+        self.record(tenant, vec![record]).await?;
+        Ok(true)
+    }
+
     pub async fn leaf_by_id(&self, tenant: &TenantId, id: &str) -> Result<Option<StoredLeaf>> {
         Ok(self.store.audit_leaf_by_id(tenant, id).await?)
     }
