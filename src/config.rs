@@ -163,8 +163,15 @@ impl Default for AuditConfig {
 }
 
 impl AuditConfig {
+    /// The key file: configured, or beside a SQLite database, or `tollgate.audit-key` in the
+    /// working directory for a PostgreSQL URL (set `key_file` there: every replica needs the
+    /// same key).
     pub fn key_path(&self, database_url: &str) -> PathBuf {
         self.key_file.clone().unwrap_or_else(|| {
+            if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
+            {
+                return PathBuf::from("tollgate.audit-key");
+            }
             let path = database_url
                 .strip_prefix("sqlite://")
                 .unwrap_or(database_url);

@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::str::FromStr as _;
 
 use serde_json::Value;
 use sqlx::{Connection, Row, SqliteConnection};
@@ -444,4 +445,166 @@ fn tenant_changes_are_recorded_in_the_tenants_log() {
         ],
     );
     assert_eq!(code, 0, "{stdout}");
+}
+
+/// The tamper suite on PostgreSQL: records changed, deleted, reordered and cut off directly
+/// in the database (as the owner role, past the application) are named by `audit verify`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampering_on_postgresql_is_named_too() {
+    let (Ok(app), Ok(owner)) = (
+        std::env::var("TOLLGATE_TEST_POSTGRES_URL"),
+        std::env::var("TOLLGATE_TEST_POSTGRES_OWNER_URL"),
+    ) else {
+        eprintln!("SKIPPED: no PostgreSQL (eval \"$(scripts/pg-test-cluster.sh start)\")");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the PostgreSQL tests"
+        );
+        return;
+    };
+    use sqlx::postgres::PgConnection;
+    let with_database = |url: &str, database: &str| {
+        let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
+        let authority = base.find("://").map_or(0, |i| i + 3);
+        let root = base[authority..]
+            .find('/')
+            .map_or(base, |slash| &base[..authority + slash]);
+        if query.is_empty() {
+            format!("{root}/{database}")
+        } else {
+            format!("{root}/{database}?{query}")
+        }
+    };
+    let app_role = sqlx::postgres::PgConnectOptions::from_str(&app)
+        .unwrap()
+        .get_username()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tollgate.toml"),
+        format!(
+            "[audit]\nkey_file = \"{}\"\n",
+            dir.path().join("audit.key").display()
+        ),
+    )
+    .unwrap();
+    let base = format!("tg_audit_{}", std::process::id());
+    let mut admin = PgConnection::connect(&owner).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {base}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (code, _, stderr) = tollgate(
+        dir.path(),
+        &[
+            "migrate",
+            "--db",
+            &with_database(&owner, &base),
+            "--app-role",
+            &app_role,
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    for n in 0..12 {
+        let (code, _, stderr) = tollgate(
+            dir.path(),
+            &[
+                "--config",
+                "tollgate.toml",
+                "waiver",
+                "add",
+                "--control",
+                "BP-01",
+                "--scope",
+                &format!("repo-{n}"),
+                "--owner",
+                "alice",
+                "--reason",
+                "test",
+                "--expires",
+                "2099-01-01",
+                "--db",
+                &with_database(&app, &base),
+            ],
+        );
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let export_and_verify = |database: &str| {
+        let bundle = dir.path().join(format!("{database}.bundle"));
+        let (code, _, stderr) = tollgate(
+            dir.path(),
+            &[
+                "--config",
+                "tollgate.toml",
+                "audit",
+                "export",
+                "--db",
+                &with_database(&app, database),
+                "--output",
+                bundle.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(code, 0, "export of {database}: {stderr}");
+        let (code, stdout, stderr) = tollgate(
+            dir.path(),
+            &[
+                "audit",
+                "verify",
+                bundle.to_str().unwrap(),
+                "--trusted-keys",
+                dir.path().join("audit.key.pub").to_str().unwrap(),
+            ],
+        );
+        (code, format!("{stdout}{stderr}"))
+    };
+    let (code, output) = export_and_verify(&base);
+    assert_eq!(code, 0, "{output}");
+
+    // Each case on a copy of the database, changed as its owner (row-level security binds the
+    // owner too, so the tenant is set for the session).
+    let cases: [(&str, &str, &str); 4] = [
+        (
+            "modified",
+            "UPDATE audit_leaves SET bytes = convert_to(replace(convert_from(bytes, 'UTF8'), '\"outcome\":\"success\"', '\"outcome\":\"failure\"'), 'UTF8') WHERE seq = 5",
+            "at record 5:",
+        ),
+        (
+            "deleted",
+            "DELETE FROM audit_leaves WHERE seq = 7",
+            "at record 7:",
+        ),
+        (
+            "reordered",
+            "UPDATE audit_leaves SET seq = CASE seq WHEN 8 THEN 1000008 ELSE 1000009 END WHERE seq IN (8, 9); \
+             UPDATE audit_leaves SET seq = CASE seq WHEN 1000008 THEN 9 ELSE 8 END WHERE seq >= 1000000",
+            "at record 8:",
+        ),
+        (
+            "truncated",
+            "DELETE FROM audit_leaves WHERE seq >= 10",
+            "the log ends at",
+        ),
+    ];
+    for (name, tamper, expected) in cases {
+        let copy = format!("{base}_{name}");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {copy} TEMPLATE {base}"
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        let mut connection = PgConnection::connect(&with_database(&owner, &copy))
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "SELECT set_config('app.tenant_id', 'default', false); {tamper}"
+        )))
+        .execute(&mut connection)
+        .await
+        .unwrap();
+        connection.close().await.unwrap();
+        let (code, output) = export_and_verify(&copy);
+        assert_eq!(code, 1, "{name}: {output}");
+        assert!(output.contains(expected), "{name}: {output}");
+    }
 }
