@@ -416,3 +416,45 @@ path = "{file}"
     assert!(hec.events.lock().unwrap().len() > before);
     server.stop().await;
 }
+
+/// The file sink rotates by size and keeps `keep` old files.
+#[tokio::test]
+async fn the_file_sink_rotates_and_keeps_its_old_files() {
+    use tollgate::services::siem::{Sink, SinkItem};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let sink = tollgate::siem::FileSink::new("archive", &path, 1_000, 2);
+    for seq in 0..30 {
+        let record =
+            json!({"seq": seq, "event": {"type": "waiver.created"}, "pad": "x".repeat(100)});
+        sink.send(&[SinkItem::Record {
+            canonical: record.to_string(),
+            record,
+            leaf_hash: format!("{seq:064x}"),
+        }])
+        .await
+        .unwrap();
+    }
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size(&path) <= 1_000,
+        "the current file stays under max_bytes"
+    );
+    assert!(dir.path().join("audit.jsonl.1").exists());
+    assert!(dir.path().join("audit.jsonl.2").exists());
+    assert!(
+        !dir.path().join("audit.jsonl.3").exists(),
+        "only `keep` old files remain"
+    );
+    // The newest record is in the current file, whole lines everywhere.
+    let current = std::fs::read_to_string(&path).unwrap();
+    assert!(current.lines().last().unwrap().contains("\"seq\":29"));
+    for name in ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2"] {
+        for line in std::fs::read_to_string(dir.path().join(name))
+            .unwrap()
+            .lines()
+        {
+            serde_json::from_str::<Value>(line).unwrap();
+        }
+    }
+}
