@@ -254,9 +254,25 @@ impl EventStore for PostgresStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         let mut transaction = self.begin_durable_for(&first.tenant).await?;
         let mut scoped = &first.tenant;
-        let mut outcomes = Vec::with_capacity(events.len());
+        let mut placed: Vec<Option<IngestOutcome>> = Vec::new();
+        placed.resize_with(events.len(), || None);
         let mut coalesced: Vec<CoalescedJob<'_>> = Vec::new();
-        for (event, job) in events.iter().zip(&prepared) {
+        // Rows are written in one global order (tenant, event id, type), so two replicas
+        // ingesting overlapping batches (ADO retrying against another instance) wait for
+        // each other instead of deadlocking; outcomes keep the callers' order.
+        let mut order: Vec<usize> = (0..events.len()).collect();
+        order.sort_by(|&a, &b| {
+            let key = |i: usize| {
+                (
+                    &events[i].tenant,
+                    &events[i].event_id,
+                    &events[i].event_type,
+                )
+            };
+            key(a).cmp(&key(b))
+        });
+        for &i in &order {
+            let (event, job) = (&events[i], &prepared[i]);
             if &event.tenant != scoped {
                 scope_to(&mut transaction, &event.tenant).await?;
                 scoped = &event.tenant;
@@ -321,7 +337,7 @@ impl EventStore for PostgresStore {
             .await?;
             let id = EventId(row.try_get("id")?);
             if row.try_get::<i32, _>("deliveries")? > 1 {
-                outcomes.push(IngestOutcome::Duplicate { id });
+                placed[i] = Some(IngestOutcome::Duplicate { id });
                 continue;
             }
             if let Some(job_id) = job_id
@@ -329,7 +345,13 @@ impl EventStore for PostgresStore {
             {
                 entry.linked += 1;
             }
-            outcomes.push(IngestOutcome::Stored { id, job: job_id });
+            placed[i] = Some(IngestOutcome::Stored { id, job: job_id });
+        }
+        let outcomes: Vec<IngestOutcome> = placed.into_iter().flatten().collect();
+        if outcomes.len() != events.len() {
+            return Err(StoreError::Corrupt(
+                "an ingested event has no outcome".to_owned(),
+            ));
         }
         let mut tenants: Vec<&TenantId> = events.iter().map(|event| &event.tenant).collect();
         tenants.sort_unstable();

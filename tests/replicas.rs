@@ -1,0 +1,245 @@
+//! Two `tollgate serve` replicas on one PostgreSQL database under webhook load: every
+//! delivery is acknowledged by whichever replica gets it, each event is stored once (the
+//! other replica's copy counts as a redelivery) and processed once, and the tenant's audit
+//! log stays one gap-free log that verifies offline.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports failure by panicking"
+)]
+
+#[path = "support/server.rs"]
+mod server;
+
+use std::process::Command;
+use std::str::FromStr as _;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use reqwest::Client;
+use serde_json::Value;
+use server::{Server, WEBHOOK_SECRET};
+use sqlx::Connection as _;
+
+const EVENTS: usize = 120;
+
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let root = base[authority..]
+        .find('/')
+        .map_or(base, |slash| &base[..authority + slash]);
+    if query.is_empty() {
+        format!("{root}/{database}")
+    } else {
+        format!("{root}/{database}?{query}")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgresql_store_and_process_every_event_once() {
+    let (Ok(app), Ok(owner)) = (
+        std::env::var("TOLLGATE_TEST_POSTGRES_URL"),
+        std::env::var("TOLLGATE_TEST_POSTGRES_OWNER_URL"),
+    ) else {
+        eprintln!("SKIPPED: no PostgreSQL (eval \"$(scripts/pg-test-cluster.sh start)\")");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the PostgreSQL tests"
+        );
+        return;
+    };
+    let app_role = sqlx::postgres::PgConnectOptions::from_str(&app)
+        .unwrap()
+        .get_username()
+        .to_owned();
+    let database = format!("tg_replicas_{}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(&owner).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let shared = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_tollgate");
+    let migrated = Command::new(bin)
+        .args([
+            "migrate",
+            "--db",
+            &with_database(&owner, &database),
+            "--app-role",
+            &app_role,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+
+    let secret_file = shared.path().join("webhook-secret");
+    std::fs::write(&secret_file, WEBHOOK_SECRET).unwrap();
+    let app_db = with_database(&app, &database);
+    let config_text = format!(
+        "[database]\nurl = \"{app_db}\"\n\n[webhook]\nsecret_file = \"{}\"\n\n\
+         [audit]\nkey_file = \"{}\"\ncheckpoint_interval_secs = 1\n\n\
+         [worker]\ndebounce_ms = 10\npoll_interval_ms = 50\n",
+        secret_file.display(),
+        shared.path().join("audit.key").display(),
+    );
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("tollgate.toml");
+        std::fs::write(&config, &config_text).unwrap();
+        replicas.push(Server::spawn(dir, config, &[]).await);
+    }
+    let admin_key = replicas
+        .iter()
+        .find_map(|r| r.bootstrap_key.clone())
+        .expect("one replica printed the bootstrap key");
+    assert_eq!(
+        replicas
+            .iter()
+            .filter(|r| r.bootstrap_key.is_some())
+            .count(),
+        1,
+        "two replicas starting at once create one bootstrap key"
+    );
+
+    // Every delivery goes to both replicas, concurrently: ADO retrying against another
+    // instance behind a load balancer.
+    let sample = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/servicehooks/git.push.json"),
+    )
+    .unwrap();
+    let client = Client::new();
+    let authorization = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("ado:{WEBHOOK_SECRET}"))
+    );
+    let mut sends = Vec::new();
+    for n in 0..EVENTS {
+        let mut event: Value = serde_json::from_str(&sample).unwrap();
+        event["id"] = Value::from(format!("00000000-0000-0000-0000-{n:012}"));
+        let body = event.to_string();
+        for replica in &replicas {
+            let (client, url, authorization, body) = (
+                client.clone(),
+                replica.url("/hooks/ado/default"),
+                authorization.clone(),
+                body.clone(),
+            );
+            // As ADO does: a 503 is retried (it means "not stored, send again").
+            sends.push(tokio::spawn(async move {
+                for _ in 0..5 {
+                    let status = client
+                        .post(&url)
+                        .header("Authorization", &authorization)
+                        .header("Content-Type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap()
+                        .status();
+                    if status != 503 {
+                        return status;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                reqwest::StatusCode::SERVICE_UNAVAILABLE
+            }));
+        }
+    }
+    for send in sends {
+        assert_eq!(send.await.unwrap(), 200, "every delivery is acknowledged");
+    }
+
+    let events = |replica: &Server| {
+        let request = client
+            .get(replica.url("/api/v1/events?limit=1000"))
+            .bearer_auth(&admin_key);
+        async move {
+            let page: Value = request.send().await.unwrap().json().await.unwrap();
+            page["items"].as_array().unwrap().clone()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stored = loop {
+        let stored = events(&replicas[1]).await;
+        if stored.len() == EVENTS && stored.iter().all(|e| e["status"] == "processed") {
+            break stored;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all events were processed: {} stored",
+            stored.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        stored.iter().all(|e| e["deliveries"] == 2),
+        "each event stored once, the second delivery counted"
+    );
+    let jobs: Value = client
+        .get(replicas[0].url("/api/v1/jobs?kind=event.process&limit=1000"))
+        .bearer_auth(&admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jobs = jobs["items"].as_array().unwrap();
+    assert!(!jobs.is_empty() && jobs.len() <= EVENTS, "{}", jobs.len());
+    assert!(
+        jobs.iter()
+            .all(|j| j["status"] == "done" && j["attempts"] == 1),
+        "{jobs:?}"
+    );
+
+    // One audit log, gap-free across both writers, that verifies.
+    for replica in replicas {
+        replica.stop().await;
+    }
+    let bundle = shared.path().join("bundle");
+    let config = shared.path().join("tollgate.toml");
+    std::fs::write(&config, &config_text).unwrap();
+    let exported = Command::new(bin)
+        .arg("--config")
+        .arg(&config)
+        .args(["audit", "export", "--output", bundle.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let verified = Command::new(bin)
+        .args([
+            "audit",
+            "verify",
+            bundle.to_str().unwrap(),
+            "--trusted-keys",
+        ])
+        .arg(shared.path().join("audit.key.pub"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&verified.stdout);
+    assert_eq!(verified.status.code(), Some(0), "{report}");
+    let receipts: usize = std::fs::read_to_string(bundle.join("leaves.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|record| record["event"]["type"] == "webhook.received")
+        .map(|record| record["details"]["deliveries"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(
+        receipts,
+        2 * EVENTS,
+        "every delivery's receipt is in the log"
+    );
+}
