@@ -458,14 +458,10 @@ async fn record_what_started(
     parts: &ServerParts,
     audit: &AuditService,
 ) -> Result<()> {
-    use sha2::Digest as _;
     let mut hashed = config.clone();
     hashed.database.url = String::new();
     let serialized = serde_json::to_vec(&hashed).context("serialising the configuration")?;
-    let digest: String = sha2::Sha256::digest(&serialized)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = tollgate_audit::sha256_hex(&serialized);
     let tenant_ids: Vec<String> = parts
         .tenants
         .ids()

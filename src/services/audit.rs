@@ -90,9 +90,7 @@ pub struct ConsistencyProof {
     pub proof: Vec<String>,
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use tollgate_audit::to_hex as hex;
 
 /// What `checkpoint` did.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -396,8 +396,7 @@ pub fn ado_audit_draft(raw: &str) -> Option<AuditDraft> {
         auth: None,
         ip: text("ipAddress", 64),
     };
-    let digest = <sha2::Sha256 as sha2::Digest>::digest(raw.as_bytes());
-    let digest: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let digest = tollgate_audit::sha256_hex(raw.as_bytes());
     let mut source = Map::new();
     source.insert("system".to_owned(), json!("ado-audit"));
     let mut ado = Map::new();

@@ -116,11 +116,10 @@ pub fn classify(
         return malformed("the event has no \"eventType\"".to_owned());
     };
     let Some(event_id) = text("id").or_else(|| {
-        envelope.get("resource").is_some().then(|| {
-            let digest = <sha2::Sha256 as sha2::Digest>::digest(body);
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            format!("sha256:{hex}")
-        })
+        envelope
+            .get("resource")
+            .is_some()
+            .then(|| format!("sha256:{}", tollgate_audit::sha256_hex(body)))
     }) else {
         return malformed("the event has no \"id\"".to_owned());
     };
@@ -537,12 +536,7 @@ pub fn receipt_records(
         auth: Some("webhook_secret"),
         ip: None,
     };
-    let digest = |body: &[u8]| -> String {
-        <sha2::Sha256 as sha2::Digest>::digest(body)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
+    let digest = tollgate_audit::sha256_hex;
     let (malformed, received): (Vec<_>, Vec<_>) = deliveries
         .iter()
         .partition(|(event, _)| event.status == EventStatus::Malformed);

@@ -63,9 +63,7 @@ impl Report {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::to_hex as hex;
 
 fn unhex(text: &str) -> Option<Hash> {
     if text.len() != 64 || !text.is_ascii() {

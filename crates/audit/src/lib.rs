@@ -5,6 +5,16 @@
 //! Pure: no database, no network. The store keeps leaves and checkpoints; this crate says
 //! what they mean and whether they hold.
 
+/// Lower-case hex, the spelling of every hash and key id in records, bundles and notes.
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 of `bytes` in lower-case hex (digests of bodies, entries, configurations).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    to_hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes))
+}
+
 pub mod bundle;
 pub mod canonical;
 pub mod checkpoint;

@@ -40,9 +40,7 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == '+')
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::to_hex as hex;
 
 /// A private key that signs notes as `name`.
 #[derive(Clone)]

@@ -165,7 +165,7 @@ pub fn new_record_id(at: OffsetDateTime) -> String {
     bytes[6..].copy_from_slice(&random);
     bytes[6] = 0x70 | (bytes[6] & 0x0f);
     bytes[8] = 0x80 | (bytes[8] & 0x3f);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::to_hex(&bytes);
     format!(
         "{}-{}-{}-{}-{}",
         &hex[..8],
