@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use tollgate_domain::ResourceKind;
 
 use crate::PolicyError;
-use crate::metadata::{self, ControlMeta};
+use crate::gate::{self, GATE_PACKAGE_PREFIX};
+use crate::metadata::{self, ControlMeta, GateRuleMeta};
 
 /// A policy file's name and text.
 #[derive(Clone, Debug)]
@@ -49,6 +50,7 @@ pub struct Loaded {
 pub struct PolicySet {
     template: Engine,
     controls: Vec<ControlMeta>,
+    pub(crate) gate_rules: Vec<GateRuleMeta>,
     by_kind: BTreeMap<ResourceKind, Vec<usize>>,
     time_limit: Duration,
     fingerprint: String,
@@ -89,7 +91,7 @@ impl Fnv1a {
 }
 
 /// Pull `file:line` out of a regorus error message when it carries one.
-fn error_line(message: &str, source: &str) -> usize {
+pub(crate) fn error_line(message: &str, source: &str) -> usize {
     message
         .split(&format!("{source}:"))
         .nth(1)
@@ -199,7 +201,10 @@ const KEYWORDS: &[&str] = &[
 ];
 
 /// Report calls to functions that neither regorus nor the policies define.
-fn check_functions(source: &Source, defined: &BTreeSet<String>) -> Result<(), PolicyError> {
+pub(crate) fn check_functions(
+    source: &Source,
+    defined: &BTreeSet<String>,
+) -> Result<(), PolicyError> {
     let code = code_only(&source.text);
     let aliases = import_aliases(&code);
     for (name, line) in calls(&code) {
@@ -232,8 +237,19 @@ impl PolicySet {
             .flat_map(|s| defined_functions(&code_only(&s.text)))
             .collect();
         let mut accepted: Vec<(Source, Option<ControlMeta>)> = Vec::new();
+        let mut gate_rules: Vec<GateRuleMeta> = Vec::new();
         let mut ids = BTreeSet::new();
         for source in sources {
+            if gate::package_of(&source.text).is_some_and(|p| p.starts_with(GATE_PACKAGE_PREFIX)) {
+                match gate::check_rule_source(source, &defined, &mut ids) {
+                    Ok(meta) => {
+                        gate_rules.push(meta);
+                        accepted.push((source.clone(), None));
+                    }
+                    Err(problem) => problems.push(problem),
+                }
+                continue;
+            }
             let checked = (|| {
                 let meta = metadata::parse(&source.name, &source.text)?;
                 let mut alone = Engine::new();
@@ -277,7 +293,8 @@ impl PolicySet {
 
         // Exercise each control once on an empty resource of its kind: a rule that cannot be
         // evaluated at all (a type error, a missing helper) is found now, not mid-scan.
-        let mut set = Self::assemble(&accepted, time_limit, &mut problems);
+        let mut set = Self::assemble(&accepted, &gate_rules, time_limit, &mut problems);
+        let broken_rules = gate::exercise(&set, &mut problems);
         let broken: Vec<String> = set
             .controls
             .iter()
@@ -290,15 +307,20 @@ impl PolicySet {
                 })
             })
             .collect();
-        if !broken.is_empty() {
-            accepted.retain(|(_, meta)| meta.as_ref().is_none_or(|m| !broken.contains(&m.id)));
-            set = Self::assemble(&accepted, time_limit, &mut problems);
+        if !broken.is_empty() || !broken_rules.is_empty() {
+            accepted.retain(|(source, meta)| {
+                meta.as_ref().is_none_or(|m| !broken.contains(&m.id))
+                    && !broken_rules.iter().any(|rule| rule.source == source.name)
+            });
+            gate_rules.retain(|rule| !broken_rules.iter().any(|b| b.id == rule.id));
+            set = Self::assemble(&accepted, &gate_rules, time_limit, &mut problems);
         }
         Loaded { set, problems }
     }
 
     fn assemble(
         accepted: &[(Source, Option<ControlMeta>)],
+        gate_rules: &[GateRuleMeta],
         time_limit: Duration,
         problems: &mut Vec<PolicyError>,
     ) -> Self {
@@ -344,6 +366,18 @@ impl PolicySet {
                 });
             }
         }
+        let mut gate_rules = gate_rules.to_vec();
+        gate_rules.sort_by(|a, b| a.id.cmp(&b.id));
+        if let Err(error) = template.add_policy(
+            gate::AGGREGATE_FILE.to_owned(),
+            gate::aggregate_module(&gate_rules),
+        ) {
+            problems.push(PolicyError::Load {
+                file: gate::AGGREGATE_FILE.to_owned(),
+                line: 1,
+                message: error.to_string(),
+            });
+        }
         // regorus analyses and schedules every module on an engine's first evaluation and
         // clones inherit that work only once it is done; evaluating once here keeps every
         // per-resource clone from repeating it (≈2 ms with the full catalog).
@@ -360,6 +394,7 @@ impl PolicySet {
         Self {
             template,
             controls,
+            gate_rules,
             by_kind,
             time_limit,
             fingerprint: format!("{:016x}", hash.0),
@@ -484,7 +519,7 @@ impl PolicySet {
         self.eval(&format!("data.{package}.deny"), input)
     }
 
-    fn eval(
+    pub(crate) fn eval(
         &self,
         rule: &str,
         input: &serde_json::Value,

@@ -8,12 +8,14 @@
 pub mod cases;
 pub mod docs;
 pub mod engine;
+pub mod gate;
 pub mod metadata;
 
 use std::time::Duration;
 
 pub use engine::{Loaded, PolicySet, Source, Violation};
-pub use metadata::{ControlMeta, Severity};
+pub use gate::{GateEffect, GateFinding};
+pub use metadata::{ControlMeta, GateRuleMeta, Severity};
 
 mod bundle {
     include!(concat!(env!("OUT_DIR"), "/bundle.rs"));

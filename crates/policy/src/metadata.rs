@@ -125,9 +125,39 @@ struct Custom {
     parameters: BTreeMap<String, serde_json::Value>,
 }
 
-/// Read the metadata of one policy file. Files without a `# METADATA` block are helpers
-/// (shared functions), not controls: `Ok(None)`.
-pub fn parse(source: &str, text: &str) -> Result<Option<ControlMeta>, PolicyError> {
+/// A gate rule's metadata: like a control's, but it judges a deployment, not a resource.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GateRuleMeta {
+    /// Stable id (`GATE-03`): configuration and verdicts refer to it.
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    /// How serious a deny from this rule is (reports order by it).
+    pub severity: Severity,
+    pub rationale: String,
+    pub remediation: String,
+    /// The ADO permission or PAT scope needed for the data the rule reads.
+    pub permission: String,
+    pub frameworks: Vec<String>,
+    pub parameters: BTreeMap<String, serde_json::Value>,
+    /// The sets the rule defines (`deny`, `approval`, `warn`).
+    pub effects: Vec<crate::gate::GateEffect>,
+    /// The Rego package (`tollgate.gate.weekend_block`).
+    pub package: String,
+    pub source: String,
+    pub line: usize,
+}
+
+/// What annotates a package: the parsed YAML, the package name and where things are.
+struct Annotated {
+    annotation: Annotation,
+    package: String,
+    /// The line just below `# METADATA` (1-based), where YAML errors count from.
+    first_line: usize,
+    package_line: usize,
+}
+
+fn annotated(source: &str, text: &str) -> Result<Option<Annotated>, PolicyError> {
     let lines: Vec<&str> = text.lines().collect();
     let Some(start) = lines.iter().position(|line| line.trim() == "# METADATA") else {
         return Ok(None);
@@ -181,15 +211,7 @@ pub fn parse(source: &str, text: &str) -> Result<Option<ControlMeta>, PolicyErro
             "control METADATA must have scope: package".to_owned(),
         ));
     }
-    let custom = annotation.custom;
-    let severity = custom
-        .severity
-        .parse()
-        .map_err(|error: String| at(start + 1, error))?;
-    let kind = custom
-        .kind
-        .parse::<ResourceKind>()
-        .map_err(|error| at(start + 1, error.to_string()))?;
+    let custom = &annotation.custom;
     if custom.id.trim().is_empty() || custom.id.contains(char::is_whitespace) {
         return Err(at(
             start + 1,
@@ -204,6 +226,47 @@ pub fn parse(source: &str, text: &str) -> Result<Option<ControlMeta>, PolicyErro
         .trim_start_matches("package ")
         .trim()
         .to_owned();
+    Ok(Some(Annotated {
+        annotation,
+        package,
+        first_line: start + 1,
+        package_line: package_index + 1,
+    }))
+}
+
+/// The kind a gate rule declares: it judges deployments.
+pub const GATE_KIND: &str = "deployment";
+
+/// Read the metadata of one policy file. Files without a `# METADATA` block are helpers
+/// (shared functions), not controls: `Ok(None)`.
+pub fn parse(source: &str, text: &str) -> Result<Option<ControlMeta>, PolicyError> {
+    let Some(found) = annotated(source, text)? else {
+        return Ok(None);
+    };
+    let at = |line: usize, message: String| PolicyError::Load {
+        file: source.to_owned(),
+        line,
+        message,
+    };
+    let Annotated {
+        annotation,
+        package,
+        first_line,
+        package_line,
+    } = found;
+    let custom = annotation.custom;
+    let severity = custom
+        .severity
+        .parse()
+        .map_err(|error: String| at(first_line, error))?;
+    let kind = custom.kind.parse::<ResourceKind>().map_err(|error| {
+        let hint = if custom.kind == GATE_KIND {
+            " (gate rules live under package tollgate.gate.*)".to_owned()
+        } else {
+            String::new()
+        };
+        at(first_line, format!("{error}{hint}"))
+    })?;
     Ok(Some(ControlMeta {
         id: custom.id,
         title: annotation.title,
@@ -217,8 +280,59 @@ pub fn parse(source: &str, text: &str) -> Result<Option<ControlMeta>, PolicyErro
         parameters: custom.parameters,
         package,
         source: source.to_owned(),
-        line: package_index + 1,
+        line: package_line,
     }))
+}
+
+/// Read a gate rule's metadata (`kind: deployment`). A gate rule without METADATA is an error:
+/// verdicts name the rule that decided them.
+pub fn parse_gate_rule(source: &str, text: &str) -> Result<GateRuleMeta, PolicyError> {
+    let at = |line: usize, message: String| PolicyError::Load {
+        file: source.to_owned(),
+        line,
+        message,
+    };
+    let Some(found) = annotated(source, text)? else {
+        return Err(at(
+            1,
+            "a gate rule needs a METADATA block (id, severity, kind: deployment, …)".to_owned(),
+        ));
+    };
+    let Annotated {
+        annotation,
+        package,
+        first_line,
+        package_line,
+    } = found;
+    let custom = annotation.custom;
+    if custom.kind != GATE_KIND {
+        return Err(at(
+            first_line,
+            format!(
+                "gate rules judge deployments: set `kind: {GATE_KIND}` (found {:?})",
+                custom.kind
+            ),
+        ));
+    }
+    let severity = custom
+        .severity
+        .parse()
+        .map_err(|error: String| at(first_line, error))?;
+    Ok(GateRuleMeta {
+        id: custom.id,
+        title: annotation.title,
+        description: annotation.description,
+        severity,
+        rationale: custom.rationale,
+        remediation: custom.remediation,
+        permission: custom.permission,
+        frameworks: custom.frameworks,
+        parameters: custom.parameters,
+        effects: Vec::new(),
+        package,
+        source: source.to_owned(),
+        line: package_line,
+    })
 }
 
 #[cfg(test)]

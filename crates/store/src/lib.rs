@@ -5,17 +5,20 @@
 //! (`sqlx::query`), one implementation per backend; see docs/adr/0002-store-per-backend.md.
 
 mod audit;
+pub mod gate;
 mod keys;
 mod migrate;
 mod postgres;
 mod postgres_audit;
 mod postgres_findings;
+mod postgres_gate;
 mod postgres_keys;
 mod postgres_queue;
 mod queue;
 mod sqlite;
 mod sqlite_audit;
 mod sqlite_findings;
+mod sqlite_gate;
 mod sqlite_keys;
 mod sqlite_queue;
 
@@ -29,6 +32,7 @@ use tollgate_domain::{InventoryItem, ResourceKind, SyncRunId, TenantId};
 pub use audit::{
     AuditDraft, AuditStore, EncodedLeaf, LeafEncoder, LeafFilter, StoredCheckpoint, StoredLeaf,
 };
+pub use gate::GateStore;
 pub use keys::{ApiKeyStore, StoredApiKey};
 pub use postgres::PostgresStore;
 pub use queue::{

@@ -44,6 +44,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "audit",
         sql: include_str!("../migrations/sqlite/0007_audit.sql"),
     },
+    Migration {
+        version: 8,
+        name: "gate",
+        sql: include_str!("../migrations/sqlite/0008_gate.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -77,6 +82,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "row_level_security",
         sql: include_str!("../migrations/postgres/0006_row_level_security.sql"),
     },
+    Migration {
+        version: 7,
+        name: "gate",
+        sql: include_str!("../migrations/postgres/0007_gate.sql"),
+    },
 ];
 
 /// Every PostgreSQL table that holds tenant rows: each has `tenant_id` and row-level security
@@ -93,6 +103,8 @@ pub(crate) const POSTGRES_TENANT_TABLES: &[&str] = &[
     "jobs",
     "api_keys",
     "audit_leaves",
+    "gate_decisions",
+    "approvals",
     "audit_checkpoints",
     "audit_sink_cursors",
 ];

@@ -81,7 +81,7 @@ fn job_from(row: &PgRow) -> Result<Job, StoreError> {
 }
 
 /// A job checked and in column form, so a bad one fails before anything is written.
-struct PreparedJob<'a> {
+pub(crate) struct PreparedJob<'a> {
     kind: &'a str,
     payload: String,
     dedupe_key: Option<&'a str>,
@@ -90,7 +90,7 @@ struct PreparedJob<'a> {
 }
 
 impl<'a> PreparedJob<'a> {
-    fn new(job: &'a NewJob) -> Result<Self, StoreError> {
+    pub(crate) fn new(job: &'a NewJob) -> Result<Self, StoreError> {
         if job.kind.trim().is_empty() {
             return Err(StoreError::InvalidInput("a job needs a kind".to_owned()));
         }
@@ -127,7 +127,7 @@ struct CoalescedJob<'a> {
 
 /// Enqueue inside the caller's transaction (scoped to `tenant`): into a queued job with the
 /// same dedupe key if there is one still queued when the row is locked, else as a new row.
-async fn enqueue_in(
+pub(crate) async fn enqueue_in(
     connection: &mut PgConnection,
     tenant: &TenantId,
     job: &PreparedJob<'_>,

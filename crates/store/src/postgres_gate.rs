@@ -1,0 +1,312 @@
+//! Gate decisions and approvals on PostgreSQL: the same documents as on SQLite (JSONB), each
+//! transaction scoped to its tenant; a change to an approval locks its row (FOR UPDATE), so
+//! two replicas deciding the same approval at once apply their votes one after the other.
+
+use async_trait::async_trait;
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use tollgate_domain::TenantId;
+
+use crate::gate::{
+    Approval, ApprovalAudit, ApprovalChange, ApprovalOutcome, ApprovalState, CallbackJob,
+    CallbackState, DecisionFilter, GateDecision, GateStore, NewDecision, RecordedDecision,
+};
+use crate::postgres::PostgresStore;
+use crate::postgres_queue::{PreparedJob, enqueue_in};
+use crate::{AuditDraft, NewJob, StoreError};
+
+/// JSON documents travel as text (`::jsonb` on the way in, `::text` on the way out).
+fn document<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|error| StoreError::InvalidInput(format!("cannot encode: {error}")))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(raw: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(raw).map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))
+}
+
+async fn enqueue(
+    connection: &mut PgConnection,
+    tenant: &TenantId,
+    job: &NewJob,
+) -> Result<(), StoreError> {
+    let prepared = PreparedJob::new(job)?;
+    enqueue_in(connection, tenant, &prepared, crate::postgres::now()).await?;
+    Ok(())
+}
+
+async fn decision_where(
+    connection: &mut PgConnection,
+    column: &'static str,
+    value: &str,
+    lock: bool,
+) -> Result<Option<GateDecision>, StoreError> {
+    let sql = format!(
+        "SELECT document::text FROM gate_decisions WHERE {column} = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let row: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(value)
+        .fetch_optional(&mut *connection)
+        .await?;
+    row.map(|raw| parse(&raw, "gate decision")).transpose()
+}
+
+async fn write_decision(
+    connection: &mut PgConnection,
+    decision: &GateDecision,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE gate_decisions SET callback_state = $1, approval_id = $2, document = $3::jsonb WHERE id = $4",
+    )
+    .bind(decision.callback_state.map(CallbackState::as_str))
+    .bind(&decision.approval_id)
+    .bind(document(decision)?)
+    .bind(&decision.id)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl GateStore for PostgresStore {
+    async fn record_decision(
+        &self,
+        tenant: &TenantId,
+        new: &NewDecision,
+        audit: &[AuditDraft],
+    ) -> Result<RecordedDecision, StoreError> {
+        let decision = &new.decision;
+        let mut transaction = self.begin_durable_for(tenant).await?;
+        // ON CONFLICT DO NOTHING: two replicas receiving the same check at once both try; one
+        // row wins and the other returns it.
+        let inserted = sqlx::query(
+            "INSERT INTO gate_decisions (id, tenant_id, decision_key, decided_at, environment, \
+             verdict, approval_id, callback_state, callback_token, document) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb) \
+             ON CONFLICT (tenant_id, decision_key) DO NOTHING",
+        )
+        .bind(&decision.id)
+        .bind(tenant.as_str())
+        .bind(&decision.key)
+        .bind(decision.decided_at)
+        .bind(&decision.environment)
+        .bind(decision.verdict.as_str())
+        .bind(&decision.approval_id)
+        .bind(decision.callback_state.map(CallbackState::as_str))
+        .bind(&new.callback_token)
+        .bind(document(decision)?)
+        .execute(&mut *transaction)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            let existing = decision_where(&mut transaction, "decision_key", &decision.key, false)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("gate decision {} vanished", decision.key))
+                })?;
+            transaction.commit().await?;
+            return Ok(RecordedDecision {
+                decision: existing,
+                created: false,
+            });
+        }
+        if let Some(approval) = &new.approval {
+            sqlx::query(
+                "INSERT INTO approvals (id, tenant_id, decision_id, state, created_at, expires_at, document) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+            )
+            .bind(&approval.id)
+            .bind(tenant.as_str())
+            .bind(&decision.id)
+            .bind(approval.state.as_str())
+            .bind(approval.created_at)
+            .bind(approval.expires_at)
+            .bind(document(approval)?)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        if let Some(job) = &new.callback_job {
+            enqueue(&mut transaction, tenant, job).await?;
+        }
+        self.append_audit_in(&mut transaction, tenant, audit)
+            .await?;
+        transaction.commit().await?;
+        Ok(RecordedDecision {
+            decision: decision.clone(),
+            created: true,
+        })
+    }
+
+    async fn decision(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<GateDecision>, StoreError> {
+        let mut transaction = self.begin_for(tenant).await?;
+        let found = decision_where(&mut transaction, "id", id, false).await?;
+        transaction.commit().await?;
+        Ok(found)
+    }
+
+    async fn decision_by_key(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> Result<Option<GateDecision>, StoreError> {
+        let mut transaction = self.begin_for(tenant).await?;
+        let found = decision_where(&mut transaction, "decision_key", key, false).await?;
+        transaction.commit().await?;
+        Ok(found)
+    }
+
+    async fn decisions(
+        &self,
+        tenant: &TenantId,
+        filter: &DecisionFilter,
+    ) -> Result<Vec<GateDecision>, StoreError> {
+        let mut transaction = self.begin_for(tenant).await?;
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT document::text FROM gate_decisions \
+             WHERE ($1::text IS NULL OR environment = $1) AND ($2::timestamptz IS NULL OR decided_at >= $2) \
+             ORDER BY decided_at DESC, id DESC LIMIT $3",
+        )
+        .bind(&filter.environment)
+        .bind(filter.since)
+        .bind(i64::from(filter.limit.max(1)))
+        .fetch_all(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        rows.iter().map(|raw| parse(raw, "gate decision")).collect()
+    }
+
+    async fn callback_token(
+        &self,
+        tenant: &TenantId,
+        decision_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let mut transaction = self.begin_for(tenant).await?;
+        let token: Option<Option<String>> =
+            sqlx::query_scalar("SELECT callback_token FROM gate_decisions WHERE id = $1")
+                .bind(decision_id)
+                .fetch_optional(&mut *transaction)
+                .await?;
+        transaction.commit().await?;
+        Ok(token.flatten())
+    }
+
+    async fn finish_callback(
+        &self,
+        tenant: &TenantId,
+        decision_id: &str,
+        state: CallbackState,
+        audit: &[AuditDraft],
+    ) -> Result<(), StoreError> {
+        let mut transaction = self.begin_durable_for(tenant).await?;
+        let Some(mut decision) = decision_where(&mut transaction, "id", decision_id, true).await?
+        else {
+            return Err(StoreError::InvalidInput(format!(
+                "no gate decision {decision_id}"
+            )));
+        };
+        decision.callback_state = Some(state);
+        write_decision(&mut transaction, &decision).await?;
+        sqlx::query("UPDATE gate_decisions SET callback_token = NULL WHERE id = $1")
+            .bind(decision_id)
+            .execute(&mut *transaction)
+            .await?;
+        self.append_audit_in(&mut transaction, tenant, audit)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn approval(&self, tenant: &TenantId, id: &str) -> Result<Option<Approval>, StoreError> {
+        let mut transaction = self.begin_for(tenant).await?;
+        let row: Option<String> =
+            sqlx::query_scalar("SELECT document::text FROM approvals WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *transaction)
+                .await?;
+        transaction.commit().await?;
+        row.map(|raw| parse(&raw, "approval")).transpose()
+    }
+
+    async fn approvals(
+        &self,
+        tenant: &TenantId,
+        state: Option<ApprovalState>,
+        limit: u32,
+    ) -> Result<Vec<Approval>, StoreError> {
+        let mut transaction = self.begin_for(tenant).await?;
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT document::text FROM approvals WHERE ($1::text IS NULL OR state = $1) \
+             ORDER BY created_at DESC, id DESC LIMIT $2",
+        )
+        .bind(state.map(ApprovalState::as_str))
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        rows.iter().map(|raw| parse(raw, "approval")).collect()
+    }
+
+    async fn change_approval(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        change: &ApprovalChange,
+        audit: ApprovalAudit<'_>,
+        callback: CallbackJob<'_>,
+    ) -> Result<ApprovalOutcome, StoreError> {
+        let mut transaction = self.begin_durable_for(tenant).await?;
+        let row: Option<String> =
+            sqlx::query_scalar("SELECT document::text FROM approvals WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *transaction)
+                .await?;
+        let Some(raw) = row else {
+            return Ok(ApprovalOutcome::NotFound);
+        };
+        let mut approval: Approval = parse(&raw, "approval")?;
+        if let Err(refusal) = approval.apply(change) {
+            return Ok(ApprovalOutcome::Refused(refusal));
+        }
+        sqlx::query("UPDATE approvals SET state = $1, document = $2::jsonb WHERE id = $3")
+            .bind(approval.state.as_str())
+            .bind(document(&approval)?)
+            .bind(&approval.id)
+            .execute(&mut *transaction)
+            .await?;
+        if !approval.is_open()
+            && let Some(mut decision) =
+                decision_where(&mut transaction, "id", &approval.decision_id, true).await?
+            && decision.callback_state == Some(CallbackState::Waiting)
+        {
+            if let Some(job) = callback(&approval, &decision) {
+                enqueue(&mut transaction, tenant, &job).await?;
+                decision.callback_state = Some(CallbackState::Queued);
+                write_decision(&mut transaction, &decision).await?;
+            }
+        }
+        self.append_audit_in(&mut transaction, tenant, &audit(&approval))
+            .await?;
+        transaction.commit().await?;
+        Ok(ApprovalOutcome::Changed(approval))
+    }
+
+    async fn due_approvals(
+        &self,
+        tenant: &TenantId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut transaction = self.begin_for(tenant).await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM approvals WHERE state = 'pending' AND expires_at <= $1 ORDER BY expires_at",
+        )
+        .bind(now)
+        .fetch_all(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(ids)
+    }
+}

@@ -1,0 +1,306 @@
+//! Gate decisions and approvals on SQLite. Every write runs in a write transaction (the
+//! database's one writer lock), which is also what serialises changes to one approval.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::SqliteConnection;
+use time::OffsetDateTime;
+use tollgate_domain::TenantId;
+
+use crate::gate::{
+    Approval, ApprovalAudit, ApprovalChange, ApprovalOutcome, ApprovalState, CallbackJob,
+    CallbackState, DecisionFilter, GateDecision, GateStore, NewDecision, RecordedDecision,
+};
+use crate::sqlite::SqliteStore;
+use crate::sqlite_queue::{BEGIN_WRITE, PreparedJob, enqueue_in, stamp};
+use crate::{AuditDraft, NewJob, StoreError};
+
+fn document<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|error| StoreError::InvalidInput(format!("cannot encode: {error}")))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(raw: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(raw).map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))
+}
+
+async fn enqueue(
+    connection: &mut SqliteConnection,
+    tenant: &TenantId,
+    job: &NewJob,
+) -> Result<(), StoreError> {
+    let prepared = PreparedJob::new(job)?;
+    let now = stamp(OffsetDateTime::now_utc())?;
+    enqueue_in(connection, tenant, &prepared, &now).await?;
+    Ok(())
+}
+
+async fn decision_where(
+    connection: &mut SqliteConnection,
+    tenant: &TenantId,
+    column: &'static str,
+    value: &str,
+) -> Result<Option<GateDecision>, StoreError> {
+    let sql = format!("SELECT document FROM gate_decisions WHERE tenant_id = ? AND {column} = ?");
+    let row: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(tenant.as_str())
+        .bind(value)
+        .fetch_optional(&mut *connection)
+        .await?;
+    row.map(|raw| parse(&raw, "gate decision")).transpose()
+}
+
+async fn write_decision(
+    connection: &mut SqliteConnection,
+    decision: &GateDecision,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE gate_decisions SET callback_state = ?, approval_id = ?, document = ? WHERE id = ?",
+    )
+    .bind(decision.callback_state.map(CallbackState::as_str))
+    .bind(&decision.approval_id)
+    .bind(document(decision)?)
+    .bind(&decision.id)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl GateStore for SqliteStore {
+    async fn record_decision(
+        &self,
+        tenant: &TenantId,
+        new: &NewDecision,
+        audit: &[AuditDraft],
+    ) -> Result<RecordedDecision, StoreError> {
+        let decision = &new.decision;
+        let mut transaction = self.durable_pool().begin_with(BEGIN_WRITE).await?;
+        if let Some(existing) =
+            decision_where(&mut transaction, tenant, "decision_key", &decision.key).await?
+        {
+            transaction.commit().await?;
+            return Ok(RecordedDecision {
+                decision: existing,
+                created: false,
+            });
+        }
+        sqlx::query(
+            "INSERT INTO gate_decisions (id, tenant_id, decision_key, decided_at, environment, \
+             verdict, approval_id, callback_state, callback_token, document) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&decision.id)
+        .bind(tenant.as_str())
+        .bind(&decision.key)
+        .bind(stamp(decision.decided_at)?)
+        .bind(&decision.environment)
+        .bind(decision.verdict.as_str())
+        .bind(&decision.approval_id)
+        .bind(decision.callback_state.map(CallbackState::as_str))
+        .bind(&new.callback_token)
+        .bind(document(decision)?)
+        .execute(&mut *transaction)
+        .await?;
+        if let Some(approval) = &new.approval {
+            sqlx::query(
+                "INSERT INTO approvals (id, tenant_id, decision_id, state, created_at, expires_at, document) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&approval.id)
+            .bind(tenant.as_str())
+            .bind(&decision.id)
+            .bind(approval.state.as_str())
+            .bind(stamp(approval.created_at)?)
+            .bind(stamp(approval.expires_at)?)
+            .bind(document(approval)?)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        if let Some(job) = &new.callback_job {
+            enqueue(&mut transaction, tenant, job).await?;
+        }
+        self.append_audit_in(&mut transaction, tenant, audit)
+            .await?;
+        transaction.commit().await?;
+        Ok(RecordedDecision {
+            decision: decision.clone(),
+            created: true,
+        })
+    }
+
+    async fn decision(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<GateDecision>, StoreError> {
+        let mut connection = self.pool().acquire().await?;
+        decision_where(&mut connection, tenant, "id", id).await
+    }
+
+    async fn decision_by_key(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> Result<Option<GateDecision>, StoreError> {
+        let mut connection = self.pool().acquire().await?;
+        decision_where(&mut connection, tenant, "decision_key", key).await
+    }
+
+    async fn decisions(
+        &self,
+        tenant: &TenantId,
+        filter: &DecisionFilter,
+    ) -> Result<Vec<GateDecision>, StoreError> {
+        let since = filter.since.map(stamp).transpose()?;
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT document FROM gate_decisions WHERE tenant_id = ? \
+             AND (? IS NULL OR environment = ?) AND (? IS NULL OR decided_at >= ?) \
+             ORDER BY decided_at DESC, id DESC LIMIT ?",
+        )
+        .bind(tenant.as_str())
+        .bind(&filter.environment)
+        .bind(&filter.environment)
+        .bind(&since)
+        .bind(&since)
+        .bind(i64::from(filter.limit.max(1)))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|raw| parse(raw, "gate decision")).collect()
+    }
+
+    async fn callback_token(
+        &self,
+        tenant: &TenantId,
+        decision_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let token: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT callback_token FROM gate_decisions WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(tenant.as_str())
+        .bind(decision_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(token.flatten())
+    }
+
+    async fn finish_callback(
+        &self,
+        tenant: &TenantId,
+        decision_id: &str,
+        state: CallbackState,
+        audit: &[AuditDraft],
+    ) -> Result<(), StoreError> {
+        let mut transaction = self.durable_pool().begin_with(BEGIN_WRITE).await?;
+        let Some(mut decision) =
+            decision_where(&mut transaction, tenant, "id", decision_id).await?
+        else {
+            return Err(StoreError::InvalidInput(format!(
+                "no gate decision {decision_id}"
+            )));
+        };
+        decision.callback_state = Some(state);
+        write_decision(&mut transaction, &decision).await?;
+        sqlx::query("UPDATE gate_decisions SET callback_token = NULL WHERE id = ?")
+            .bind(decision_id)
+            .execute(&mut *transaction)
+            .await?;
+        self.append_audit_in(&mut transaction, tenant, audit)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn approval(&self, tenant: &TenantId, id: &str) -> Result<Option<Approval>, StoreError> {
+        let row: Option<String> =
+            sqlx::query_scalar("SELECT document FROM approvals WHERE tenant_id = ? AND id = ?")
+                .bind(tenant.as_str())
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?;
+        row.map(|raw| parse(&raw, "approval")).transpose()
+    }
+
+    async fn approvals(
+        &self,
+        tenant: &TenantId,
+        state: Option<ApprovalState>,
+        limit: u32,
+    ) -> Result<Vec<Approval>, StoreError> {
+        let state = state.map(ApprovalState::as_str);
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT document FROM approvals WHERE tenant_id = ? AND (? IS NULL OR state = ?) \
+             ORDER BY created_at DESC, id DESC LIMIT ?",
+        )
+        .bind(tenant.as_str())
+        .bind(state)
+        .bind(state)
+        .bind(i64::from(limit.max(1)))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|raw| parse(raw, "approval")).collect()
+    }
+
+    async fn change_approval(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        change: &ApprovalChange,
+        audit: ApprovalAudit<'_>,
+        callback: CallbackJob<'_>,
+    ) -> Result<ApprovalOutcome, StoreError> {
+        let mut transaction = self.durable_pool().begin_with(BEGIN_WRITE).await?;
+        let row: Option<String> =
+            sqlx::query_scalar("SELECT document FROM approvals WHERE tenant_id = ? AND id = ?")
+                .bind(tenant.as_str())
+                .bind(id)
+                .fetch_optional(&mut *transaction)
+                .await?;
+        let Some(raw) = row else {
+            return Ok(ApprovalOutcome::NotFound);
+        };
+        let mut approval: Approval = parse(&raw, "approval")?;
+        if let Err(refusal) = approval.apply(change) {
+            return Ok(ApprovalOutcome::Refused(refusal));
+        }
+        sqlx::query("UPDATE approvals SET state = ?, document = ? WHERE id = ?")
+            .bind(approval.state.as_str())
+            .bind(document(&approval)?)
+            .bind(&approval.id)
+            .execute(&mut *transaction)
+            .await?;
+        if !approval.is_open()
+            && let Some(mut decision) =
+                decision_where(&mut transaction, tenant, "id", &approval.decision_id).await?
+            && decision.callback_state == Some(CallbackState::Waiting)
+        {
+            if let Some(job) = callback(&approval, &decision) {
+                enqueue(&mut transaction, tenant, &job).await?;
+                decision.callback_state = Some(CallbackState::Queued);
+                write_decision(&mut transaction, &decision).await?;
+            }
+        }
+        self.append_audit_in(&mut transaction, tenant, &audit(&approval))
+            .await?;
+        transaction.commit().await?;
+        Ok(ApprovalOutcome::Changed(approval))
+    }
+
+    async fn due_approvals(
+        &self,
+        tenant: &TenantId,
+        now: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM approvals WHERE tenant_id = ? AND state = 'pending' AND expires_at <= ? \
+             ORDER BY expires_at",
+        )
+        .bind(tenant.as_str())
+        .bind(stamp(now)?)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| row.try_get::<String, _>("id").map_err(StoreError::from))
+            .collect()
+    }
+}

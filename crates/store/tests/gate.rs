@@ -1,0 +1,400 @@
+//! `GateStore`: decisions are idempotent per key and keep the callback token out of their
+//! documents; approvals follow one state machine under a row lock, and closing one queues
+//! its decision's callback exactly once — on SQLite and on PostgreSQL (see tests/common).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports failure by panicking"
+)]
+
+#[macro_use]
+mod common;
+
+use common::Fixture;
+use serde_json::json;
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+use tollgate_domain::TenantId;
+use tollgate_store::gate::{
+    Approval, ApprovalChange, ApprovalOutcome, ApprovalRefusal, ApprovalState, ApprovalVote,
+    CallbackState, CallbackTarget, DecisionFilter, GateDecision, NewDecision, Verdict,
+};
+use tollgate_store::{JobFilter, NewJob};
+
+const NOW: OffsetDateTime = datetime!(2026-11-24 10:00:00 UTC);
+
+fn tenant(name: &str) -> TenantId {
+    TenantId::parse(name).unwrap()
+}
+
+fn decision(id: &str, key: &str, verdict: Verdict) -> GateDecision {
+    GateDecision {
+        id: id.to_owned(),
+        key: key.to_owned(),
+        source: "ado-check".to_owned(),
+        mode: "callback".to_owned(),
+        verdict,
+        project: "Payments".to_owned(),
+        environment: "production".to_owned(),
+        pipeline: Some("payments-api".to_owned()),
+        run_id: Some(100),
+        requested_by: Some("dev@fabrikam.example".to_owned()),
+        findings: json!([{"rule": "GATE-01", "effect": "approval"}]),
+        input: json!({"environment": {"name": "production"}}),
+        callback: Some(CallbackTarget {
+            project_id: "p".into(),
+            hub_name: "checks".into(),
+            plan_id: "plan".into(),
+            job_id: "job".into(),
+            task_instance_id: "task".into(),
+        }),
+        callback_state: Some(CallbackState::Waiting),
+        approval_id: Some(format!("{id}-approval")),
+        decided_at: NOW,
+    }
+}
+
+fn approval(decision: &GateDecision, quorum: u32) -> Approval {
+    Approval {
+        id: decision.approval_id.clone().unwrap(),
+        decision_id: decision.id.clone(),
+        state: ApprovalState::Pending,
+        project: decision.project.clone(),
+        environment: decision.environment.clone(),
+        pipeline: decision.pipeline.clone(),
+        run_id: decision.run_id,
+        requested_by: decision.requested_by.clone(),
+        reasons: vec!["deployments to production need 1 approval(s)".into()],
+        quorum,
+        approver_role: "release_manager".into(),
+        votes: Vec::new(),
+        created_at: NOW,
+        expires_at: NOW + Duration::hours(24),
+        closed_at: None,
+        closed_by: None,
+    }
+}
+
+fn vote(by: &str, decision: &str) -> ApprovalChange {
+    ApprovalChange::Vote(ApprovalVote {
+        by: by.to_owned(),
+        role: "release_manager".to_owned(),
+        decision: decision.to_owned(),
+        comment: String::new(),
+        at: NOW + Duration::minutes(5),
+    })
+}
+
+fn callback_job(approval: &Approval, decision: &GateDecision) -> Option<NewJob> {
+    Some(NewJob {
+        kind: "gate.callback".into(),
+        payload: json!({"decision": decision.id, "result": approval.state.as_str()}),
+        dedupe_key: Some(format!("callback:{}", decision.id)),
+        run_after: NOW,
+        max_attempts: 5,
+    })
+}
+
+async fn with_approval(fixture: &Fixture, id: &str, quorum: u32) -> GateDecision {
+    let decision = decision(id, &format!("ado:{id}"), Verdict::Approval);
+    let new = NewDecision {
+        approval: Some(approval(&decision, quorum)),
+        callback_token: Some("job-token-secret".into()),
+        callback_job: None,
+        decision: decision.clone(),
+    };
+    let recorded = fixture
+        .store
+        .record_decision(&tenant("contoso"), &new, &[])
+        .await
+        .unwrap();
+    assert!(recorded.created);
+    decision
+}
+
+async fn callback_jobs(fixture: &Fixture) -> usize {
+    fixture
+        .store
+        .jobs(
+            &tenant("contoso"),
+            &JobFilter {
+                kind: Some("gate.callback".into()),
+                limit: 100,
+                ..JobFilter::default()
+            },
+        )
+        .await
+        .unwrap()
+        .len()
+}
+
+async fn decisions_are_idempotent_and_keep_the_token_apart(fixture: Fixture) {
+    let store = &*fixture.store;
+    let contoso = tenant("contoso");
+    let first = with_approval(&fixture, "d1", 1).await;
+    // The same check delivered again (another id, the same key) gets the first answer.
+    let again = NewDecision {
+        decision: decision("d1-again", "ado:d1", Verdict::Deny),
+        callback_token: Some("other".into()),
+        approval: None,
+        callback_job: None,
+    };
+    let recorded = store.record_decision(&contoso, &again, &[]).await.unwrap();
+    assert!(!recorded.created);
+    assert_eq!(recorded.decision, first);
+    assert_eq!(
+        store.decision(&contoso, "d1").await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store.decision_by_key(&contoso, "ado:d1").await.unwrap(),
+        Some(first.clone())
+    );
+    assert!(
+        store
+            .decision(&contoso, "d1-again")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .callback_token(&contoso, "d1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("job-token-secret")
+    );
+    let listed = store
+        .decisions(
+            &contoso,
+            &DecisionFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![first.clone()]);
+    assert!(
+        !serde_json::to_string(&listed)
+            .unwrap()
+            .contains("job-token-secret")
+    );
+    assert_eq!(
+        store
+            .approvals(&contoso, Some(ApprovalState::Pending), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    store
+        .finish_callback(&contoso, "d1", CallbackState::Sent, &[])
+        .await
+        .unwrap();
+    assert_eq!(store.callback_token(&contoso, "d1").await.unwrap(), None);
+    assert_eq!(
+        store
+            .decision(&contoso, "d1")
+            .await
+            .unwrap()
+            .unwrap()
+            .callback_state,
+        Some(CallbackState::Sent)
+    );
+
+    // Another tenant sees none of it, and cannot change it.
+    let fabrikam = tenant("fabrikam");
+    assert!(store.decision(&fabrikam, "d1").await.unwrap().is_none());
+    assert!(
+        store
+            .approval(&fabrikam, "d1-approval")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .approvals(&fabrikam, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .callback_token(&fabrikam, "d1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let outcome = store
+        .change_approval(
+            &fabrikam,
+            "d1-approval",
+            &vote("rm@x", "approved"),
+            &|_| vec![],
+            &callback_job,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(outcome, ApprovalOutcome::NotFound));
+}
+
+async fn a_quorum_closes_the_approval_and_queues_one_callback(fixture: Fixture) {
+    let store = &*fixture.store;
+    let contoso = tenant("contoso");
+    let contoso = &contoso;
+    with_approval(&fixture, "d2", 2).await;
+    let change = |by: &str, decision: &str| {
+        let change = vote(by, decision);
+        async move {
+            store
+                .change_approval(contoso, "d2-approval", &change, &|_| vec![], &callback_job)
+                .await
+                .unwrap()
+        }
+    };
+    let ApprovalOutcome::Changed(one) = change("rm@fabrikam.example", "approved").await else {
+        panic!("the first vote counts")
+    };
+    assert_eq!(one.state, ApprovalState::Pending);
+    assert_eq!(callback_jobs(&fixture).await, 0);
+    assert!(matches!(
+        change("RM@fabrikam.example", "approved").await,
+        ApprovalOutcome::Refused(ApprovalRefusal::AlreadyVoted(_))
+    ));
+    assert!(matches!(
+        change("dev@fabrikam.example", "approved").await,
+        ApprovalOutcome::Refused(ApprovalRefusal::SelfApproval)
+    ));
+    let ApprovalOutcome::Changed(two) = change("lead@fabrikam.example", "approved").await else {
+        panic!("the second vote counts")
+    };
+    assert_eq!(two.state, ApprovalState::Approved);
+    assert_eq!(two.votes.len(), 2);
+    assert_eq!(callback_jobs(&fixture).await, 1);
+    assert_eq!(
+        store
+            .decision(contoso, "d2")
+            .await
+            .unwrap()
+            .unwrap()
+            .callback_state,
+        Some(CallbackState::Queued)
+    );
+    assert!(matches!(
+        change("third@fabrikam.example", "rejected").await,
+        ApprovalOutcome::Refused(ApprovalRefusal::NotPending("approved"))
+    ));
+    assert_eq!(callback_jobs(&fixture).await, 1);
+    assert_eq!(
+        store
+            .approval(contoso, "d2-approval")
+            .await
+            .unwrap()
+            .unwrap(),
+        two
+    );
+}
+
+async fn rejection_expiry_and_cancellation_close_pending_approvals(fixture: Fixture) {
+    let store = &*fixture.store;
+    let contoso = tenant("contoso");
+    let contoso = &contoso;
+    for id in ["r", "e", "c"] {
+        with_approval(&fixture, id, 1).await;
+    }
+    let apply = |id: &'static str, change: ApprovalChange| async move {
+        match store
+            .change_approval(
+                contoso,
+                &format!("{id}-approval"),
+                &change,
+                &|_| vec![],
+                &callback_job,
+            )
+            .await
+            .unwrap()
+        {
+            ApprovalOutcome::Changed(approval) => approval.state,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        apply("r", vote("rm@x", "rejected")).await,
+        ApprovalState::Rejected
+    );
+    assert!(store.due_approvals(contoso, NOW).await.unwrap().is_empty());
+    let due = store
+        .due_approvals(contoso, NOW + Duration::hours(25))
+        .await
+        .unwrap();
+    let mut due = due;
+    due.sort();
+    assert_eq!(due, vec!["c-approval".to_owned(), "e-approval".to_owned()]);
+    assert_eq!(
+        apply(
+            "e",
+            ApprovalChange::Expire {
+                at: NOW + Duration::hours(25)
+            }
+        )
+        .await,
+        ApprovalState::Expired
+    );
+    assert_eq!(
+        apply(
+            "c",
+            ApprovalChange::Cancel {
+                by: "rm@x".into(),
+                at: NOW
+            }
+        )
+        .await,
+        ApprovalState::Cancelled
+    );
+    // Each closed one queued its callback, once.
+    assert_eq!(callback_jobs(&fixture).await, 3);
+    assert!(
+        store
+            .due_approvals(contoso, NOW + Duration::days(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn concurrent_votes_from_two_replicas_reach_the_quorum_once(fixture: Fixture) {
+    let contoso = tenant("contoso");
+    with_approval(&fixture, "q", 2).await;
+    let other = fixture.open_again().await;
+    let (vote_a, vote_b) = (vote("a@x", "approved"), vote("b@x", "approved"));
+    let no_audit = |_: &Approval| vec![];
+    let (a, b) = tokio::join!(
+        fixture
+            .store
+            .change_approval(&contoso, "q-approval", &vote_a, &no_audit, &callback_job),
+        other.change_approval(&contoso, "q-approval", &vote_b, &no_audit, &callback_job),
+    );
+    assert!(matches!(a.unwrap(), ApprovalOutcome::Changed(_)));
+    assert!(matches!(b.unwrap(), ApprovalOutcome::Changed(_)));
+    let approval = fixture
+        .store
+        .approval(&contoso, "q-approval")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(approval.state, ApprovalState::Approved);
+    assert_eq!(approval.votes.len(), 2);
+    assert_eq!(callback_jobs(&fixture).await, 1);
+}
+
+on_both_backends!(
+    decisions_are_idempotent_and_keep_the_token_apart,
+    a_quorum_closes_the_approval_and_queues_one_callback,
+    rejection_expiry_and_cancellation_close_pending_approvals,
+    concurrent_votes_from_two_replicas_reach_the_quorum_once,
+);
