@@ -277,7 +277,7 @@ pub struct RecordedDecision {
 /// What changing an approval did.
 #[derive(Clone, Debug)]
 pub enum ApprovalOutcome {
-    Changed(Approval),
+    Changed(Box<Approval>),
     Refused(ApprovalRefusal),
     NotFound,
 }

@@ -281,17 +281,16 @@ impl GateStore for PostgresStore {
             && let Some(mut decision) =
                 decision_where(&mut transaction, "id", &approval.decision_id, true).await?
             && decision.callback_state == Some(CallbackState::Waiting)
+            && let Some(job) = callback(&approval, &decision)
         {
-            if let Some(job) = callback(&approval, &decision) {
-                enqueue(&mut transaction, tenant, &job).await?;
-                decision.callback_state = Some(CallbackState::Queued);
-                write_decision(&mut transaction, &decision).await?;
-            }
+            enqueue(&mut transaction, tenant, &job).await?;
+            decision.callback_state = Some(CallbackState::Queued);
+            write_decision(&mut transaction, &decision).await?;
         }
         self.append_audit_in(&mut transaction, tenant, &audit(&approval))
             .await?;
         transaction.commit().await?;
-        Ok(ApprovalOutcome::Changed(approval))
+        Ok(ApprovalOutcome::Changed(Box::new(approval)))
     }
 
     async fn due_approvals(

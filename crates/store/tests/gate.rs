@@ -296,7 +296,7 @@ async fn a_quorum_closes_the_approval_and_queues_one_callback(fixture: Fixture) 
             .await
             .unwrap()
             .unwrap(),
-        two
+        *two
     );
 }
 
