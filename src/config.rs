@@ -32,6 +32,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub auth: AuthConfig,
     pub audit: AuditConfig,
+    /// The deployment gate: its calendar, environments and the default tenant's credential.
+    pub gate: GateConfig,
 }
 
 /// The tamper-evident audit log.
@@ -234,6 +236,9 @@ pub struct TenantConfig {
     pub ado: AdoConfig,
     #[serde(default)]
     pub webhook: WebhookConfig,
+    /// The credential ADO's Invoke REST API check presents for this tenant.
+    #[serde(default)]
+    pub gate: GateCredentialConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -473,8 +478,9 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ("TOLLGATE_WEBHOOK_SECRET_FILE", "webhook.secret_file"),
 ];
 
-/// Variables read elsewhere in this module, not mapped onto keys.
-const ENVIRONMENT_OTHER: &[&str] = &["TOLLGATE_CONFIG", "TOLLGATE_LOG"];
+/// Variables not mapped onto keys, read elsewhere: the configuration file, the log filter, and the gate's fixed clock for
+/// demonstrations and end-to-end tests (startup::gate_clock).
+const ENVIRONMENT_OTHER: &[&str] = &["TOLLGATE_CONFIG", "TOLLGATE_LOG", "TOLLGATE_FAKE_NOW"];
 
 /// Values given on the command line; `None` leaves the lower layers alone.
 #[derive(Clone, Debug, Default)]
@@ -666,6 +672,7 @@ impl Config {
                 );
             }
         }
+        self.gate.validate()?;
         Ok(())
     }
 
@@ -691,6 +698,7 @@ impl Config {
                 id: "default".to_owned(),
                 ado: self.ado.clone(),
                 webhook: self.webhook.clone(),
+                gate: self.gate.credential.clone(),
             });
         }
         tenants.extend(self.tenants.iter().cloned());
@@ -934,5 +942,175 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = write(&dir, Config::example());
         load_from(Some(&file), &[], &Overrides::default()).unwrap();
+    }
+}
+
+/// The basic-auth credential of the Generic service connection behind a tenant's Invoke REST
+/// API check. Each tenant has its own; the gate answers 401 to any other.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateCredentialConfig {
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub password_file: Option<PathBuf>,
+}
+
+impl GateCredentialConfig {
+    /// The user name and password, reading the password file now; `None` when unset.
+    pub fn credential(&self) -> Result<Option<(String, SecretString)>> {
+        let password = match (&self.password, &self.password_file) {
+            (Some(_), Some(_)) => {
+                bail!("both gate.password and gate.password_file are set; keep one")
+            }
+            (Some(password), None) => password.clone(),
+            (None, Some(path)) => read_secret_file(path, "gate password")?,
+            (None, None) => return Ok(None),
+        };
+        Ok(Some((
+            self.username
+                .clone()
+                .unwrap_or_else(|| "tollgate".to_owned()),
+            password,
+        )))
+    }
+}
+
+/// `[gate]`: how the deployment gate judges (docs/GATE.md).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateConfig {
+    /// IANA time zone of the calendar rules (weekends, business hours, holidays).
+    pub timezone: String,
+    /// Local dates (`YYYY-MM-DD`) without production deployments.
+    pub holidays: Vec<String>,
+    /// How long an approval stays open.
+    pub approval_expiry_hours: u64,
+    /// The URL people reach tollgate at, for links in notifications.
+    pub public_url: Option<String>,
+    #[serde(flatten)]
+    pub credential: GateCredentialConfig,
+    pub freezes: Vec<crate::services::gate::Freeze>,
+    pub environments: Vec<GateEnvironmentConfig>,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        Self {
+            timezone: "UTC".to_owned(),
+            holidays: Vec::new(),
+            approval_expiry_hours: 24,
+            public_url: None,
+            credential: GateCredentialConfig::default(),
+            freezes: Vec::new(),
+            environments: Vec::new(),
+        }
+    }
+}
+
+/// `[[gate.environments]]`: the gate for environments whose name matches `name` (a glob).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateEnvironmentConfig {
+    pub name: String,
+    #[serde(default = "one")]
+    pub quorum: u32,
+    #[serde(default = "release_manager")]
+    pub approver_role: String,
+    /// Per gate rule: deny (as the rule says), warn, dry-run or off.
+    #[serde(default)]
+    pub actions: BTreeMap<String, String>,
+    /// Per gate rule: parameters over its defaults.
+    #[serde(default)]
+    pub params: BTreeMap<String, toml::Table>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn release_manager() -> String {
+    "release_manager".to_owned()
+}
+
+impl GateConfig {
+    fn validate(&self) -> Result<()> {
+        for date in &self.holidays {
+            time::Date::parse(
+                date,
+                time::macros::format_description!("[year]-[month]-[day]"),
+            )
+            .map_err(|_| anyhow!("gate.holidays: {date:?} is not a date (YYYY-MM-DD)"))?;
+        }
+        if self.approval_expiry_hours == 0 {
+            bail!("gate.approval_expiry_hours must be at least 1");
+        }
+        for freeze in &self.freezes {
+            if freeze.end <= freeze.start {
+                bail!(
+                    "[[gate.freezes]] {:?}: end must be after start",
+                    freeze.reason
+                );
+            }
+        }
+        self.settings().map(|_| ())
+    }
+
+    /// The gate's settings, checked: roles, actions and parameters are valid.
+    pub fn settings(&self) -> Result<crate::services::gate::GateSettings> {
+        use crate::services::gate::{EnvironmentGate, GateSettings};
+        let mut environments = Vec::new();
+        for environment in &self.environments {
+            let approver_role = environment.approver_role.parse().map_err(|error: String| {
+                anyhow!(
+                    "[[gate.environments]] {}: approver_role: {error}",
+                    environment.name
+                )
+            })?;
+            if environment.quorum == 0 {
+                bail!(
+                    "[[gate.environments]] {}: quorum must be at least 1",
+                    environment.name
+                );
+            }
+            let mut actions = BTreeMap::new();
+            for (rule, action) in &environment.actions {
+                let parsed = crate::services::settings::Action::parse(action).ok_or_else(|| {
+                    anyhow!(
+                        "[[gate.environments]] {}: action {action:?} for {rule}: use deny, warn, dry-run or off",
+                        environment.name
+                    )
+                })?;
+                actions.insert(rule.to_uppercase(), parsed);
+            }
+            let mut params = BTreeMap::new();
+            for (rule, table) in &environment.params {
+                let value = serde_json::to_value(table).with_context(|| {
+                    format!(
+                        "[[gate.environments]] {}: params for {rule}",
+                        environment.name
+                    )
+                })?;
+                if let serde_json::Value::Object(map) = value {
+                    params.insert(rule.to_uppercase(), map);
+                }
+            }
+            environments.push(EnvironmentGate {
+                pattern: environment.name.clone(),
+                quorum: environment.quorum,
+                approver_role,
+                actions,
+                params,
+            });
+        }
+        Ok(GateSettings {
+            timezone: self.timezone.clone(),
+            holidays: self.holidays.clone(),
+            freezes: self.freezes.clone(),
+            environments,
+            approval_expiry: time::Duration::hours(
+                i64::try_from(self.approval_expiry_hours).unwrap_or(24),
+            ),
+            public_url: self.public_url.clone(),
+        })
     }
 }

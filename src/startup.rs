@@ -8,8 +8,8 @@ use tollgate_ado::{ClientConfig, HttpAdoClient, RetryPolicy};
 use tollgate_domain::TenantId;
 use tollgate_domain::ado_api::AdoHost;
 use tollgate_store::{
-    ApiKeyStore, AuditStore, EventStore, FindingStore, InventoryStore, JobStore, LeafEncoder,
-    PostgresStore, SqliteStore,
+    ApiKeyStore, AuditStore, EventStore, FindingStore, GateStore, InventoryStore, JobStore,
+    LeafEncoder, PostgresStore, SqliteStore,
 };
 
 use crate::config::Config;
@@ -23,7 +23,7 @@ use crate::services::tenant::{TenantContext, WebhookSecret};
 /// Every store trait behind one handle, whichever backend `--db` names.
 #[async_trait::async_trait]
 pub trait Store:
-    InventoryStore + FindingStore + EventStore + JobStore + ApiKeyStore + AuditStore
+    InventoryStore + FindingStore + EventStore + JobStore + ApiKeyStore + AuditStore + GateStore
 {
     /// Whether the database answers and carries this binary's schema (`/readyz`).
     async fn ready(&self) -> Result<(), tollgate_store::StoreError>;
@@ -278,11 +278,21 @@ pub fn tenant_contexts(
             id: TenantId::DEFAULT.to_owned(),
             ado: config.ado.clone(),
             webhook: config.webhook.clone(),
+            gate: config.gate.credential.clone(),
         });
     }
+    let gate_settings = config.gate.settings()?;
+    let capabilities = Arc::new(crate::services::capabilities::Capabilities::new(
+        store.clone(),
+        store.clone(),
+    ));
+    let notifications = Arc::new(crate::services::notify::Notifications::default());
+    let clock = gate_clock()?;
     let mut contexts = Vec::new();
     for tenant in configured {
         let id = TenantId::parse(&tenant.id)?;
+        let mut gate_client: Option<Arc<dyn tollgate_ado::AdoClient>> = None;
+        let mut registered_org: Option<String> = None;
         let sync = match &tenant.ado.org_url {
             None => None,
             Some(_) => {
@@ -293,10 +303,13 @@ pub fn tenant_contexts(
                 let client = ado_client(&tenant_config)
                     .with_context(|| format!("tenant {id}: the ADO client"))?;
                 let org_url = client.config().org_url();
+                let client = Arc::new(client);
+                gate_client = Some(client.clone());
+                registered_org = Some(org_url.clone());
                 let hints = StoredEventHints::new(store.clone(), id.clone());
                 Some(Arc::new(
                     SyncService::new(
-                        Arc::new(client),
+                        client,
                         store.clone(),
                         id.clone(),
                         org_url,
@@ -323,7 +336,27 @@ pub fn tenant_contexts(
                 secret,
                 header: tenant.webhook.header.clone(),
             });
+        let gate = crate::services::gate::GateService {
+            tenant: id.clone(),
+            org_url: registered_org,
+            policies: policies.clone(),
+            inventory: store.clone(),
+            gate_store: store.clone(),
+            audit: store.clone(),
+            ado: gate_client,
+            settings: gate_settings.clone(),
+            capabilities: capabilities.clone(),
+            notifications: notifications.clone(),
+            clock: clock.clone(),
+        };
+        let gate_credential = tenant
+            .gate
+            .credential()
+            .with_context(|| format!("tenant {id}: the gate credential"))?;
         contexts.push(TenantContext {
+            gate: Arc::new(gate),
+            gate_credential,
+            capabilities: capabilities.clone(),
             id,
             org_url: tenant.ado.org_url.clone(),
             inventory: store.clone(),
@@ -336,6 +369,22 @@ pub fn tenant_contexts(
         });
     }
     Ok(contexts)
+}
+
+/// The gate's clock: the system clock, or a fixed instant from `TOLLGATE_FAKE_NOW` (RFC 3339)
+/// for demonstrations and end-to-end tests that must judge on a chosen day. Startup alone
+/// reads it, and says so loudly: a fixed clock in production would be a mistake.
+fn gate_clock() -> Result<crate::services::gate::Clock> {
+    match std::env::var("TOLLGATE_FAKE_NOW") {
+        Ok(raw) if !raw.is_empty() => {
+            let fixed =
+                time::OffsetDateTime::parse(&raw, &time::format_description::well_known::Rfc3339)
+                    .with_context(|| format!("TOLLGATE_FAKE_NOW={raw:?} is not an RFC 3339 time"))?;
+            tracing::warn!(now = %raw, "the gate judges at a fixed time (TOLLGATE_FAKE_NOW); never use this in production");
+            Ok(Arc::new(move || fixed))
+        }
+        _ => Ok(crate::services::gate::system_clock()),
+    }
 }
 
 /// Everything `serve` and `worker` share: one store, the tenants, metrics, the wake-up

@@ -6,7 +6,9 @@ pub mod api;
 pub mod api_admin;
 pub mod api_audit;
 pub mod api_events;
+pub mod api_gate;
 pub mod error;
+pub mod gate;
 pub mod hooks;
 pub mod middleware;
 pub mod openapi;
@@ -146,6 +148,18 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/api-keys/{id}", delete(api_admin::revoke_api_key))
         .route("/api/v1/tenants", get(api_admin::tenants))
+        .route("/api/v1/deployments/validate", post(api_gate::validate))
+        .route("/api/v1/gate/decisions", get(api_gate::decisions))
+        .route("/api/v1/approvals", get(api_gate::approvals))
+        .route("/api/v1/approvals/{id}", get(api_gate::approval))
+        .route("/api/v1/approvals/{id}/approve", post(api_gate::approve))
+        .route("/api/v1/approvals/{id}/reject", post(api_gate::reject))
+        .route("/api/v1/approvals/{id}/cancel", post(api_gate::cancel))
+        .route("/api/v1/capabilities", get(api_gate::capabilities))
+        .route(
+            "/api/v1/capabilities/{name}",
+            axum::routing::put(api_gate::set_capability),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::authorize,
@@ -154,6 +168,7 @@ pub fn router(state: AppState) -> Router {
     // The receiver reads its body itself, under its own limit.
     let hooks = Router::new()
         .route("/hooks/ado/{tenant}", post(hooks::receive))
+        .route("/gate/ado/{tenant}", post(gate::check))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::authorize,

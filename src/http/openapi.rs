@@ -6,7 +6,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{api, api_admin, api_audit, api_events, error, hooks, ops};
+use super::{api, api_admin, api_audit, api_events, api_gate, error, gate, hooks, ops};
 
 struct Security;
 
@@ -46,7 +46,10 @@ impl Modify for Security {
         api_events::jobs, api_events::job, api_events::retry_job,
         api_audit::records, api_audit::inclusion_proof, api_audit::checkpoints, api_audit::consistency_proof,
         api_admin::api_keys, api_admin::create_api_key, api_admin::revoke_api_key, api_admin::tenants,
-        hooks::receive,
+        api_gate::validate, api_gate::decisions, api_gate::approvals, api_gate::approval,
+        api_gate::approve, api_gate::reject, api_gate::cancel,
+        api_gate::capabilities, api_gate::set_capability,
+        hooks::receive, gate::check,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&Security),

@@ -11,7 +11,8 @@ use crate::auth::Permission;
 pub enum Access {
     /// No credential (health, metrics, the OpenAPI document and its viewer).
     Public,
-    /// The tenant's service-hook secret, checked by the receiver itself.
+    /// A tenant credential the handler checks itself: the service-hook secret, or the gate's
+    /// basic-auth credential.
     WebhookSecret,
     /// Any authenticated principal.
     Authenticated,
@@ -86,6 +87,40 @@ pub const ROUTES: &[RouteSpec] = &[
     route("POST", "/api/v1/api-keys", Requires(ConfigManage)),
     route("DELETE", "/api/v1/api-keys/{id}", Requires(ConfigManage)),
     route("GET", "/api/v1/tenants", Requires(ConfigManage)),
+    route("POST", "/gate/ado/{tenant}", WebhookSecret),
+    route(
+        "POST",
+        "/api/v1/deployments/validate",
+        Requires(DeploymentsValidate),
+    ),
+    route(
+        "GET",
+        "/api/v1/gate/decisions",
+        Requires(DeploymentsValidate),
+    ),
+    route("GET", "/api/v1/approvals", Requires(DeploymentsValidate)),
+    route(
+        "GET",
+        "/api/v1/approvals/{id}",
+        Requires(DeploymentsValidate),
+    ),
+    route(
+        "POST",
+        "/api/v1/approvals/{id}/approve",
+        Requires(ApprovalsDecide),
+    ),
+    route(
+        "POST",
+        "/api/v1/approvals/{id}/reject",
+        Requires(ApprovalsDecide),
+    ),
+    route(
+        "POST",
+        "/api/v1/approvals/{id}/cancel",
+        Requires(ApprovalsDecide),
+    ),
+    route("GET", "/api/v1/capabilities", Authenticated),
+    route("PUT", "/api/v1/capabilities/{name}", Requires(ConfigManage)),
 ];
 
 /// The table entry for a matched route.

@@ -17,7 +17,9 @@ use tokio::sync::{Notify, watch};
 use tollgate_domain::TenantId;
 use tollgate_store::{EventStatus, EventStore, Job, JobStatus, JobStore, NewJob, Retry};
 
+use crate::services::capabilities::Capability;
 use crate::services::events::{JOB_EVALUATE, JOB_EVENT, JOB_FULL_SYNC, JOB_REFRESH};
+use crate::services::gate::{JOB_APPROVALS_EXPIRE, JOB_GATE_CALLBACK};
 use crate::services::scan::Evaluation;
 use crate::services::sync::{ModeRequest, NoProgress};
 use crate::services::tenant::{TenantContext, Tenants};
@@ -188,8 +190,39 @@ impl Worker {
             JOB_REFRESH => self.refresh(&job.tenant, ModeRequest::Auto).await,
             JOB_FULL_SYNC => self.refresh(&job.tenant, ModeRequest::Full).await,
             JOB_EVALUATE => self.evaluate(&job.tenant, Evaluation::All).await,
+            JOB_GATE_CALLBACK => self.gate_callback(job).await,
+            JOB_APPROVALS_EXPIRE => {
+                let expired = self.tenant(&job.tenant)?.gate.expire_due().await?;
+                if expired > 0 {
+                    tracing::info!(tenant = %job.tenant, expired, "approvals expired");
+                }
+                Ok(())
+            }
             other => Err(anyhow!("unknown job kind {other:?}")),
         }
+    }
+
+    /// Post a gate decision to its check's plan. Switched off (`gate.callback`), the job fails
+    /// and is retried later, so the decision is posted once the capability is back on.
+    async fn gate_callback(&self, job: &Job) -> Result<()> {
+        let context = self.tenant(&job.tenant)?;
+        let capability = context
+            .capabilities
+            .get(&job.tenant, Capability::GateCallback)
+            .await;
+        if !capability.enabled {
+            return Err(anyhow!(
+                "the gate.callback capability is off; the callback waits"
+            ));
+        }
+        let decision = job
+            .payload
+            .get("decision")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("a gate.callback job names its decision"))?;
+        let state = context.gate.post_callback(decision).await?;
+        tracing::info!(tenant = %job.tenant, decision, state = state.as_str(), "gate callback");
+        Ok(())
     }
 
     /// An event says something in the organisation changed: schedule a (coalesced) re-sync
@@ -310,6 +343,9 @@ impl Worker {
 
 /// Enqueue the periodic syncs of every tenant that has an organisation. The queue's
 /// coalescing keeps one queued job per tenant and kind however many replicas schedule.
+/// How often the scheduler asks each tenant's pending approvals to expire.
+const APPROVAL_EXPIRY_EVERY: Duration = Duration::from_secs(30);
+
 pub async fn schedule(
     jobs: Arc<dyn JobStore>,
     tenants: Arc<Tenants>,
@@ -321,8 +357,25 @@ pub async fn schedule(
 ) {
     let mut next_incremental = Instant::now();
     let mut next_full = Instant::now() + full_every;
+    let mut next_expiry = Instant::now();
     loop {
         let now = Instant::now();
+        if now >= next_expiry {
+            next_expiry = now + APPROVAL_EXPIRY_EVERY;
+            for tenant in tenants.all() {
+                let job = NewJob {
+                    kind: JOB_APPROVALS_EXPIRE.to_owned(),
+                    payload: json!({ "reason": "schedule" }),
+                    // Replicas each schedule it; queued copies coalesce into one.
+                    dedupe_key: Some(JOB_APPROVALS_EXPIRE.to_owned()),
+                    run_after: OffsetDateTime::now_utc(),
+                    max_attempts,
+                };
+                if let Err(error) = jobs.enqueue(&tenant.id, &job, &[]).await {
+                    tracing::warn!(tenant = %tenant.id, %error, "scheduling approval expiry failed");
+                }
+            }
+        }
         let mut due = Vec::new();
         if !incremental_every.is_zero() && now >= next_incremental {
             due.push(JOB_REFRESH);
@@ -334,6 +387,13 @@ pub async fn schedule(
         }
         for kind in due {
             for tenant in tenants.all().filter(|t| t.sync.is_some()) {
+                let scheduled = tenant
+                    .capabilities
+                    .get(&tenant.id, Capability::ScheduledSync)
+                    .await;
+                if !scheduled.enabled {
+                    continue;
+                }
                 let job = NewJob {
                     kind: kind.to_owned(),
                     payload: json!({ "reason": "schedule" }),
@@ -347,7 +407,8 @@ pub async fn schedule(
             }
             wake.notify_waiters();
         }
-        let mut wait = Duration::from_secs(3600);
+        let mut wait =
+            APPROVAL_EXPIRY_EVERY.min(next_expiry.saturating_duration_since(Instant::now()));
         if !incremental_every.is_zero() {
             wait = wait.min(next_incremental.saturating_duration_since(Instant::now()));
         }

@@ -128,6 +128,22 @@ audit_events! {
         "A tenant was removed from the configuration.";
     AuditExported => "audit.exported", "integrity", "read", Low,
         "The audit log was exported as a bundle (range and checkpoint).";
+    GateDecided => "gate.decided", "deployment", "execute", Medium,
+        "The gate judged a run entering an environment: the verdict, every rule's finding and action, and the facts it saw.";
+    GateRefused => "gate.refused", "deployment", "deny", High,
+        "A check call the gate would not judge: its PlanUrl is not the tenant's registered organisation, or its headers were incomplete.";
+    GateCallback => "gate.callback", "deployment", "update", Informational,
+        "The decision was posted back to the check's plan (TaskCompleted), or posting failed for good.";
+    ApprovalRequested => "approval.requested", "deployment", "create", Medium,
+        "A deployment waits for approval: environment, run, quorum, approver role, reasons and expiry.";
+    ApprovalDecided => "approval.decided", "deployment", "update", Medium,
+        "Someone approved or rejected a pending deployment (with their role and comment), or it was cancelled; the resulting state.";
+    ApprovalExpired => "approval.expired", "deployment", "update", Medium,
+        "A pending approval reached its expiry undecided; the run is failed.";
+    CapabilityChanged => "capability.changed", "configuration", "update", High,
+        "An admin switched a capability on or off or changed its fallback.";
+    DeploymentQueued => "deployment.queued", "deployment", "execute", Medium,
+        "A deployment (a pipeline run for an environment) was queued through tollgate, or a rollback re-ran an earlier one.";
 }
 
 /// Who did it.
@@ -165,6 +181,17 @@ impl Actor {
             id: principal.subject.clone(),
             name: Some(principal.display_name.clone()),
             auth: Some(auth),
+            ip: None,
+        }
+    }
+
+    /// An ADO check calling the gate, authenticated with the tenant's gate credential.
+    pub fn ado_check(project_id: &str) -> Self {
+        Self {
+            kind: "ado",
+            id: format!("check:{project_id}"),
+            name: None,
+            auth: Some("basic"),
             ip: None,
         }
     }

@@ -3,9 +3,12 @@
 
 pub mod audit;
 pub mod audit_events;
+pub mod capabilities;
 pub mod events;
 pub mod facts;
+pub mod gate;
 pub mod inventory;
+pub mod notify;
 pub mod scan;
 pub mod settings;
 pub mod siem;

@@ -50,6 +50,12 @@ impl Action {
             Action::Off => "off",
         }
     }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Action::Deny, Action::Warn, Action::DryRun, Action::Off]
+            .into_iter()
+            .find(|action| action.as_str() == raw)
+    }
 }
 
 /// One `[[policy.scoped]]` entry as configured.

@@ -74,6 +74,10 @@ pub struct TenantContext {
     /// receive and store events, and serve what is stored).
     pub sync: Option<Arc<SyncService>>,
     pub webhook: Option<WebhookSecret>,
+    pub gate: Arc<crate::services::gate::GateService>,
+    /// The user name and password ADO's check presents; `None`: the gate refuses every call.
+    pub gate_credential: Option<(String, SecretString)>,
+    pub capabilities: Arc<crate::services::capabilities::Capabilities>,
     /// Serialises syncs and evaluations of this tenant within the process: the job queue
     /// coalesces them, this keeps a scheduled and an event-driven one from overlapping.
     pub refresh_lock: tokio::sync::Mutex<()>,

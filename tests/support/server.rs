@@ -30,6 +30,26 @@ impl Server {
         Self::start_in(dir, extra).await
     }
 
+    /// Like [`Server::start`], with extra environment variables for the server process.
+    pub async fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = Self::write_config(&dir, extra);
+        Self::spawn_with_env(dir, config_path, &[], env).await
+    }
+
+    fn write_config(dir: &tempfile::TempDir, extra: &str) -> PathBuf {
+        let secret_file = dir.path().join("webhook-secret");
+        std::fs::write(&secret_file, WEBHOOK_SECRET).unwrap();
+        let config = format!(
+            "[database]\nurl = \"{}\"\n\n[webhook]\nsecret_file = \"{}\"\n\n{extra}\n",
+            dir.path().join("tollgate.db").display(),
+            secret_file.display(),
+        );
+        let config_path = dir.path().join("tollgate.toml");
+        std::fs::write(&config_path, config).unwrap();
+        config_path
+    }
+
     pub async fn start_in(dir: tempfile::TempDir, extra: &str) -> Server {
         let secret_file = dir.path().join("webhook-secret");
         std::fs::write(&secret_file, WEBHOOK_SECRET).unwrap();
@@ -44,6 +64,15 @@ impl Server {
     }
 
     pub async fn spawn(dir: tempfile::TempDir, config: PathBuf, args: &[&str]) -> Server {
+        Self::spawn_with_env(dir, config, args, &[]).await
+    }
+
+    pub async fn spawn_with_env(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .arg("--config")
             .arg(&config)
@@ -54,6 +83,7 @@ impl Server {
             .env_remove("TOLLGATE_DB")
             .env_remove("TOLLGATE_ADO_PAT")
             .env("TOLLGATE_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

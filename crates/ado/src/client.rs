@@ -23,12 +23,19 @@ use tracing::{debug, warn};
 use crate::auth::Authorizer;
 use crate::config::ClientConfig;
 use crate::wire::{self, ListEnvelope, WiqlResult};
-use crate::{AdoClient, AdoError, ClientStats, Cursor, ListRequest, Page};
+use crate::{AdoClient, AdoError, ClientStats, Cursor, ListRequest, Page, PlanEvent, RunRequest};
+
+/// The Post Event API's version (the one the checks documentation and its example use).
+const PLAN_EVENTS_API_VERSION: &str = "2.0-preview.1";
+const RUNS_API_VERSION: &str = "7.1";
 
 /// Slow down once fewer than this share of the TSTU budget remains (perf goal S2).
 const SLOW_DOWN_BELOW: f64 = 0.25;
 
 pub struct HttpAdoClient {
+    /// For calls made with a job access token: never follows a redirect, so the token cannot
+    /// be led to another host.
+    token_http: reqwest::Client,
     config: ClientConfig,
     http: reqwest::Client,
     permits: Semaphore,
@@ -80,6 +87,13 @@ impl HttpAdoClient {
             .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| AdoError::Config(format!("HTTP client: {error}")))?;
+        let token_http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(Duration::from_secs(15))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| AdoError::Config(format!("HTTP client: {error}")))?;
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -89,6 +103,7 @@ impl HttpAdoClient {
             authorizer: Authorizer::new(config.credential.clone()),
             config,
             http,
+            token_http,
             pacing: Mutex::new(Pacing::default()),
             stats: Counters::default(),
             jitter_state: AtomicU64::new(seed | 1),
@@ -686,6 +701,135 @@ impl AdoClient for HttpAdoClient {
                 return Ok(ids);
             }
         }
+    }
+
+    async fn post_plan_event(
+        &self,
+        event: &PlanEvent,
+        token: &tollgate_domain::SecretString,
+    ) -> Result<(), AdoError> {
+        event.validate()?;
+        let url = format!(
+            "{}/{}/{}/_apis/distributedtask/hubs/{}/plans/{}/events?api-version={PLAN_EVENTS_API_VERSION}",
+            self.config.base_url(AdoHost::Dev).trim_end_matches('/'),
+            self.config.organization,
+            event.project_id,
+            event.hub_name,
+            event.plan_id,
+        );
+        let body = serde_json::json!({
+            "name": "TaskCompleted",
+            "taskId": event.task_id,
+            "jobId": event.job_id,
+            "result": event.result,
+        });
+        let started = Instant::now();
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let sent = self
+                .token_http
+                .post(&url)
+                .bearer_auth(token.expose())
+                .json(&body)
+                .send()
+                .await;
+            let (wait, problem) = match sent {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) => {
+                    let status = response.status();
+                    let wait = retry_after(response.headers());
+                    let message = ado_error_message(&response.text().await.unwrap_or_default());
+                    match status.as_u16() {
+                        401 => return Err(AdoError::Unauthorized { url }),
+                        403 => return Err(AdoError::Forbidden { url, message }),
+                        404 => return Err(AdoError::NotFound { url, message }),
+                        429 | 500..=599 | 408 => (
+                            wait.unwrap_or_else(|| self.backoff(attempt)),
+                            format!("{status}: {message}"),
+                        ),
+                        code => {
+                            // A redirect lands here too: it is never followed.
+                            return Err(AdoError::Status {
+                                status: code,
+                                url,
+                                message,
+                            });
+                        }
+                    }
+                }
+                Err(error) => (self.backoff(attempt), format!("transport: {error}")),
+            };
+            let policy = &self.config.retry;
+            if attempt >= policy.max_attempts || started.elapsed() + wait > policy.max_elapsed {
+                return Err(AdoError::RetriesExhausted {
+                    url,
+                    attempts: attempt,
+                    elapsed_ms: started.elapsed().as_millis(),
+                    last: problem,
+                });
+            }
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn queue_run(&self, request: &RunRequest) -> Result<serde_json::Value, AdoError> {
+        let path = format!(
+            "/{}/{}/_apis/pipelines/{}/runs",
+            self.config.organization,
+            ado_api::encode_segment(&request.project),
+            request.pipeline_id
+        );
+        let mut body = serde_json::json!({"templateParameters": request.template_parameters});
+        if let Some(ref_name) = &request.ref_name {
+            body["resources"] =
+                serde_json::json!({"repositories": {"self": {"refName": ref_name}}});
+        }
+        let params = vec![("api-version".to_owned(), RUNS_API_VERSION.to_owned())];
+        self.call(
+            Method::POST,
+            AdoHost::Dev,
+            &path,
+            &params,
+            Some(&body),
+            |text, _| {
+                serde_json::from_str(text).map_err(|error| AdoError::Decode {
+                    kind: ResourceKind::PipelineRuns,
+                    detail: format!("queued run: {error}"),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn run(
+        &self,
+        project: &str,
+        pipeline_id: u64,
+        run_id: u64,
+    ) -> Result<serde_json::Value, AdoError> {
+        let path = format!(
+            "/{}/{}/_apis/pipelines/{pipeline_id}/runs/{run_id}",
+            self.config.organization,
+            ado_api::encode_segment(project),
+        );
+        let params = vec![("api-version".to_owned(), RUNS_API_VERSION.to_owned())];
+        self.call(
+            Method::GET,
+            AdoHost::Dev,
+            &path,
+            &params,
+            None,
+            |text, _| {
+                serde_json::from_str(text).map_err(|error| AdoError::Decode {
+                    kind: ResourceKind::PipelineRuns,
+                    detail: format!("run: {error}"),
+                })
+            },
+        )
+        .await
     }
 
     fn stats(&self) -> ClientStats {

@@ -95,6 +95,64 @@ pub struct ClientStats {
     pub paced: u64,
 }
 
+/// A check's decision for its plan: `POST {org}/{project}/_apis/distributedtask/hubs/{hub}/plans/{plan}/events`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PlanEvent {
+    pub project_id: String,
+    pub hub_name: String,
+    pub plan_id: String,
+    pub job_id: String,
+    /// The check's `TaskInstanceId`.
+    pub task_id: String,
+    /// `succeeded` or `failed`.
+    pub result: String,
+}
+
+impl PlanEvent {
+    /// The ids travel in the URL path: only GUID-like values (letters, digits, `-`, `_`) are
+    /// accepted, so a crafted header cannot point the token at another path.
+    pub fn validate(&self) -> Result<(), AdoError> {
+        let safe = |value: &str| {
+            !value.is_empty()
+                && value.len() <= 100
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        for (name, value) in [
+            ("ProjectId", &self.project_id),
+            ("HubName", &self.hub_name),
+            ("PlanId", &self.plan_id),
+            ("JobId", &self.job_id),
+            ("TaskInstanceId", &self.task_id),
+        ] {
+            if !safe(value) {
+                return Err(AdoError::Config(format!(
+                    "{name} {value:?} is not an id (letters, digits, '-' and '_' only)"
+                )));
+            }
+        }
+        if !matches!(self.result.as_str(), "succeeded" | "failed") {
+            return Err(AdoError::Config(format!(
+                "a check result is succeeded or failed, not {:?}",
+                self.result
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A pipeline run to queue.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunRequest {
+    pub project: String,
+    pub pipeline_id: u64,
+    /// `refs/heads/main`; the pipeline's default branch when `None`.
+    pub ref_name: Option<String>,
+    /// Template parameters (`environment`, `version` …).
+    pub template_parameters: std::collections::BTreeMap<String, String>,
+}
+
 /// The Azure DevOps operations tollgate's services use.
 #[async_trait]
 pub trait AdoClient: Send + Sync {
@@ -110,6 +168,27 @@ pub trait AdoClient: Send + Sync {
 
     /// Every work item id in a project (WIQL, windowed): used to detect deletions.
     async fn work_item_ids(&self, project: &str) -> Result<Vec<u64>, AdoError>;
+
+    /// Tell a check's plan how it was decided (Post Event, `TaskCompleted`). Authenticated with
+    /// the job access token ADO sent with the check, never with tollgate's credential; sent
+    /// only to this client's own organisation URL, never to a URL taken from a request, and
+    /// without following redirects.
+    async fn post_plan_event(
+        &self,
+        event: &PlanEvent,
+        token: &tollgate_domain::SecretString,
+    ) -> Result<(), AdoError>;
+
+    /// Queue a run of a YAML pipeline (Pipelines Runs API). Returns the run as ADO returns it.
+    async fn queue_run(&self, request: &RunRequest) -> Result<serde_json::Value, AdoError>;
+
+    /// One run of a pipeline, as ADO returns it.
+    async fn run(
+        &self,
+        project: &str,
+        pipeline_id: u64,
+        run_id: u64,
+    ) -> Result<serde_json::Value, AdoError>;
 
     fn stats(&self) -> ClientStats;
 }

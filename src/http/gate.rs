@@ -1,0 +1,263 @@
+//! `POST /gate/ado/{tenant}`: ADO's *Invoke REST API* environment check.
+//!
+//! The check authenticates with the tenant's gate credential (basic auth, from the Generic
+//! service connection behind the check) and sends the documented headers (PlanUrl, ProjectId,
+//! HubName, PlanId, JobId, TimelineId, TaskInstanceId, AuthToken, BuildId) and a JSON body
+//! naming the environment (docs/GATE.md has the body template).
+//!
+//! Two modes, chosen by the check's URL (`?mode=callback` or the default sync):
+//! - sync ("ApiResponse"): allowed → 200 `{"status":"approved"}` (success criterion
+//!   `eq(root['status'], 'approved')`); denied → 403 `{"status":"rejected","reasons":…}`;
+//!   waiting for approval → 409 `{"status":"pending"}` (ADO asks again; the same check gets
+//!   the approval's current state). A deny is never a 2xx, and an error is never an approve.
+//! - callback: 200 `{"status":"received"}` at once; the decision is posted to the plan
+//!   (TaskCompleted) by a queued job, once known.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tollgate_domain::{SecretString, TenantId};
+use tollgate_store::gate::CallbackTarget;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::services::gate::{CheckContext, DeploymentRequest, GateRefusal, Outcome};
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct GateQuery {
+    /// `sync` (default) or `callback`, as the check's completion event is configured.
+    pub mode: Option<String>,
+}
+
+/// The answer ADO's success criterion reads.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CheckAnswer {
+    /// approved, rejected, pending, received or error
+    pub status: &'static str,
+    pub decision: Option<String>,
+    pub reasons: Vec<String>,
+    pub approval: Option<String>,
+}
+
+fn same(presented: &[u8], expected: &[u8]) -> bool {
+    bool::from(Sha256::digest(presented).ct_eq(&Sha256::digest(expected)))
+}
+
+fn authenticated(headers: &HeaderMap, expected: &(String, SecretString)) -> bool {
+    let Some(decoded) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|v| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.trim())
+                .ok()
+        })
+    else {
+        return false;
+    };
+    let Some(colon) = decoded.iter().position(|b| *b == b':') else {
+        return false;
+    };
+    // Both compared, always, so timing says nothing about which one was wrong.
+    let user = same(&decoded[..colon], expected.0.as_bytes());
+    let password = same(&decoded[colon + 1..], expected.1.expose().as_bytes());
+    user & password
+}
+
+fn answer(status: StatusCode, body: CheckAnswer) -> Response {
+    (status, Json(body)).into_response()
+}
+
+fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && !v.starts_with("$("))
+        .map(str::to_owned)
+}
+
+#[utoipa::path(post, path = "/gate/ado/{tenant}", tag = "gate",
+    params(("tenant" = String, Path, description = "The tenant id"), GateQuery),
+    request_body(content = Object, description = "The check body: environment, stage, runId, pipelineId … (docs/GATE.md)"),
+    responses(
+        (status = 200, body = CheckAnswer, description = "Approved (sync) or received (callback)"),
+        (status = 400, body = CheckAnswer, description = "Headers or body incomplete"),
+        (status = 401, body = super::error::ErrorBody),
+        (status = 403, body = CheckAnswer, description = "Rejected, or PlanUrl is not the tenant's organisation"),
+        (status = 404, body = super::error::ErrorBody),
+        (status = 409, body = CheckAnswer, description = "Waiting for approval (sync mode)"),
+        (status = 503, body = CheckAnswer, description = "The gate could not decide; never an approve"),
+    ),
+    security(()))]
+pub async fn check(
+    State(state): State<AppState>,
+    Path(tenant): Path<String>,
+    Query(query): Query<GateQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(context) = TenantId::parse(&tenant)
+        .ok()
+        .and_then(|id| state.tenants.get(&id))
+    else {
+        return ApiError::not_found(format!("no tenant {tenant:?}")).into_response();
+    };
+    let authorised = context
+        .gate_credential
+        .as_ref()
+        .is_some_and(|credential| authenticated(&headers, credential));
+    if !authorised {
+        let record = crate::services::audit_events::Record::new(
+            crate::services::audit_events::AuditEvent::AuthenticationFailed,
+            &crate::services::audit_events::Actor::anonymous(None),
+            time::OffsetDateTime::now_utc(),
+        )
+        .failure()
+        .reason("the gate credential is missing or wrong")
+        .draft();
+        if let Err(error) = state.audit.record(&context.id, vec![record]).await {
+            tracing::error!(error = %format!("{error:#}"), "an audit record could not be written");
+        }
+        let mut error = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the gate credential is missing or wrong",
+        );
+        error.challenge = Some("Basic realm=\"tollgate gate\"".to_owned());
+        return error.into_response();
+    }
+    let callback = match query.mode.as_deref() {
+        None | Some("sync") => false,
+        Some("callback") => true,
+        Some(other) => {
+            return bad(format!("mode {other:?}: use sync or callback"));
+        }
+    };
+    let required = [
+        "PlanUrl",
+        "ProjectId",
+        "HubName",
+        "PlanId",
+        "JobId",
+        "TaskInstanceId",
+        "AuthToken",
+    ];
+    let missing: Vec<&str> = required
+        .iter()
+        .copied()
+        .filter(|name| header_value(&headers, name).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return bad(format!(
+            "the check must send the headers {} (docs/GATE.md)",
+            missing.join(", ")
+        ));
+    }
+    let value = |name: &str| header_value(&headers, name).unwrap_or_default();
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(value) => value,
+            Err(error) => return bad(format!("the body is not JSON: {error}")),
+        }
+    };
+    let mut request: DeploymentRequest = match serde_json::from_value(body) {
+        Ok(request) => request,
+        Err(error) => return bad(format!("the body does not describe a deployment: {error}")),
+    };
+    if request.project.is_empty() {
+        request.project = value("ProjectId");
+    }
+    if request.run_id.is_none() {
+        request.run_id = header_value(&headers, "BuildId").and_then(|id| id.parse().ok());
+    }
+    if request.environment.is_empty() {
+        match request.stage.clone() {
+            Some(stage) => request.environment = stage,
+            None => return bad("the body must name the environment (or the stage)".to_owned()),
+        }
+    }
+    let check = CheckContext {
+        plan_url: value("PlanUrl"),
+        target: CallbackTarget {
+            project_id: value("ProjectId"),
+            hub_name: value("HubName"),
+            plan_id: value("PlanId"),
+            job_id: value("JobId"),
+            task_instance_id: value("TaskInstanceId"),
+        },
+        timeline_id: header_value(&headers, "TimelineId"),
+        auth_token: SecretString::new(value("AuthToken")),
+        callback,
+    };
+    match context.gate.check(check, request).await {
+        Err(error) => {
+            tracing::error!(tenant, error = %format!("{error:#}"), "the gate could not decide");
+            answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                CheckAnswer {
+                    status: "error",
+                    decision: None,
+                    reasons: vec![
+                        "the gate could not decide; the server log has the details".to_owned(),
+                    ],
+                    approval: None,
+                },
+            )
+        }
+        Ok(Err(refusal)) => {
+            let status = match refusal {
+                GateRefusal::ForeignPlan { .. } => StatusCode::FORBIDDEN,
+                GateRefusal::NoOrganisation => StatusCode::SERVICE_UNAVAILABLE,
+                GateRefusal::BadRequest(_) => StatusCode::BAD_REQUEST,
+            };
+            answer(
+                status,
+                CheckAnswer {
+                    status: "rejected",
+                    decision: None,
+                    reasons: vec![refusal.to_string()],
+                    approval: None,
+                },
+            )
+        }
+        Ok(Ok(decided)) => {
+            let body = |status| CheckAnswer {
+                status,
+                decision: Some(decided.decision_id.clone()),
+                reasons: decided.reasons(),
+                approval: decided.approval.as_ref().map(|a| a.id.clone()),
+            };
+            if callback {
+                return answer(StatusCode::OK, body("received"));
+            }
+            match decided.outcome() {
+                Outcome::Allowed => answer(StatusCode::OK, body("approved")),
+                Outcome::Denied => answer(StatusCode::FORBIDDEN, body("rejected")),
+                Outcome::Pending => answer(StatusCode::CONFLICT, body("pending")),
+            }
+        }
+    }
+}
+
+fn bad(message: String) -> Response {
+    answer(
+        StatusCode::BAD_REQUEST,
+        CheckAnswer {
+            status: "rejected",
+            decision: None,
+            reasons: vec![message],
+            approval: None,
+        },
+    )
+}

@@ -1,0 +1,1320 @@
+//! The deployment gate: judge one run entering one environment against the gate rules, with
+//! the facts the inventory holds about it, and record the verdict; open an approval when
+//! people must decide; post the decision back to ADO's check (callback mode).
+//!
+//! Inputs come from three places: ADO's *Invoke REST API* check (headers and body, see
+//! docs/GATE.md), the API's and CLI's validation requests, and re-evaluations (backtests).
+//! Everything the rules saw is stored with the decision and in its audit record, so a
+//! verdict can be explained and replayed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use tollgate_ado::{AdoClient, PlanEvent};
+use tollgate_domain::{InventoryItem, ResourceKind, SecretString, TenantId};
+use tollgate_policy::{GateEffect, GateFinding, PolicySet};
+use tollgate_store::gate::{
+    Approval, ApprovalChange, ApprovalOutcome, ApprovalRefusal, ApprovalState, ApprovalVote,
+    CallbackState, CallbackTarget, DecisionFilter, GateDecision, GateStore, NewDecision, Verdict,
+};
+use tollgate_store::{AuditDraft, AuditStore, InventoryStore, NewJob};
+
+use crate::auth::{Principal, Role};
+use crate::services::audit_events::{Actor, AuditEvent, Record, Target, rfc3339};
+use crate::services::capabilities::{Capabilities, Capability, Fallback};
+use crate::services::notify::{ApprovalNotice, NoticeKind, Notifications};
+use crate::services::settings::Action;
+
+/// The job that posts a decision to a check's plan.
+pub const JOB_GATE_CALLBACK: &str = "gate.callback";
+/// The job that expires a tenant's overdue approvals.
+pub const JOB_APPROVALS_EXPIRE: &str = "approvals.expire";
+
+/// A clock, injected so that tests and backtests judge at a chosen time.
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(OffsetDateTime::now_utc)
+}
+
+/// A change freeze: no deployments to the named environments between `start` and `end`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Freeze {
+    #[serde(with = "time::serde::rfc3339")]
+    pub start: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub end: OffsetDateTime,
+    #[serde(default = "all_environments")]
+    pub environments: Vec<String>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+fn all_environments() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+
+/// How the gate treats environments matching `pattern` (a glob, case-insensitive).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnvironmentGate {
+    pub pattern: String,
+    /// Approvals from different people that a pending deployment needs.
+    pub quorum: u32,
+    /// The least role an approver must hold.
+    pub approver_role: Role,
+    /// Per rule: deny (as the rule says), warn, dry-run or off.
+    pub actions: BTreeMap<String, Action>,
+    /// Per rule: parameters over the rule's defaults.
+    pub params: BTreeMap<String, Map<String, Value>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct GateSettings {
+    pub timezone: String,
+    /// Local dates (`YYYY-MM-DD`) with no production deployments.
+    pub holidays: Vec<String>,
+    pub freezes: Vec<Freeze>,
+    /// The first matching entry applies; unmatched environments get the defaults.
+    pub environments: Vec<EnvironmentGate>,
+    pub approval_expiry: time::Duration,
+    /// Where a person opens an approval (the notification's link): `{base}/api/v1/approvals/{id}`.
+    pub public_url: Option<String>,
+}
+
+impl Default for GateSettings {
+    fn default() -> Self {
+        Self {
+            timezone: "UTC".to_owned(),
+            holidays: Vec::new(),
+            freezes: Vec::new(),
+            environments: Vec::new(),
+            approval_expiry: time::Duration::hours(24),
+            public_url: None,
+        }
+    }
+}
+
+impl GateSettings {
+    fn environment(&self, name: &str) -> EnvironmentGate {
+        self.environments
+            .iter()
+            .find(|gate| glob_matches(&gate.pattern, name))
+            .cloned()
+            .unwrap_or(EnvironmentGate {
+                pattern: "*".to_owned(),
+                quorum: 1,
+                approver_role: Role::ReleaseManager,
+                actions: BTreeMap::new(),
+                params: BTreeMap::new(),
+            })
+    }
+}
+
+/// `*` matches any run of characters; case-insensitive.
+pub fn glob_matches(pattern: &str, name: &str) -> bool {
+    fn matches(pattern: &[char], name: &[char]) -> bool {
+        match pattern.split_first() {
+            None => name.is_empty(),
+            Some(('*', rest)) => (0..=name.len()).any(|skip| matches(rest, &name[skip..])),
+            Some((c, rest)) => name
+                .split_first()
+                .is_some_and(|(n, name_rest)| n == c && matches(rest, name_rest)),
+        }
+    }
+    let pattern: Vec<char> = pattern.to_lowercase().chars().collect();
+    let name: Vec<char> = name.to_lowercase().chars().collect();
+    matches(&pattern, &name)
+}
+
+/// Who asks the gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RequestSource {
+    AdoCheck,
+    Api,
+    Cli,
+    Mcp,
+    Backtest,
+}
+
+impl RequestSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestSource::AdoCheck => "ado-check",
+            RequestSource::Api => "api",
+            RequestSource::Cli => "cli",
+            RequestSource::Mcp => "mcp",
+            RequestSource::Backtest => "backtest",
+        }
+    }
+}
+
+/// A run entering an environment, as far as the caller knows it. The gate fills the rest from
+/// the inventory (the run's build record: requester, branch, commit, repository).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct DeploymentRequest {
+    /// Project name or id.
+    pub project: String,
+    pub environment: String,
+    pub stage: Option<String>,
+    /// The run (build) id.
+    pub run_id: Option<u64>,
+    pub pipeline_id: Option<u64>,
+    pub pipeline: Option<String>,
+    pub requested_for: Option<String>,
+    pub source_branch: Option<String>,
+    pub source_version: Option<String>,
+    pub repository: Option<String>,
+    /// Work items the caller links to the change (besides those of its pull requests).
+    pub work_items: Vec<u64>,
+}
+
+/// The check's plan, from the documented headers.
+#[derive(Clone, Debug)]
+pub struct CheckContext {
+    /// `PlanUrl` as received: must be the tenant's organisation.
+    pub plan_url: String,
+    pub target: CallbackTarget,
+    pub timeline_id: Option<String>,
+    pub auth_token: SecretString,
+    pub callback: bool,
+}
+
+/// What a caller gets back.
+#[derive(Clone, Debug, Serialize)]
+pub struct GateAnswer {
+    pub decision_id: String,
+    pub verdict: Verdict,
+    /// For a decision that required approval: where the approval stands.
+    pub approval: Option<ApprovalSummary>,
+    pub findings: Vec<JudgedFinding>,
+    /// False when the same check was judged before and this is that decision.
+    pub fresh: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ApprovalSummary {
+    pub id: String,
+    pub state: ApprovalState,
+    pub quorum: u32,
+    pub approvals: usize,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+impl ApprovalSummary {
+    fn of(approval: &Approval) -> Self {
+        Self {
+            id: approval.id.clone(),
+            state: approval.state,
+            quorum: approval.quorum,
+            approvals: approval
+                .votes
+                .iter()
+                .filter(|v| v.decision == "approved")
+                .count(),
+            expires_at: approval.expires_at,
+        }
+    }
+}
+
+/// A rule's finding with the action configured for it in this environment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JudgedFinding {
+    pub rule: String,
+    pub effect: GateEffect,
+    pub action: String,
+    /// The effect that counts after the action: `None` for dry-run.
+    pub enforced: Option<GateEffect>,
+    pub message: String,
+    pub evidence: Value,
+}
+
+impl GateAnswer {
+    /// What the run may do now: allowed, denied, or still waiting.
+    pub fn outcome(&self) -> Outcome {
+        match (self.verdict, &self.approval) {
+            (Verdict::Allow, _) => Outcome::Allowed,
+            (Verdict::Deny, _) => Outcome::Denied,
+            (Verdict::Approval, Some(approval)) => match approval.state {
+                ApprovalState::Approved => Outcome::Allowed,
+                ApprovalState::Pending => Outcome::Pending,
+                _ => Outcome::Denied,
+            },
+            (Verdict::Approval, None) => Outcome::Pending,
+        }
+    }
+
+    /// The messages of the findings that decided it.
+    pub fn reasons(&self) -> Vec<String> {
+        self.findings
+            .iter()
+            .filter(|f| matches!(f.enforced, Some(GateEffect::Deny | GateEffect::Approval)))
+            .map(|f| format!("{}: {}", f.rule, f.message))
+            .collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Allowed,
+    Denied,
+    Pending,
+}
+
+/// Why the gate would not judge a check.
+#[derive(Debug, thiserror::Error)]
+pub enum GateRefusal {
+    #[error("PlanUrl {plan_url:?} is not this tenant's organisation ({registered})")]
+    ForeignPlan {
+        plan_url: String,
+        registered: String,
+    },
+    #[error("the tenant has no registered organisation URL; the gate cannot call back")]
+    NoOrganisation,
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+/// What an approver may do.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("no approval {0}")]
+    NotFound(String),
+    #[error("deciding this approval needs the role {needed} (you are {held})")]
+    RoleTooLow { needed: String, held: String },
+    #[error(transparent)]
+    Refused(#[from] ApprovalRefusal),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Everything the gate needs for one tenant.
+pub struct GateService {
+    pub tenant: TenantId,
+    /// The registered organisation URL (`https://dev.azure.com/{org}/`).
+    pub org_url: Option<String>,
+    pub policies: Arc<PolicySet>,
+    pub inventory: Arc<dyn InventoryStore>,
+    pub gate_store: Arc<dyn GateStore>,
+    pub audit: Arc<dyn AuditStore>,
+    /// Posts callbacks; `None` when the tenant has no ADO credential.
+    pub ado: Option<Arc<dyn AdoClient>>,
+    pub settings: GateSettings,
+    pub capabilities: Arc<Capabilities>,
+    pub notifications: Arc<Notifications>,
+    pub clock: Clock,
+}
+
+/// True when `plan_url` names the organisation at `registered` (same scheme, host, port and
+/// organisation path; a trailing slash either way).
+pub fn same_organisation(plan_url: &str, registered: &str) -> bool {
+    let normalise = |url: &str| {
+        let trimmed = url.trim().trim_end_matches('/').to_lowercase();
+        // `https://host/org` — no query, fragment or user info may sneak in.
+        if trimmed.contains(['?', '#', '@', '\\']) {
+            return None;
+        }
+        Some(trimmed)
+    };
+    matches!((normalise(plan_url), normalise(registered)), (Some(a), Some(b)) if a == b)
+}
+
+fn text(value: &Value, path: &[&str]) -> Option<String> {
+    let mut current = value;
+    for key in path {
+        current = current.get(*key)?;
+    }
+    match current {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn raw(item: &InventoryItem) -> Value {
+    serde_json::from_str(&item.raw).unwrap_or(Value::Null)
+}
+
+impl GateService {
+    fn now(&self) -> OffsetDateTime {
+        (self.clock)()
+    }
+
+    /// Judge a check call from ADO. The decision is keyed by (plan, job, task instance): the
+    /// same check delivered twice gets the same decision (and its approval's current state).
+    pub async fn check(
+        &self,
+        context: CheckContext,
+        request: DeploymentRequest,
+    ) -> Result<std::result::Result<GateAnswer, GateRefusal>> {
+        let Some(registered) = self.org_url.as_deref() else {
+            return Ok(Err(GateRefusal::NoOrganisation));
+        };
+        if !same_organisation(&context.plan_url, registered) {
+            let refusal = GateRefusal::ForeignPlan {
+                plan_url: context.plan_url.clone(),
+                registered: registered.to_owned(),
+            };
+            let record = Record::new(
+                AuditEvent::GateRefused,
+                &Actor::ado_check(&context.target.project_id),
+                self.now(),
+            )
+            .failure()
+            .reason(refusal.to_string())
+            .detail("planUrl", json!(context.plan_url))
+            .detail("projectId", json!(context.target.project_id))
+            .detail("planId", json!(context.target.plan_id))
+            .draft();
+            self.audit
+                .append_audit(&self.tenant, &[record])
+                .await
+                .context("recording the refused check")?;
+            return Ok(Err(refusal));
+        }
+        let key = format!(
+            "ado:{}:{}:{}",
+            context.target.plan_id, context.target.job_id, context.target.task_instance_id
+        );
+        if let Some(existing) = self.gate_store.decision_by_key(&self.tenant, &key).await? {
+            return Ok(Ok(self.answer_for(existing, false).await?));
+        }
+        let mode = if context.callback { "callback" } else { "sync" };
+        let answer = self
+            .decide(
+                request,
+                RequestSource::AdoCheck,
+                &Actor::ado_check(&context.target.project_id),
+                key,
+                mode,
+                Some((context.target, context.auth_token)),
+            )
+            .await?;
+        Ok(Ok(answer))
+    }
+
+    /// Validate a deployment without recording an approval (API `validate`, CLI `gate check`):
+    /// the verdict the gate would give now. The decision is recorded (and audited) as a
+    /// dry run.
+    pub async fn validate(
+        &self,
+        request: DeploymentRequest,
+        source: RequestSource,
+        actor: &Actor,
+    ) -> Result<GateAnswer> {
+        let key = format!("{}:{}", source.as_str(), new_id("", self.now()));
+        self.decide(request, source, actor, key, "dry-run", None)
+            .await
+    }
+
+    /// Judge without recording anything (backtests, benchmarks).
+    pub async fn judge(
+        &self,
+        request: &DeploymentRequest,
+        now: OffsetDateTime,
+    ) -> Result<(Verdict, Vec<JudgedFinding>, Value)> {
+        let environment = self.settings.environment(&request.environment);
+        let input = self.input(request, &environment, now).await?;
+        let (verdict, findings) = self.evaluate(&input, &environment)?;
+        Ok((verdict, findings, input))
+    }
+
+    async fn decide(
+        &self,
+        request: DeploymentRequest,
+        source: RequestSource,
+        actor: &Actor,
+        key: String,
+        mode: &str,
+        callback: Option<(CallbackTarget, SecretString)>,
+    ) -> Result<GateAnswer> {
+        let now = self.now();
+        let environment = self.settings.environment(&request.environment);
+        let evaluate = self
+            .capabilities
+            .get(&self.tenant, Capability::GateEvaluate)
+            .await;
+        let (mut verdict, mut findings, input) = if evaluate.enabled {
+            match self.input(&request, &environment, now).await {
+                Ok(input) => {
+                    let (verdict, findings) = self.evaluate(&input, &environment)?;
+                    (verdict, findings, input)
+                }
+                Err(error) => {
+                    // The facts could not be read: never allow on missing facts.
+                    let degraded = JudgedFinding {
+                        rule: "capability:gate.evaluate".to_owned(),
+                        effect: GateEffect::Approval,
+                        action: "degrade".to_owned(),
+                        enforced: Some(GateEffect::Approval),
+                        message: format!(
+                            "the gate could not read the facts ({error:#}); people must approve"
+                        ),
+                        evidence: Value::Null,
+                    };
+                    (
+                        Verdict::Approval,
+                        vec![degraded],
+                        json!({"request": request}),
+                    )
+                }
+            }
+        } else {
+            let (verdict, effect) = match evaluate.fallback {
+                Fallback::Error => (Verdict::Deny, GateEffect::Deny),
+                // Skipping the gate must not mean letting everything through silently; degrade
+                // and manual both put people in the loop.
+                Fallback::Skip | Fallback::Degrade | Fallback::Manual => {
+                    (Verdict::Approval, GateEffect::Approval)
+                }
+            };
+            let finding = JudgedFinding {
+                rule: "capability:gate.evaluate".to_owned(),
+                effect,
+                action: evaluate.fallback.as_str().to_owned(),
+                enforced: Some(effect),
+                message: format!(
+                    "policy evaluation is switched off (fallback {})",
+                    evaluate.fallback.as_str()
+                ),
+                evidence: Value::Null,
+            };
+            (verdict, vec![finding], json!({"request": request}))
+        };
+        if verdict == Verdict::Approval {
+            let approvals = self
+                .capabilities
+                .get(&self.tenant, Capability::GateApprovals)
+                .await;
+            if !approvals.enabled {
+                verdict = Verdict::Deny;
+                findings.push(JudgedFinding {
+                    rule: "capability:gate.approvals".to_owned(),
+                    effect: GateEffect::Deny,
+                    action: approvals.fallback.as_str().to_owned(),
+                    enforced: Some(GateEffect::Deny),
+                    message: "approvals are switched off, so a deployment that needs one is denied"
+                        .to_owned(),
+                    evidence: Value::Null,
+                });
+            }
+        }
+        let run = input.get("run").cloned().unwrap_or(Value::Null);
+        let requested_by = text(&run, &["requestedFor"]);
+        let pipeline = text(&run, &["pipeline", "name"]);
+        let run_id = run.get("id").and_then(Value::as_u64);
+        let project = text(&run, &["project"]).unwrap_or_else(|| request.project.clone());
+        let id = new_id("gd_", now);
+        let is_callback = mode == "callback";
+        let approval = (verdict == Verdict::Approval && mode != "dry-run").then(|| Approval {
+            id: new_id("ap_", now),
+            decision_id: id.clone(),
+            state: ApprovalState::Pending,
+            project: project.clone(),
+            environment: request.environment.clone(),
+            pipeline: pipeline.clone(),
+            run_id,
+            requested_by: requested_by.clone(),
+            reasons: findings
+                .iter()
+                .filter(|f| f.enforced == Some(GateEffect::Approval))
+                .map(|f| f.message.clone())
+                .collect(),
+            quorum: environment.quorum.max(1),
+            approver_role: environment.approver_role.as_str().to_owned(),
+            votes: Vec::new(),
+            created_at: now,
+            expires_at: now + self.settings.approval_expiry,
+            closed_at: None,
+            closed_by: None,
+        });
+        let decision = GateDecision {
+            id: id.clone(),
+            key,
+            source: source.as_str().to_owned(),
+            mode: mode.to_owned(),
+            verdict,
+            project: project.clone(),
+            environment: request.environment.clone(),
+            pipeline,
+            run_id,
+            requested_by,
+            findings: serde_json::to_value(&findings).context("encoding the findings")?,
+            input: input.clone(),
+            callback: callback.as_ref().map(|(target, _)| target.clone()),
+            callback_state: is_callback.then_some(if verdict == Verdict::Approval {
+                CallbackState::Waiting
+            } else {
+                CallbackState::Queued
+            }),
+            approval_id: approval.as_ref().map(|a| a.id.clone()),
+            decided_at: now,
+        };
+        let callback_job =
+            (is_callback && verdict != Verdict::Approval).then(|| callback_job(&decision.id, now));
+        let mut audit = vec![
+            Record::new(AuditEvent::GateDecided, actor, now)
+                .target(Target::new(
+                    "deployment",
+                    format!("{project}/{}", request.environment),
+                ))
+                .detail("decision", json!(id))
+                .detail("verdict", json!(verdict.as_str()))
+                .detail("mode", json!(mode))
+                .detail("source", json!(source.as_str()))
+                .detail("runId", json!(run_id))
+                .detail("findings", decision.findings.clone())
+                .detail("input", input)
+                .draft(),
+        ];
+        if let Some(approval) = &approval {
+            audit.push(approval_requested(approval, now));
+        }
+        let new = NewDecision {
+            decision,
+            callback_token: callback.map(|(_, token)| token.expose().to_owned()),
+            approval: approval.clone(),
+            callback_job,
+        };
+        let recorded = self
+            .gate_store
+            .record_decision(&self.tenant, &new, &audit)
+            .await
+            .context("recording the gate decision")?;
+        if recorded.created
+            && let Some(approval) = &approval
+        {
+            self.notify(approval, NoticeKind::Requested).await;
+        }
+        self.answer_for(recorded.decision, recorded.created).await
+    }
+
+    async fn answer_for(&self, decision: GateDecision, fresh: bool) -> Result<GateAnswer> {
+        let approval = match &decision.approval_id {
+            Some(id) => self.gate_store.approval(&self.tenant, id).await?,
+            None => None,
+        };
+        let findings: Vec<JudgedFinding> =
+            serde_json::from_value(decision.findings.clone()).unwrap_or_default();
+        Ok(GateAnswer {
+            decision_id: decision.id,
+            verdict: decision.verdict,
+            approval: approval.as_ref().map(ApprovalSummary::of),
+            findings,
+            fresh,
+        })
+    }
+
+    /// Apply the environment's actions to the rules' findings and reach a verdict.
+    fn evaluate(
+        &self,
+        input: &Value,
+        environment: &EnvironmentGate,
+    ) -> Result<(Verdict, Vec<JudgedFinding>)> {
+        let raw: Vec<GateFinding> = self
+            .policies
+            .evaluate_gate(input)
+            .map_err(|error| anyhow!("evaluating the gate rules: {error}"))?;
+        let mut judged = Vec::new();
+        for finding in raw {
+            let action = environment
+                .actions
+                .get(&finding.rule)
+                .copied()
+                .unwrap_or(Action::Deny);
+            let enforced = match action {
+                Action::Off => continue,
+                Action::DryRun => None,
+                Action::Warn => Some(GateEffect::Warn),
+                Action::Deny => Some(finding.effect),
+            };
+            judged.push(JudgedFinding {
+                rule: finding.rule,
+                effect: finding.effect,
+                action: action.as_str().to_owned(),
+                enforced,
+                message: finding.message,
+                evidence: finding.evidence,
+            });
+        }
+        let strongest = judged.iter().filter_map(|f| f.enforced).max();
+        let verdict = match strongest {
+            Some(GateEffect::Deny) => Verdict::Deny,
+            Some(GateEffect::Approval) => Verdict::Approval,
+            _ => Verdict::Allow,
+        };
+        Ok((verdict, judged))
+    }
+
+    /// The rules' input: the request completed from the inventory.
+    async fn input(
+        &self,
+        request: &DeploymentRequest,
+        environment: &EnvironmentGate,
+        now: OffsetDateTime,
+    ) -> Result<Value> {
+        let facts = Facts::gather(&*self.inventory, &self.tenant, request).await?;
+        let mut params = Map::new();
+        for rule in self.policies.gate_rules() {
+            let mut merged: Map<String, Value> = rule
+                .parameters
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if let Some(overrides) = environment.params.get(&rule.id) {
+                merged.extend(overrides.clone());
+            }
+            params.insert(rule.id.clone(), Value::Object(merged));
+        }
+        Ok(json!({
+            "kind": "deployment",
+            "now": rfc3339(now),
+            "environment": {"name": request.environment, "stage": request.stage},
+            "run": facts.run,
+            "build": facts.build,
+            "pullRequests": facts.pull_requests,
+            "workItems": facts.work_items,
+            "alerts": facts.alerts,
+            "deployments": facts.deployments,
+            "approvals": [],
+            "calendar": {
+                "timezone": self.settings.timezone,
+                "holidays": self.settings.holidays,
+                "freezes": self.settings.freezes.iter().map(|f| json!({
+                    "start": rfc3339(f.start), "end": rfc3339(f.end),
+                    "environments": f.environments, "reason": f.reason,
+                })).collect::<Vec<_>>(),
+            },
+            "params": params,
+        }))
+    }
+
+    async fn notify(&self, approval: &Approval, kind: NoticeKind) {
+        if self.notifications.is_empty() {
+            return;
+        }
+        let capability = self
+            .capabilities
+            .get(&self.tenant, Capability::Notifications)
+            .await;
+        if !capability.enabled {
+            return;
+        }
+        let notice = ApprovalNotice {
+            tenant: self.tenant.to_string(),
+            approval_id: approval.id.clone(),
+            kind,
+            environment: approval.environment.clone(),
+            pipeline: approval.pipeline.clone().unwrap_or_default(),
+            run_id: approval.run_id,
+            project: approval.project.clone(),
+            requested_by: approval.requested_by.clone().unwrap_or_default(),
+            reasons: approval.reasons.clone(),
+            approvers: vec![approval.approver_role.clone()],
+            quorum: approval.quorum,
+            expires_at: approval.expires_at,
+            link: self.settings.public_url.as_ref().map(|base| {
+                format!(
+                    "{}/api/v1/approvals/{}",
+                    base.trim_end_matches('/'),
+                    approval.id
+                )
+            }),
+        };
+        for (channel, outcome) in self.notifications.send(&notice).await {
+            if let Err(error) = outcome {
+                tracing::warn!(channel, approval = %approval.id, error, "approval notification failed");
+            }
+        }
+    }
+
+    pub async fn approvals(
+        &self,
+        state: Option<ApprovalState>,
+        limit: u32,
+    ) -> Result<Vec<Approval>> {
+        Ok(self
+            .gate_store
+            .approvals(&self.tenant, state, limit)
+            .await?)
+    }
+
+    pub async fn approval(&self, id: &str) -> Result<Option<Approval>> {
+        Ok(self.gate_store.approval(&self.tenant, id).await?)
+    }
+
+    pub async fn decisions(&self, filter: &DecisionFilter) -> Result<Vec<GateDecision>> {
+        Ok(self.gate_store.decisions(&self.tenant, filter).await?)
+    }
+
+    /// Approve or reject a pending approval. The approver must hold the approval's role; the
+    /// requester cannot approve their own deployment; each person decides once.
+    pub async fn decide_approval(
+        &self,
+        id: &str,
+        principal: &Principal,
+        approve: bool,
+        comment: &str,
+    ) -> std::result::Result<Approval, ApprovalError> {
+        let approval = self
+            .gate_store
+            .approval(&self.tenant, id)
+            .await
+            .map_err(anyhow::Error::from)?
+            .ok_or_else(|| ApprovalError::NotFound(id.to_owned()))?;
+        let needed: Role = approval
+            .approver_role
+            .parse()
+            .map_err(|error: String| anyhow!(error))?;
+        if principal.role < needed {
+            return Err(ApprovalError::RoleTooLow {
+                needed: needed.as_str().to_owned(),
+                held: principal.role.as_str().to_owned(),
+            });
+        }
+        let now = self.now();
+        let vote = ApprovalVote {
+            by: principal.subject.clone(),
+            role: principal.role.as_str().to_owned(),
+            decision: if approve { "approved" } else { "rejected" }.to_owned(),
+            comment: comment.to_owned(),
+            at: now,
+        };
+        let actor = Actor::principal(principal);
+        self.change(
+            id,
+            ApprovalChange::Vote(vote),
+            &actor,
+            AuditEvent::ApprovalDecided,
+        )
+        .await
+    }
+
+    pub async fn cancel_approval(
+        &self,
+        id: &str,
+        principal: &Principal,
+    ) -> std::result::Result<Approval, ApprovalError> {
+        let change = ApprovalChange::Cancel {
+            by: principal.subject.clone(),
+            at: self.now(),
+        };
+        self.change(
+            id,
+            change,
+            &Actor::principal(principal),
+            AuditEvent::ApprovalDecided,
+        )
+        .await
+    }
+
+    /// Expire the tenant's overdue approvals; returns how many expired.
+    pub async fn expire_due(&self) -> Result<usize> {
+        let now = self.now();
+        let due = self.gate_store.due_approvals(&self.tenant, now).await?;
+        let mut expired = 0;
+        for id in due {
+            match self
+                .change(
+                    &id,
+                    ApprovalChange::Expire { at: now },
+                    &Actor::system(),
+                    AuditEvent::ApprovalExpired,
+                )
+                .await
+            {
+                Ok(_) => expired += 1,
+                // Decided meanwhile: nothing to expire.
+                Err(ApprovalError::Refused(_) | ApprovalError::NotFound(_)) => {}
+                Err(ApprovalError::Other(error)) => return Err(error),
+                Err(other) => return Err(anyhow!(other.to_string())),
+            }
+        }
+        Ok(expired)
+    }
+
+    async fn change(
+        &self,
+        id: &str,
+        change: ApprovalChange,
+        actor: &Actor,
+        event: AuditEvent,
+    ) -> std::result::Result<Approval, ApprovalError> {
+        let now = self.now();
+        let comment = match &change {
+            ApprovalChange::Vote(vote) => vote.comment.clone(),
+            _ => String::new(),
+        };
+        let audit = |approval: &Approval| {
+            vec![
+                Record::new(event, actor, now)
+                    .target(Target::new("approval", approval.id.clone()))
+                    .detail("state", json!(approval.state.as_str()))
+                    .detail("environment", json!(approval.environment))
+                    .detail("runId", json!(approval.run_id))
+                    .detail("decision", json!(approval.decision_id))
+                    .detail("votes", json!(approval.votes.len()))
+                    .detail("quorum", json!(approval.quorum))
+                    .detail("comment", json!(comment))
+                    .draft(),
+            ]
+        };
+        let callback =
+            |_: &Approval, decision: &GateDecision| Some(callback_job(&decision.id, now));
+        let outcome = self
+            .gate_store
+            .change_approval(&self.tenant, id, &change, &audit, &callback)
+            .await
+            .map_err(anyhow::Error::from)?;
+        match outcome {
+            ApprovalOutcome::NotFound => Err(ApprovalError::NotFound(id.to_owned())),
+            ApprovalOutcome::Refused(refusal) => Err(ApprovalError::Refused(refusal)),
+            ApprovalOutcome::Changed(approval) => {
+                if !approval.is_open() {
+                    let kind = NoticeKind::Decided {
+                        state: approval.state.as_str().to_owned(),
+                        by: approval.closed_by.clone(),
+                    };
+                    self.notify(&approval, kind).await;
+                }
+                Ok(*approval)
+            }
+        }
+    }
+
+    /// Post a decision's result to its check's plan (the `gate.callback` job). Idempotent:
+    /// a decision already sent is not sent again.
+    pub async fn post_callback(&self, decision_id: &str) -> Result<CallbackState> {
+        let decision = self
+            .gate_store
+            .decision(&self.tenant, decision_id)
+            .await?
+            .ok_or_else(|| anyhow!("no gate decision {decision_id}"))?;
+        if matches!(
+            decision.callback_state,
+            Some(CallbackState::Sent | CallbackState::Failed)
+        ) {
+            return Ok(decision.callback_state.unwrap_or(CallbackState::Sent));
+        }
+        let target = decision
+            .callback
+            .clone()
+            .ok_or_else(|| anyhow!("decision {decision_id} has no callback"))?;
+        let answer = self.answer_for(decision.clone(), false).await?;
+        let result = match answer.outcome() {
+            Outcome::Allowed => "succeeded",
+            Outcome::Denied => "failed",
+            Outcome::Pending => bail!("decision {decision_id} is still waiting for its approval"),
+        };
+        let now = self.now();
+        let record = |state: CallbackState, error: Option<String>| {
+            let mut record = Record::new(AuditEvent::GateCallback, &Actor::system(), now)
+                .target(Target::new("decision", decision_id.to_owned()))
+                .detail("result", json!(result))
+                .detail("planId", json!(target.plan_id))
+                .detail("state", json!(state.as_str()));
+            if let Some(error) = error {
+                record = record.failure().reason(error);
+            }
+            record.draft()
+        };
+        let Some(token) = self
+            .gate_store
+            .callback_token(&self.tenant, decision_id)
+            .await?
+        else {
+            let draft = record(
+                CallbackState::Failed,
+                Some("the job token is gone".to_owned()),
+            );
+            self.gate_store
+                .finish_callback(&self.tenant, decision_id, CallbackState::Failed, &[draft])
+                .await?;
+            return Ok(CallbackState::Failed);
+        };
+        let ado = self
+            .ado
+            .as_ref()
+            .ok_or_else(|| anyhow!("tenant {} has no ADO client to call back with", self.tenant))?;
+        let event = PlanEvent {
+            project_id: target.project_id.clone(),
+            hub_name: target.hub_name.clone(),
+            plan_id: target.plan_id.clone(),
+            job_id: target.job_id.clone(),
+            task_id: target.task_instance_id.clone(),
+            result: result.to_owned(),
+        };
+        match ado.post_plan_event(&event, &SecretString::new(token)).await {
+            Ok(()) => {
+                self.gate_store
+                    .finish_callback(
+                        &self.tenant,
+                        decision_id,
+                        CallbackState::Sent,
+                        &[record(CallbackState::Sent, None)],
+                    )
+                    .await?;
+                Ok(CallbackState::Sent)
+            }
+            // The token was refused or the plan is gone: retrying cannot help.
+            Err(
+                error @ (tollgate_ado::AdoError::Unauthorized { .. }
+                | tollgate_ado::AdoError::Forbidden { .. }
+                | tollgate_ado::AdoError::NotFound { .. }
+                | tollgate_ado::AdoError::Config(_)),
+            ) => {
+                self.gate_store
+                    .finish_callback(
+                        &self.tenant,
+                        decision_id,
+                        CallbackState::Failed,
+                        &[record(CallbackState::Failed, Some(error.to_string()))],
+                    )
+                    .await?;
+                Ok(CallbackState::Failed)
+            }
+            Err(error) => Err(anyhow!(error).context("posting the decision to the plan")),
+        }
+    }
+}
+
+/// A time-ordered unique id with a prefix that says what it names.
+fn new_id(prefix: &str, now: OffsetDateTime) -> String {
+    format!(
+        "{prefix}{}",
+        tollgate_audit::record::new_record_id(now).replace('-', "")
+    )
+}
+
+fn callback_job(decision_id: &str, now: OffsetDateTime) -> NewJob {
+    NewJob {
+        kind: JOB_GATE_CALLBACK.to_owned(),
+        payload: json!({"decision": decision_id}),
+        dedupe_key: Some(format!("callback:{decision_id}")),
+        run_after: now,
+        max_attempts: 8,
+    }
+}
+
+fn approval_requested(approval: &Approval, now: OffsetDateTime) -> AuditDraft {
+    Record::new(AuditEvent::ApprovalRequested, &Actor::system(), now)
+        .target(Target::new("approval", approval.id.clone()))
+        .detail("environment", json!(approval.environment))
+        .detail("project", json!(approval.project))
+        .detail("runId", json!(approval.run_id))
+        .detail("requestedBy", json!(approval.requested_by))
+        .detail("quorum", json!(approval.quorum))
+        .detail("approverRole", json!(approval.approver_role))
+        .detail("reasons", json!(approval.reasons))
+        .detail("expiresAt", json!(rfc3339(approval.expires_at)))
+        .draft()
+}
+
+/// What the inventory knows about a run: its build, pull requests, work items, alerts in the
+/// deployed repository and earlier deployments of the same pipeline.
+#[derive(Default)]
+struct Facts {
+    run: Value,
+    build: Value,
+    pull_requests: Vec<Value>,
+    work_items: Vec<Value>,
+    alerts: Vec<Value>,
+    deployments: Vec<Value>,
+}
+
+/// How many items of a kind one lookup reads at most (a project's pull requests …).
+const SCAN_LIMIT: u32 = 1_000;
+
+impl Facts {
+    async fn gather(
+        inventory: &dyn InventoryStore,
+        tenant: &TenantId,
+        request: &DeploymentRequest,
+    ) -> Result<Self> {
+        let project = Self::project(inventory, tenant, &request.project).await?;
+        let (project_id, project_name) = match &project {
+            Some(item) => (item.ado_id.clone(), item.name.clone().unwrap_or_default()),
+            None => (request.project.clone(), request.project.clone()),
+        };
+        let build = match request.run_id {
+            Some(id) => inventory
+                .items_by_ado_ids(tenant, ResourceKind::Builds, &[id.to_string()])
+                .await?
+                .into_iter()
+                .find(|item| item.project == project_id)
+                .map(|item| raw(&item)),
+            None => None,
+        };
+        let build = build.unwrap_or(Value::Null);
+        let repository_id = text(&build, &["repository", "id"]);
+        let repositories = inventory
+            .project_items(
+                tenant,
+                ResourceKind::Repositories,
+                &project_id,
+                None,
+                SCAN_LIMIT,
+            )
+            .await?;
+        let repository = repositories.iter().find(|item| {
+            repository_id.as_deref() == Some(item.ado_id.as_str())
+                || request.repository.as_deref().is_some_and(|name| {
+                    item.name
+                        .as_deref()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                })
+        });
+        let source_version = request
+            .source_version
+            .clone()
+            .or_else(|| text(&build, &["sourceVersion"]));
+        let requested_for = request.requested_for.clone().or_else(|| {
+            text(&build, &["requestedFor", "uniqueName"])
+                .or_else(|| text(&build, &["requestedFor", "displayName"]))
+        });
+        let run = json!({
+            "id": request.run_id,
+            "project": project_name,
+            "projectId": project_id,
+            "pipeline": {
+                "id": request.pipeline_id.or_else(|| build.pointer("/definition/id").and_then(Value::as_u64)),
+                "name": request.pipeline.clone().or_else(|| text(&build, &["definition", "name"])),
+            },
+            "repository": repository.and_then(|r| r.name.clone()).or_else(|| request.repository.clone()),
+            "sourceBranch": request.source_branch.clone().or_else(|| text(&build, &["sourceBranch"])),
+            "sourceVersion": source_version,
+            "requestedFor": requested_for,
+            "found": !build.is_null(),
+        });
+        let build_facts = json!({
+            "id": request.run_id,
+            "result": text(&build, &["result"]),
+            "status": text(&build, &["status"]),
+        });
+
+        // Pull requests merged as this commit, in this repository.
+        let mut pull_requests = Vec::new();
+        let mut linked_work_items: BTreeSet<u64> = request.work_items.iter().copied().collect();
+        if let (Some(repository), Some(version)) = (repository, source_version.as_deref()) {
+            let mut after: Option<String> = None;
+            loop {
+                let page = inventory
+                    .project_items(
+                        tenant,
+                        ResourceKind::PullRequests,
+                        &project_id,
+                        after.as_deref(),
+                        SCAN_LIMIT,
+                    )
+                    .await?;
+                for item in &page {
+                    let pr = raw(item);
+                    let same_repository = text(&pr, &["repository", "id"]).as_deref()
+                        == Some(repository.ado_id.as_str());
+                    let merged_as = text(&pr, &["lastMergeCommit", "commitId"]);
+                    if same_repository && merged_as.as_deref() == Some(version) {
+                        for reference in pr
+                            .get("workItemRefs")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                        {
+                            if let Some(id) =
+                                text(reference, &["id"]).and_then(|id| id.parse().ok())
+                            {
+                                linked_work_items.insert(id);
+                            }
+                        }
+                        let last_pusher =
+                            text(&pr, &["lastMergeSourceCommit", "committer", "email"]).or_else(
+                                || text(&pr, &["lastMergeSourceCommit", "author", "email"]),
+                            );
+                        pull_requests.push(json!({
+                            "id": pr.get("pullRequestId"),
+                            "createdBy": pr.get("createdBy"),
+                            "reviewers": pr.get("reviewers"),
+                            "lastPusher": last_pusher,
+                            "targetRefName": pr.get("targetRefName"),
+                        }));
+                    }
+                }
+                if page.len() < SCAN_LIMIT as usize {
+                    break;
+                }
+                after = page.last().map(|item| item.key.clone());
+            }
+        }
+
+        let work_items = if linked_work_items.is_empty() {
+            Vec::new()
+        } else {
+            let ids: Vec<String> = linked_work_items.iter().map(u64::to_string).collect();
+            inventory
+                .items_by_ado_ids(tenant, ResourceKind::WorkItems, &ids)
+                .await?
+                .iter()
+                .map(|item| {
+                    let wi = raw(item);
+                    json!({
+                        "id": wi.get("id"),
+                        "type": text(&wi, &["fields", "System.WorkItemType"]),
+                        "state": text(&wi, &["fields", "System.State"]),
+                        "title": text(&wi, &["fields", "System.Title"]),
+                    })
+                })
+                .collect()
+        };
+
+        let mut alerts = Vec::new();
+        if let Some(repository) = repository {
+            let keys: Vec<String> = inventory
+                .keys(tenant, ResourceKind::Alerts, Some(&repository.key))
+                .await?
+                .into_iter()
+                .map(|k| k.key)
+                .collect();
+            for item in inventory
+                .items_by_keys(tenant, ResourceKind::Alerts, &keys)
+                .await?
+            {
+                let alert = raw(&item);
+                alerts.push(json!({
+                    "id": alert.get("alertId"),
+                    "repository": repository.name,
+                    "severity": text(&alert, &["severity"]),
+                    "state": text(&alert, &["state"]),
+                    "title": text(&alert, &["title"]),
+                    "firstSeen": text(&alert, &["firstSeenDate"]),
+                }));
+            }
+        }
+
+        // Earlier deployments of this pipeline, with each environment's name.
+        let mut deployments = Vec::new();
+        let pipeline_id = run.pointer("/pipeline/id").and_then(Value::as_u64);
+        if let Some(pipeline_id) = pipeline_id {
+            let environments = inventory
+                .project_items(
+                    tenant,
+                    ResourceKind::Environments,
+                    &project_id,
+                    None,
+                    SCAN_LIMIT,
+                )
+                .await?;
+            for environment in &environments {
+                let keys: Vec<String> = inventory
+                    .keys(
+                        tenant,
+                        ResourceKind::EnvironmentDeployments,
+                        Some(&environment.key),
+                    )
+                    .await?
+                    .into_iter()
+                    .map(|k| k.key)
+                    .collect();
+                for item in inventory
+                    .items_by_keys(tenant, ResourceKind::EnvironmentDeployments, &keys)
+                    .await?
+                {
+                    let record = raw(&item);
+                    if record.pointer("/definition/id").and_then(Value::as_u64) != Some(pipeline_id)
+                    {
+                        continue;
+                    }
+                    let owner_run = record.pointer("/owner/id").and_then(Value::as_u64);
+                    let owner_build = match owner_run {
+                        Some(id) if Some(id) == request.run_id => build.clone(),
+                        _ => Value::Null,
+                    };
+                    deployments.push(json!({
+                        "environment": environment.name,
+                        "runId": owner_run,
+                        "sourceVersion": text(&owner_build, &["sourceVersion"]),
+                        "result": text(&record, &["result"]),
+                        "finishTime": text(&record, &["finishTime"]),
+                    }));
+                }
+            }
+        }
+
+        Ok(Facts {
+            run,
+            build: build_facts,
+            pull_requests,
+            work_items,
+            alerts,
+            deployments,
+        })
+    }
+
+    async fn project(
+        inventory: &dyn InventoryStore,
+        tenant: &TenantId,
+        name_or_id: &str,
+    ) -> Result<Option<InventoryItem>> {
+        if name_or_id.is_empty() {
+            return Ok(None);
+        }
+        let by_id = inventory
+            .items_by_ado_ids(tenant, ResourceKind::Projects, &[name_or_id.to_owned()])
+            .await?;
+        if let Some(item) = by_id.into_iter().next() {
+            return Ok(Some(item));
+        }
+        let all = inventory
+            .items(tenant, ResourceKind::Projects, None, SCAN_LIMIT)
+            .await?;
+        Ok(all.into_iter().find(|item| {
+            item.name
+                .as_deref()
+                .is_some_and(|name| name.eq_ignore_ascii_case(name_or_id))
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_registered_organisation_is_the_same_organisation() {
+        let registered = "https://dev.azure.com/fabrikam/";
+        assert!(same_organisation(
+            "https://dev.azure.com/fabrikam/",
+            registered
+        ));
+        assert!(same_organisation(
+            "https://dev.azure.com/Fabrikam",
+            registered
+        ));
+        for foreign in [
+            "https://dev.azure.com/contoso/",
+            "https://dev.azure.com.evil.example/fabrikam/",
+            "https://evil.example/fabrikam/",
+            "http://dev.azure.com/fabrikam/",
+            "https://dev.azure.com/fabrikam/?x=https://evil.example",
+            "https://attacker@dev.azure.com/fabrikam/",
+            "https://dev.azure.com/fabrikam/extra/",
+            "",
+        ] {
+            assert!(!same_organisation(foreign, registered), "{foreign}");
+        }
+    }
+
+    #[test]
+    fn globs_match_case_insensitively() {
+        assert!(glob_matches("prod-*", "PROD-eu"));
+        assert!(glob_matches("*", "anything"));
+        assert!(glob_matches("production", "Production"));
+        assert!(!glob_matches("prod-*", "production"));
+    }
+}

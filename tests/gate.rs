@@ -1,0 +1,468 @@
+//! The deployment gate over real HTTP, as ADO's Invoke REST API check calls it: the spawned
+//! `tollgate serve`, a simulated organisation it synced, and the documented headers.
+//! A deny is never a 2xx; the job token never leaves for a host that is not the tenant's
+//! registered organisation; approvals follow RBAC; every step is in the audit log.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test reports failure by panicking"
+)]
+
+#[path = "support/server.rs"]
+mod server;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::Client;
+use serde_json::{Value, json};
+use server::Server;
+use tollgate_sim::{Profile, SimConfig, Simulator};
+
+const GATE_USER: &str = "ado-check";
+const GATE_PASSWORD: &str = "gate-password-for-tests";
+const SATURDAY: &str = "2026-11-28T10:00:00Z";
+const TUESDAY: &str = "2026-11-24T10:00:00Z";
+
+async fn wait_for_job(client: &Client, server: &Server, job: i64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let state: Value = client
+            .get(server.url(&format!("/api/v1/jobs/{job}")))
+            .bearer_auth(server.admin_key())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        match state["status"].as_str().unwrap() {
+            "done" => return,
+            "dead" => panic!("job {job} died: {state}"),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "job {job} did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Setup {
+    sim: tollgate_sim::RunningSimulator,
+    server: Server,
+    client: Client,
+    project_id: String,
+}
+
+async fn setup(now: &str) -> Setup {
+    let sim = Simulator::new(SimConfig {
+        seed: 7,
+        profile: Profile::Small,
+        ..SimConfig::default()
+    })
+    .spawn("127.0.0.1:0")
+    .await
+    .unwrap();
+    let dir_config = format!(
+        "[ado]\norg_url = \"{org}\"\npat = \"test-pat\"\n\n[worker]\npoll_interval_ms = 100\nincremental_sync_every_secs = 0\nfull_sync_every_secs = 0\n\n\
+         [gate]\nusername = \"{GATE_USER}\"\npassword = \"{GATE_PASSWORD}\"\ntimezone = \"Europe/London\"\n\n\
+         [[gate.environments]]\nname = \"production\"\nquorum = 1\napprover_role = \"release_manager\"\nactions = {{ \"GATE-02\" = \"warn\", \"GATE-09\" = \"warn\" }}\n",
+        org = sim.org_url()
+    );
+    let server = Server::start_with_env(&dir_config, &[("TOLLGATE_FAKE_NOW", now)]).await;
+    let client = Client::new();
+    let queued: Value = client
+        .post(server.url("/api/v1/syncs"))
+        .bearer_auth(server.admin_key())
+        .json(&json!({"mode": "full"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    wait_for_job(&client, &server, queued["job"].as_i64().unwrap()).await;
+    let projects: Value = client
+        .get(server.url("/api/v1/inventory/projects"))
+        .bearer_auth(server.admin_key())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let project_id = projects["items"][0]["ado_id"].as_str().unwrap().to_owned();
+    Setup {
+        sim,
+        server,
+        client,
+        project_id,
+    }
+}
+
+fn check_headers(plan_url: &str, project_id: &str, plan: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("PlanUrl", plan_url.to_owned()),
+        ("ProjectId", project_id.to_owned()),
+        ("HubName", "checks".to_owned()),
+        ("PlanId", plan.to_owned()),
+        ("JobId", "2b8a9a8c-0000-4000-8000-000000000001".to_owned()),
+        (
+            "TimelineId",
+            "2b8a9a8c-0000-4000-8000-000000000002".to_owned(),
+        ),
+        ("TaskInstanceId", format!("task-{plan}")),
+        ("AuthToken", "job-access-token-secret".to_owned()),
+    ]
+}
+
+async fn call_gate(
+    setup: &Setup,
+    mode: &str,
+    headers: &[(&'static str, String)],
+    body: Value,
+    password: &str,
+) -> (u16, Value) {
+    let mut request = setup
+        .client
+        .post(setup.server.url(&format!("/gate/ado/default?mode={mode}")))
+        .basic_auth(GATE_USER, Some(password))
+        .json(&body);
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+fn org_plan_url(setup: &Setup) -> String {
+    format!("{}/", setup.sim.org_url())
+}
+
+async fn audit_types(setup: &Setup) -> Vec<String> {
+    let records: Value = setup
+        .client
+        .get(setup.server.url("/api/v1/audit/records?limit=1000"))
+        .bearer_auth(setup.server.admin_key())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    records["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["event_type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturday_deploy_to_production_is_denied_and_never_with_a_2xx() {
+    let setup = setup(SATURDAY).await;
+    let headers = check_headers(&org_plan_url(&setup), &setup.project_id, "plan-sat");
+    let (status, body) = call_gate(
+        &setup,
+        "sync",
+        &headers,
+        json!({"environment": "production", "stage": "production"}),
+        GATE_PASSWORD,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["status"], "rejected");
+    let reasons = body["reasons"].to_string();
+    assert!(
+        reasons.contains("GATE-03") && reasons.contains("Saturday"),
+        "{reasons}"
+    );
+    // The same check again gets the same decision, not a second one.
+    let (again, again_body) = call_gate(
+        &setup,
+        "sync",
+        &headers,
+        json!({"environment": "production"}),
+        GATE_PASSWORD,
+    )
+    .await;
+    assert_eq!(again, 403);
+    assert_eq!(again_body["decision"], body["decision"]);
+
+    // Test on the same Saturday is allowed: weekends block production only.
+    let (status, body) = call_gate(
+        &setup,
+        "sync",
+        &check_headers(&org_plan_url(&setup), &setup.project_id, "plan-test"),
+        json!({"environment": "test"}),
+        GATE_PASSWORD,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "approved");
+
+    // Wrong credential, missing headers, bad mode, unknown tenant: refused, never 2xx.
+    let (status, _) = call_gate(
+        &setup,
+        "sync",
+        &headers,
+        json!({"environment": "production"}),
+        "wrong",
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, body) = call_gate(
+        &setup,
+        "sync",
+        &headers[..3],
+        json!({"environment": "production"}),
+        GATE_PASSWORD,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body["reasons"].to_string().contains("PlanId"), "{body}");
+    let (status, _) = call_gate(
+        &setup,
+        "later",
+        &headers,
+        json!({"environment": "production"}),
+        GATE_PASSWORD,
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, body) = call_gate(
+        &setup,
+        "sync",
+        &check_headers(&org_plan_url(&setup), &setup.project_id, "plan-nobody"),
+        json!({"nothing": true}),
+        GATE_PASSWORD,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+
+    let types = audit_types(&setup).await;
+    assert!(
+        types.iter().filter(|t| *t == "gate.decided").count() >= 2,
+        "{types:?}"
+    );
+    assert!(types.iter().any(|t| t == "auth.failed"), "{types:?}");
+}
+
+/// A loopback server that counts every request it gets.
+async fn trap() -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            axum::http::StatusCode::NO_CONTENT
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{address}/fabrikam/"), hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_token_never_leaves_for_an_unregistered_host() {
+    let setup = setup(TUESDAY).await;
+    let (evil, hits) = trap().await;
+    for mode in ["sync", "callback"] {
+        for plan_url in [
+            evil.clone(),
+            format!("{}?next={}", setup.sim.org_url(), evil),
+            setup.sim.org_url().replace("127.0.0.1", "localhost"),
+        ] {
+            let headers = check_headers(&plan_url, &setup.project_id, &format!("plan-evil-{mode}"));
+            let (status, body) = call_gate(
+                &setup,
+                mode,
+                &headers,
+                json!({"environment": "dev"}),
+                GATE_PASSWORD,
+            )
+            .await;
+            assert_eq!(status, 403, "{plan_url} ({mode}): {body}");
+            assert_eq!(body["status"], "rejected");
+        }
+    }
+    // Give any queued callback time to run: none may reach the trap.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    let types = audit_types(&setup).await;
+    assert_eq!(
+        types.iter().filter(|t| *t == "gate.refused").count(),
+        6,
+        "{types:?}"
+    );
+    assert!(!types.iter().any(|t| t == "gate.decided"), "{types:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tuesday_deploy_waits_for_a_release_manager_and_not_an_operator() {
+    let setup = setup(TUESDAY).await;
+    let headers = check_headers(&org_plan_url(&setup), &setup.project_id, "plan-tue");
+    let deployment = json!({"environment": "production", "requestedFor": "dev@fabrikam.example"});
+    let (status, body) =
+        call_gate(&setup, "sync", &headers, deployment.clone(), GATE_PASSWORD).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["status"], "pending");
+    let approval = body["approval"].as_str().unwrap().to_owned();
+
+    let operator = setup.server.key_for(&setup.client, "operator").await;
+    let release_manager = setup.server.key_for(&setup.client, "release_manager").await;
+    let developer = setup.server.key_for(&setup.client, "developer").await;
+    let listed: Value = setup
+        .client
+        .get(setup.server.url("/api/v1/approvals?state=pending"))
+        .bearer_auth(&developer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"][0]["id"], approval.as_str());
+    assert_eq!(listed["items"][0]["approver_role"], "release_manager");
+
+    let decide = |key: String, verb: &'static str| {
+        let client = setup.client.clone();
+        let url = setup
+            .server
+            .url(&format!("/api/v1/approvals/{approval}/{verb}"));
+        async move {
+            let response = client
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"comment": "looked at it"}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = decide(operator, "approve").await;
+    assert_eq!(status, 403, "an operator may not approve: {body}");
+    // Still waiting.
+    let (status, _) = call_gate(&setup, "sync", &headers, deployment.clone(), GATE_PASSWORD).await;
+    assert_eq!(status, 409);
+
+    let (status, body) = decide(release_manager.clone(), "approve").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "approved");
+    let (status, body) = decide(release_manager, "reject").await;
+    assert_eq!(status, 409, "decided once: {body}");
+
+    // ADO asks again and now passes.
+    let (status, body) = call_gate(&setup, "sync", &headers, deployment, GATE_PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "approved");
+
+    let types = audit_types(&setup).await;
+    for expected in [
+        "gate.decided",
+        "approval.requested",
+        "approval.decided",
+        "auth.denied",
+    ] {
+        assert!(
+            types.iter().any(|t| t == expected),
+            "{expected} missing: {types:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capabilities_are_listed_changed_by_admins_and_the_gate_never_degrades_to_allow() {
+    let setup = setup(TUESDAY).await;
+    let listed: Value = setup
+        .client
+        .get(setup.server.url("/api/v1/capabilities"))
+        .bearer_auth(setup.server.admin_key())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"gate.evaluate") && names.contains(&"gate.approvals"),
+        "{names:?}"
+    );
+
+    let operator = setup.server.key_for(&setup.client, "operator").await;
+    let denied = setup
+        .client
+        .put(setup.server.url("/api/v1/capabilities/gate.evaluate"))
+        .bearer_auth(&operator)
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    let changed = setup
+        .client
+        .put(setup.server.url("/api/v1/capabilities/gate.evaluate"))
+        .bearer_auth(setup.server.admin_key())
+        .json(&json!({"enabled": false, "fallback": "skip"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    let unknown = setup
+        .client
+        .put(setup.server.url("/api/v1/capabilities/teleport"))
+        .bearer_auth(setup.server.admin_key())
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 400);
+
+    // Evaluation off: even a deployment to dev (allowed before) waits for people.
+    let (status, body) = call_gate(
+        &setup,
+        "sync",
+        &check_headers(&org_plan_url(&setup), &setup.project_id, "plan-off"),
+        json!({"environment": "dev"}),
+        GATE_PASSWORD,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    // Approvals off too: denied.
+    setup
+        .client
+        .put(setup.server.url("/api/v1/capabilities/gate.approvals"))
+        .bearer_auth(setup.server.admin_key())
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = call_gate(
+        &setup,
+        "sync",
+        &check_headers(&org_plan_url(&setup), &setup.project_id, "plan-off-2"),
+        json!({"environment": "dev"}),
+        GATE_PASSWORD,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let types = audit_types(&setup).await;
+    assert_eq!(
+        types.iter().filter(|t| *t == "capability.changed").count(),
+        2,
+        "{types:?}"
+    );
+}
