@@ -6,6 +6,7 @@ pub mod audit_events;
 pub mod events;
 pub mod facts;
 pub mod inventory;
+pub mod notify;
 pub mod scan;
 pub mod settings;
 pub mod siem;
