@@ -34,6 +34,92 @@ pub struct Config {
     pub audit: AuditConfig,
     /// The deployment gate: its calendar, environments and the default tenant's credential.
     pub gate: GateConfig,
+    /// Channels approvers are notified on (`[[notifications]]`).
+    pub notifications: Vec<NotificationConfig>,
+}
+
+/// One channel approval notices go to. URLs of Teams and Slack incoming webhooks carry their
+/// credential, so they are secrets (`url_file`, or a redacted `url`); the webhook's signing
+/// secret and the SMTP password come from files only.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NotificationConfig {
+    /// A Microsoft Teams incoming webhook (a Workflows "when a webhook request is received"
+    /// URL): an Adaptive Card.
+    Teams {
+        /// Names the channel in results and logs (default: the kind).
+        name: Option<String>,
+        url: Option<SecretString>,
+        url_file: Option<PathBuf>,
+    },
+    /// A Slack incoming webhook: Block Kit blocks with a plain-text fallback.
+    Slack {
+        name: Option<String>,
+        url: Option<SecretString>,
+        url_file: Option<PathBuf>,
+    },
+    /// Any HTTP endpoint, signed per the Standard Webhooks specification.
+    Webhook {
+        name: Option<String>,
+        url: Option<String>,
+        /// A file holding the signing secret, `whsec_` and base64 of 24 to 64 random bytes.
+        secret_file: Option<PathBuf>,
+    },
+    /// E-mail over SMTP.
+    Email {
+        name: Option<String>,
+        smtp_host: Option<String>,
+        #[serde(default = "default_smtp_port")]
+        smtp_port: u16,
+        #[serde(default)]
+        tls: SmtpTls,
+        /// PEM certificates to trust for TLS (default: the system's roots).
+        ca_file: Option<PathBuf>,
+        username: Option<String>,
+        password_file: Option<PathBuf>,
+        from: Option<String>,
+        #[serde(default)]
+        to: Vec<String>,
+    },
+}
+
+impl NotificationConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Teams { .. } => "teams",
+            Self::Slack { .. } => "slack",
+            Self::Webhook { .. } => "webhook",
+            Self::Email { .. } => "email",
+        }
+    }
+
+    /// The configured name, or the kind.
+    pub fn name(&self) -> &str {
+        let name = match self {
+            Self::Teams { name, .. }
+            | Self::Slack { name, .. }
+            | Self::Webhook { name, .. }
+            | Self::Email { name, .. } => name,
+        };
+        name.as_deref().unwrap_or(self.kind())
+    }
+}
+
+/// How the SMTP connection is protected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain SMTP (a relay on the same host or network); no password is sent over it.
+    None,
+    /// STARTTLS, required (a server that does not offer it is an error, never a downgrade).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+}
+
+fn default_smtp_port() -> u16 {
+    587
 }
 
 /// The tamper-evident audit log.
@@ -673,6 +759,7 @@ impl Config {
             }
         }
         self.gate.validate()?;
+        crate::notify::validate(&self.notifications)?;
         Ok(())
     }
 

@@ -20,6 +20,8 @@ pub mod config;
 pub mod http;
 /// Workers and the scheduler of the durable job queue.
 pub mod jobs;
+/// Approval notification adapters (Teams, Slack, Standard Webhooks, e-mail).
+pub mod notify;
 /// Rendering of tables and JSON for people and scripts.
 pub mod output;
 /// Scan reports: table, JSON, SARIF, Markdown, HTML.

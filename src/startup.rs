@@ -184,6 +184,13 @@ pub fn policies(config: &Config) -> Result<(Arc<tollgate_policy::PolicySet>, Vec
     Ok((Arc::new(loaded.set), problems))
 }
 
+/// The approval notification channels `[[notifications]]` configures (none: an empty set).
+pub fn notifications(config: &Config) -> Result<crate::services::notify::Notifications> {
+    let channels =
+        crate::notify::notifiers(&config.notifications).context("the notification channels")?;
+    Ok(crate::services::notify::Notifications::new(channels))
+}
+
 /// The store `--db` names (SQLite or PostgreSQL), with the audit log's record encoder in place.
 pub async fn configured_store(config: &Config) -> Result<Arc<dyn Store>> {
     let store = store(&config.database.url).await?;
@@ -286,7 +293,7 @@ pub fn tenant_contexts(
         store.clone(),
         store.clone(),
     ));
-    let notifications = Arc::new(crate::services::notify::Notifications::default());
+    let notifications = Arc::new(notifications(config)?);
     let clock = gate_clock()?;
     let mut contexts = Vec::new();
     for tenant in configured {

@@ -30,6 +30,7 @@ fn services_use_no_adapter_or_concrete_implementation() {
         "askama",
         "rmcp",
         "reqwest",
+        "lettre",
         "sqlx",
         "HttpAdoClient",
         "SqliteStore",

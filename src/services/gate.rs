@@ -729,11 +729,12 @@ impl GateService {
                 )
             }),
         };
-        for (channel, outcome) in self.notifications.send(&notice).await {
-            if let Err(error) = outcome {
-                tracing::warn!(channel, approval = %approval.id, error, "approval notification failed");
-            }
-        }
+        // In the background: a channel may retry for a minute, and ADO wants its check
+        // answered in seconds. `send` logs each channel that fails.
+        let notifications = self.notifications.clone();
+        tokio::spawn(async move {
+            notifications.send(&notice).await;
+        });
     }
 
     pub async fn approvals(
