@@ -56,6 +56,10 @@ struct Setup {
 }
 
 async fn setup(now: &str) -> Setup {
+    setup_with(now, "").await
+}
+
+async fn setup_with(now: &str, extra: &str) -> Setup {
     let sim = Simulator::new(SimConfig {
         seed: 7,
         profile: Profile::Small,
@@ -67,7 +71,7 @@ async fn setup(now: &str) -> Setup {
     let dir_config = format!(
         "[ado]\norg_url = \"{org}\"\npat = \"test-pat\"\n\n[worker]\npoll_interval_ms = 100\nincremental_sync_every_secs = 0\nfull_sync_every_secs = 0\n\n\
          [gate]\nusername = \"{GATE_USER}\"\npassword = \"{GATE_PASSWORD}\"\ntimezone = \"Europe/London\"\n\n\
-         [[gate.environments]]\nname = \"production\"\nquorum = 1\napprover_role = \"release_manager\"\nactions = {{ \"GATE-02\" = \"warn\", \"GATE-09\" = \"warn\" }}\n",
+         [[gate.environments]]\nname = \"production\"\nquorum = 1\napprover_role = \"release_manager\"\nactions = {{ \"GATE-02\" = \"warn\", \"GATE-09\" = \"warn\" }}\n\n{extra}\n",
         org = sim.org_url()
     );
     let server = Server::start_with_env(&dir_config, &[("TOLLGATE_FAKE_NOW", now)]).await;
@@ -251,6 +255,25 @@ async fn a_saturday_deploy_to_production_is_denied_and_never_with_a_2xx() {
     assert!(types.iter().any(|t| t == "auth.failed"), "{types:?}");
 }
 
+/// A loopback receiver that keeps every JSON body posted to it.
+async fn receiver() -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = received.clone();
+    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let store = store.clone();
+        async move {
+            if let Ok(value) = serde_json::from_slice::<Value>(&body) {
+                store.lock().unwrap().push(value);
+            }
+            axum::http::StatusCode::NO_CONTENT
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{address}/hook"), received)
+}
+
 /// A loopback server that counts every request it gets.
 async fn trap() -> (String, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
@@ -305,7 +328,19 @@ async fn the_job_token_never_leaves_for_an_unregistered_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tuesday_deploy_waits_for_a_release_manager_and_not_an_operator() {
-    let setup = setup(TUESDAY).await;
+    // Approvers hear about it through a signed webhook.
+    let (hook_url, received) = receiver().await;
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret_file = secret_dir.path().join("whsec");
+    std::fs::write(&secret_file, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+    let setup = setup_with(
+        TUESDAY,
+        &format!(
+            "[[notifications]]\nkind = \"webhook\"\nurl = \"{hook_url}\"\nsecret_file = \"{}\"\n",
+            secret_file.display()
+        ),
+    )
+    .await;
     let headers = check_headers(&org_plan_url(&setup), &setup.project_id, "plan-tue");
     let deployment = json!({"environment": "production", "requestedFor": "dev@fabrikam.example"});
     let (status, body) =
