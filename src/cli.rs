@@ -110,6 +110,11 @@ tenant's rows apart; tollgate refuses to run as a role it would not bind. SQLite
 migrated whenever they are opened; this command only makes that explicit."
     )]
     Migrate(MigrateArgs),
+    /// Judge a deployment as the deployment gate would.
+    Gate {
+        #[command(subcommand)]
+        action: crate::cli_gate::GateAction,
+    },
     /// Export, verify and prove the tamper-evident audit log.
     Audit {
         #[command(subcommand)]
@@ -467,6 +472,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { action } => crate::cli_audit::run(config_file, action).await,
+        Command::Gate { action } => crate::cli_gate::run(config_file, action).await,
         Command::Config { action } => {
             match action {
                 ConfigAction::Example => print!("{}", crate::config::Config::example()),

@@ -10,6 +10,7 @@ pub mod cli;
 
 /// `tollgate audit`.
 mod cli_audit;
+mod cli_gate;
 /// `tollgate policy` and `tollgate waiver`.
 mod cli_policy;
 /// `tollgate serve`, `worker`, `tenant` and `events`.
