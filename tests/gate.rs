@@ -399,6 +399,24 @@ async fn a_tuesday_deploy_waits_for_a_release_manager_and_not_an_operator() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "approved");
 
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received.lock().unwrap().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "notifications: {:?}",
+            received.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let notices = received.lock().unwrap().clone();
+    assert_eq!(notices[0]["type"], "approval.requested", "{notices:?}");
+    assert_eq!(
+        notices[0]["data"]["approval_id"],
+        approval.as_str(),
+        "{notices:?}"
+    );
+    assert_eq!(notices[1]["type"], "approval.decided", "{notices:?}");
+
     let types = audit_types(&setup).await;
     for expected in [
         "gate.decided",
