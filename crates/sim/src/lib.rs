@@ -18,6 +18,16 @@
 //! rules on the schedule of [`SimConfig::hooks`]. `GET /_sim/deliveries` lists every attempt:
 //! `{"count", "value": [{"subscription_id", "event_id", "event_type", "url", "attempt",
 //! "status", "error", "outcome", "time"}]}`; `DELETE` clears it.
+//!
+//! Pipeline runs ([`runs`]): `POST /{organization}/{project}/_apis/pipelines/{id}/runs` queues a
+//! run of a YAML pipeline (also a build), driven in the background through a `build` stage and
+//! one stage per environment of its project. A stage that targets an environment evaluates the
+//! environment's checks first: approvals are granted (unless held through
+//! `/_sim/approvals/hold`), Invoke REST API checks registered through `/_sim/checks/rest` are
+//! called over HTTP with the headers and body ADO sends, in the synchronous (ApiResponse) or the
+//! callback mode, whose decisions come back through the Post Event API. Successful deployment
+//! stages write environment deployment records; stage and run changes raise the pipelines
+//! service-hook events. `GET /_sim/runs/{id}` shows every call and callback.
 
 mod gates;
 pub mod hooks;
@@ -27,6 +37,7 @@ mod operations;
 pub mod profile;
 pub mod release;
 mod rng;
+pub mod runs;
 mod server;
 
 use std::sync::Arc;
@@ -39,6 +50,7 @@ pub use hooks::{HookDelivery, HookEvent};
 pub use model::{Org, Planted};
 pub use mutate::{MutateError, MutateRequest, Mutation, MutationKind};
 pub use profile::Profile;
+pub use runs::RunSettings;
 pub use server::Faults;
 
 /// How to run a simulator.
@@ -64,6 +76,8 @@ pub struct SimConfig {
     pub now_ms: Option<i64>,
     /// The retry and probation schedule of service-hook deliveries.
     pub hooks: HookDelivery,
+    /// How queued pipeline runs progress (stage duration, AuthToken lifetime).
+    pub runs: RunSettings,
 }
 
 impl Default for SimConfig {
@@ -81,6 +95,7 @@ impl Default for SimConfig {
             forbidden: Vec::new(),
             now_ms: None,
             hooks: HookDelivery::default(),
+            runs: RunSettings::default(),
         }
     }
 }
@@ -124,6 +139,10 @@ impl Simulator {
 
     /// Serve until the task is dropped.
     pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        // Checks are told where to call back (PlanUrl): this listener.
+        if let Ok(local) = listener.local_addr() {
+            self.shared.set_base_url(format!("http://{local}"));
+        }
         axum::serve(listener, self.router()).await
     }
 
@@ -132,6 +151,7 @@ impl Simulator {
         let listener = TcpListener::bind(address).await?;
         let local = listener.local_addr()?;
         let organization = self.shared.read_org().name.clone();
+        self.shared.set_base_url(format!("http://{local}"));
         let router = self.router();
         let task = tokio::spawn(async move { axum::serve(listener, router).await });
         Ok(RunningSimulator {
@@ -139,6 +159,7 @@ impl Simulator {
             organization,
             task,
             hooks: self.shared.hooks.clone(),
+            runs: self.shared.runs.clone(),
         })
     }
 }
@@ -149,6 +170,7 @@ pub struct RunningSimulator {
     pub organization: String,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     hooks: std::sync::Arc<hooks::Hooks>,
+    runs: std::sync::Arc<runs::Runs>,
 }
 
 impl RunningSimulator {
@@ -161,7 +183,9 @@ impl RunningSimulator {
 impl Drop for RunningSimulator {
     fn drop(&mut self) {
         self.task.abort();
-        // Deliveries stop with the server, as pending retries would outlive it otherwise.
+        // Deliveries and runs stop with the server, as pending retries and check evaluations
+        // would outlive it otherwise.
         self.hooks.shutdown();
+        self.runs.shutdown();
     }
 }

@@ -349,7 +349,7 @@ impl Org {
         self.planted.push(planted);
     }
 
-    fn base(&self) -> String {
+    pub(crate) fn base(&self) -> String {
         format!("https://dev.azure.com/{}", self.name)
     }
 
@@ -508,7 +508,7 @@ impl Org {
         self.generate_work_items(&project, sizes, index == 0);
     }
 
-    fn project_ref(&self, project: &ProjectInfo) -> Value {
+    pub(crate) fn project_ref(&self, project: &ProjectInfo) -> Value {
         json!({"id": project.id, "name": project.name, "url": format!("{}/_apis/projects/{}", self.base(), project.id),
                "state": "wellFormed", "visibility": "private"})
     }
@@ -1387,6 +1387,12 @@ impl Org {
 
     pub(crate) fn next_id(&mut self) -> u64 {
         self.number()
+    }
+
+    /// Make a run the latest of its pipeline: deployment records written later name it.
+    pub(crate) fn remember_run(&mut self, pipeline_id: u64, run_id: u64, number: &str) {
+        self.last_run
+            .insert(pipeline_id, (run_id, number.to_owned()));
     }
 
     pub(crate) fn insert_raw(

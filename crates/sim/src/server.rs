@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -17,7 +17,7 @@ use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tollgate_domain::ResourceKind;
@@ -32,6 +32,7 @@ use crate::hooks::{self, Hooks};
 use crate::model::Org;
 use crate::mutate::MutateRequest;
 use crate::rng::SplitMix64;
+use crate::runs::{self, Runs};
 
 /// Faults that can be changed while the simulator runs (`POST /_sim/faults`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -68,6 +69,9 @@ pub(crate) struct Shared {
     issued_tokens: Mutex<HashSet<String>>,
     token_counter: AtomicU64,
     pub(crate) hooks: Arc<Hooks>,
+    pub(crate) runs: Arc<Runs>,
+    /// Where the simulator listens (`http://host:port`), once it does.
+    base_url: OnceLock<String>,
 }
 
 type AppState = Arc<Shared>;
@@ -99,9 +103,30 @@ impl Shared {
             issued_tokens: Mutex::new(HashSet::new()),
             token_counter: AtomicU64::new(0),
             hooks: Arc::new(Hooks::new(&org.name, config.hooks.clone())),
+            runs: Arc::new(Runs::new(config.runs.clone())),
+            base_url: OnceLock::new(),
             org: RwLock::new(org),
             config,
         }
+    }
+
+    pub(crate) fn set_base_url(&self, base_url: String) {
+        // The first listener is the one checks are told about.
+        let _ = self.base_url.set(base_url);
+    }
+
+    /// The organisation's collection URI as checks get it (`PlanUrl`, with a trailing slash):
+    /// where the simulator listens, or, for a router served by someone else, the host the
+    /// request came to.
+    pub(crate) fn collection_uri(&self, headers: &HeaderMap) -> String {
+        let base = self.base_url.get().cloned().unwrap_or_else(|| {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("127.0.0.1");
+            format!("http://{host}")
+        });
+        format!("{base}/{}/", self.read_org().name)
     }
 
     pub(crate) fn set_faults(&self, faults: Faults) {
@@ -132,7 +157,9 @@ impl Shared {
             return false;
         };
         if let Some(token) = value.strip_prefix("Bearer ") {
-            return lock(&self.issued_tokens).contains(token);
+            // Tokens from the token endpoint, and the AuthTokens handed to checks (job tokens
+            // in ADO, which may read the organisation's APIs).
+            return lock(&self.issued_tokens).contains(token) || self.runs.token_is_live(token);
         }
         let Some(encoded) = value.strip_prefix("Basic ") else {
             return false;
@@ -222,6 +249,16 @@ fn too_many_requests(retry_after: Duration) -> Response {
 /// Everything an ADO request goes through before its handler: counting, authentication,
 /// throttling, the TSTU budget, latency and injected faults.
 async fn ado_gate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    gate(state, request, next, true).await
+}
+
+/// The same for Post Event, which authenticates the check's AuthToken itself (so it can tell a
+/// wrong token from a wrong plan, and record both in the run).
+async fn callback_gate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    gate(state, request, next, false).await
+}
+
+async fn gate(state: AppState, request: Request, next: Next, authenticate: bool) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -237,7 +274,7 @@ async fn ado_gate(State(state): State<AppState>, request: Request, next: Next) -
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
-    if !state.authorized(request.headers()) {
+    if authenticate && !state.authorized(request.headers()) {
         lock(&state.calls).unauthorized += 1;
         return ado_error(
             StatusCode::UNAUTHORIZED,
@@ -261,7 +298,7 @@ async fn ado_gate(State(state): State<AppState>, request: Request, next: Next) -
     if faults.error_rate > 0.0 && state.roll() < faults.error_rate {
         let mut calls = lock(&state.calls);
         calls.injected_errors += 1;
-        let status = if calls.injected_errors % 3 == 0 {
+        let status = if calls.injected_errors.is_multiple_of(3) {
             StatusCode::INTERNAL_SERVER_ERROR
         } else {
             StatusCode::SERVICE_UNAVAILABLE
@@ -878,9 +915,25 @@ pub(crate) fn router(state: AppState) -> Router {
                 .put(hooks::api::replace)
                 .delete(hooks::api::delete),
         )
+        // Joins the `pipeline_runs` list route of the endpoint table (same path, GET).
+        .route(
+            "/{organization}/{project}/_apis/pipelines/{parent}/runs",
+            post(runs::api::queue),
+        )
+        .route(
+            "/{organization}/{project}/_apis/pipelines/{parent}/runs/{runId}",
+            get(runs::api::read),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), ado_gate));
+    let callbacks = Router::new()
+        .route(
+            "/{organization}/{project}/_apis/distributedtask/hubs/{hubName}/plans/{planId}/events",
+            post(runs::api::post_event),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), callback_gate));
     Router::new()
         .merge(ado)
+        .merge(callbacks)
         .route("/{organization}/oauth2/v2.0/token", post(token))
         .route("/_sim/manifest", get(manifest))
         .route("/_sim/calls", get(calls).delete(reset_calls))
@@ -890,5 +943,22 @@ pub(crate) fn router(state: AppState) -> Router {
             "/_sim/deliveries",
             get(hooks::api::deliveries).delete(hooks::api::clear_deliveries),
         )
+        .route(
+            "/_sim/checks/rest",
+            get(runs::api::list_rest_checks).post(runs::api::add_rest_check),
+        )
+        .route(
+            "/_sim/checks/rest/{id}",
+            delete(runs::api::delete_rest_check),
+        )
+        .route("/_sim/approvals", get(runs::api::list_holds))
+        .route("/_sim/approvals/hold", post(runs::api::hold))
+        .route("/_sim/approvals/release", post(runs::api::release))
+        .route("/_sim/runs", get(runs::api::list_runs))
+        .route(
+            "/_sim/runs/settings",
+            get(runs::api::get_settings).post(runs::api::set_settings),
+        )
+        .route("/_sim/runs/{id}", get(runs::api::run_detail))
         .with_state(state)
 }

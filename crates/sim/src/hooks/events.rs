@@ -543,6 +543,20 @@ pub fn build_complete(build: &Value, organization_url: &str) -> HookEvent {
     }
 }
 
+/// The `repositories` of the pipelines events: the commit the run built, as a change.
+fn run_repositories(build: &Value, repository: Option<&Value>) -> Vec<Value> {
+    let requester = &build["requestedFor"];
+    let person = json!({"name": requester["displayName"], "email": requester["uniqueName"], "date": build["queueTime"]});
+    repository
+        .map(|repository| {
+            json!({"type": "Git", "change": {"author": person, "committer": person,
+                   "message": format!("Build {}", text(build, "/sourceVersion"))},
+                   "url": repository["remoteUrl"]})
+        })
+        .into_iter()
+        .collect()
+}
+
 /// `ms.vss-pipelines.run-state-changed-event`, from the run, its build (for the commit) and
 /// the repository it ran on.
 pub fn run_state_changed(
@@ -559,16 +573,6 @@ pub fn run_state_changed(
         format!("Run <a href=\"{web}\">{name}</a> {result}."),
         format!("Run [{name}]({web}) {result}."),
     );
-    let requester = &build["requestedFor"];
-    let person = json!({"name": requester["displayName"], "email": requester["uniqueName"], "date": build["queueTime"]});
-    let repositories: Vec<Value> = repository
-        .map(|repository| {
-            json!({"type": "Git", "change": {"author": person, "committer": person,
-                   "message": format!("Build {}", text(build, "/sourceVersion"))},
-                   "url": repository["remoteUrl"]})
-        })
-        .into_iter()
-        .collect();
     let project_id = text(build, "/project/id");
     HookEvent {
         event_type: "ms.vss-pipelines.run-state-changed-event",
@@ -577,13 +581,83 @@ pub fn run_state_changed(
         envelope: Envelope::Plain,
         detailed_message: message.clone(),
         message,
-        resource: json!({"run": run, "pipeline": run["pipeline"], "repositories": repositories}),
+        resource: json!({"run": run, "pipeline": run["pipeline"], "repositories": run_repositories(build, repository)}),
         project_id: project_id.clone(),
         inputs: vec![
             ("projectId", project_id),
             ("PipelineId", text(run, "/pipeline/id")),
             ("runStateId", capitalised(&text(run, "/state"))),
             ("runResultId", capitalised(&result)),
+        ],
+    }
+}
+
+/// One stage of a run as the stage event shows it.
+pub struct StageChange<'a> {
+    /// The stage's timeline record id.
+    pub id: &'a str,
+    pub name: &'a str,
+    /// `notStarted`, `waiting`, `running` or `completed`.
+    pub state: &'a str,
+    /// Set once the stage is completed: `succeeded`, `failed`, `skipped` …
+    pub result: Option<&'a str>,
+}
+
+/// `ms.vss-pipelines.stage-state-changed-event`, from the stage, the run as it is now, its
+/// build and the repository it ran on. The run appears as in the published sample: without
+/// its links, url and resources.
+pub fn stage_state_changed(
+    stage: &StageChange<'_>,
+    run: &Value,
+    build: &Value,
+    repository: Option<&Value>,
+    organization_url: &str,
+) -> HookEvent {
+    let run_name = text(run, "/name");
+    let web = build_web_url(build, organization_url);
+    let pipeline_web = format!(
+        "{organization_url}/{}/_build/definition?definitionId={}",
+        text(build, "/project/id"),
+        text(run, "/pipeline/id")
+    );
+    let outcome = stage.result.unwrap_or(stage.state);
+    let stage_name = stage.name;
+    let message = Message::new(
+        format!("Run {run_name} stage {stage_name} {outcome}."),
+        format!("Run {run_name} stage <a href=\"{web}\">{stage_name}</a> {outcome}."),
+        format!("Run {run_name} stage [{stage_name}]({web}) {outcome}."),
+    );
+    let mut run_summary = run.clone();
+    if let Some(fields) = run_summary.as_object_mut() {
+        for hidden in ["_links", "url", "resources", "templateParameters"] {
+            fields.remove(hidden);
+        }
+    }
+    let project_id = text(build, "/project/id");
+    HookEvent {
+        event_type: "ms.vss-pipelines.stage-state-changed-event",
+        publisher_id: "pipelines",
+        resource_version: "5.1-preview.1",
+        envelope: Envelope::Plain,
+        detailed_message: message.clone(),
+        message,
+        resource: json!({
+            "stage": {"_links": {"web": {"href": web}, "pipeline.web": {"href": pipeline_web}},
+                      "id": stage.id, "name": stage_name, "displayName": null,
+                      "state": stage.state, "result": stage.result},
+            "run": run_summary, "pipeline": run["pipeline"],
+            "repositories": run_repositories(build, repository),
+        }),
+        project_id: project_id.clone(),
+        inputs: vec![
+            ("projectId", project_id),
+            ("PipelineId", text(run, "/pipeline/id")),
+            ("stageNameId", stage_name.to_owned()),
+            ("stageStateId", capitalised(stage.state)),
+            (
+                "stageResultId",
+                capitalised(stage.result.unwrap_or_default()),
+            ),
         ],
     }
 }
