@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tollgate_domain::{InventoryItem, ResourceKind, SyncRunId, TenantId};
-use tollgate_policy::{ControlMeta, PolicySet, Severity};
+use tollgate_policy::{ControlMeta, Evaluator, PolicySet, Severity};
 use tollgate_store::{
     Coverage, FindingStatus, FindingStore, InventoryChange, InventoryStore, LifecycleCounts,
     Observation, SyncMode,
@@ -814,11 +814,16 @@ impl PageContext {
         Some((input, actions))
     }
 
-    fn evaluate(&self, item: &InventoryItem, found: &mut PageOutcome) {
+    fn evaluate(
+        &self,
+        item: &InventoryItem,
+        evaluator: &mut Evaluator<'_>,
+        found: &mut PageOutcome,
+    ) {
         let Some((input, actions)) = self.input(item) else {
             return;
         };
-        let (violations, errors) = self.policies.evaluate_each(&input);
+        let (violations, errors) = evaluator.evaluate_each(&input);
         for violation in violations {
             let action = actions
                 .get(violation.control.as_str())
@@ -854,8 +859,9 @@ fn evaluate_page(context: &PageContext, page: Vec<InventoryItem>) -> Result<Page
             .map(|items| {
                 scope.spawn(move || {
                     let mut found = PageOutcome::default();
+                    let mut evaluator = context.policies.evaluator();
                     for item in items {
-                        context.evaluate(item, &mut found);
+                        context.evaluate(item, &mut evaluator, &mut found);
                     }
                     found
                 })
