@@ -15,9 +15,10 @@ get(x, key, fallback) := value if {
 	value != null
 } else := fallback
 
-# A string field, or "" when it is missing or not a string.
+# A string field, or "" when it is missing or not a string. (A path lookup: as `get` but
+# several times cheaper for regorus, which matters on every stage of every definition.)
 text(x, key) := value if {
-	value := get(x, key, "")
+	value := x[key]
 	is_string(value)
 } else := ""
 
@@ -41,10 +42,13 @@ stages := items(get(input.resource, "environments", []))
 
 stage_name(stage) := text(stage, "name")
 
-# Stages named as production by the control's `production_names`.
+# Stages named as production by the control's `production_names` (as `matches_any`, with the
+# patterns read and lowered once rather than once per stage).
 production_stages(id) := [stage |
+	patterns := [lower(p) | some p in items(param(id, "production_names", default_production_names)); is_string(p)]
 	some stage in stages
-	matches_any(stage_name(stage), param(id, "production_names", default_production_names))
+	name := lower(stage_name(stage))
+	count([p | some p in patterns; glob.match(p, null, name)]) > 0
 ]
 
 pre_approvals(stage) := items(get(get(stage, "preDeployApprovals", {}), "approvals", []))
