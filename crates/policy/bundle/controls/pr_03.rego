@@ -30,7 +30,7 @@ deny contains {"message": msg, "evidence": {"status": "active", "creationDate": 
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

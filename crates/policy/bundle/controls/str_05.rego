@@ -29,6 +29,6 @@ deny contains {"message": msg, "evidence": {"title": title, "types": types}} if 
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback

@@ -41,6 +41,6 @@ work_item_type := kind if {
 
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback

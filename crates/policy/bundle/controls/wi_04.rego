@@ -40,6 +40,6 @@ done_states := states if {
 
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback

@@ -28,6 +28,6 @@ deny contains {"message": msg, "evidence": {"project": input.project, "parent": 
 
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback

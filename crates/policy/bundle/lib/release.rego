@@ -8,10 +8,11 @@ package tollgate.lib.release
 default_production_names := ["production", "prod", "prod-*", "production-*"]
 
 # object.get that treats null like a missing field and accepts a null or non-object parent
-# (ADO sends null for absent values).
+# (ADO sends null for absent values). An index rather than object.get: the same value, and
+# cheaper for regorus on a helper called this often.
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 
