@@ -377,17 +377,12 @@ impl ScanService {
             let defaults = Arc::new(self.control_defaults(*kind));
             let mut listed = chosen.remove(kind).unwrap_or_default().into_iter();
             let mut after: Option<String> = None;
-            loop {
-                let page: Vec<InventoryItem> = match &plan {
-                    Plan::All { .. } => {
-                        self.store
-                            .items(&self.tenant, *kind, after.as_deref(), PAGE)
-                            .await?
-                    }
-                    Plan::Changed { .. } => listed.by_ref().take(PAGE as usize).collect(),
-                };
-                let Some(last) = page.last() else { break };
-                after = Some(last.key.clone());
+            // While one page is evaluated on the blocking pool the next is read, so the cores
+            // are not idle while the store answers.
+            let mut page = self
+                .next_page(&plan, *kind, &mut listed, &mut after)
+                .await?;
+            while !page.is_empty() {
                 resources += page.len() as u64;
                 if let Plan::Changed { .. } = &plan {
                     evaluated_keys.extend(page.iter().map(|item| item.key.clone()));
@@ -399,9 +394,10 @@ impl ScanService {
                     defaults: defaults.clone(),
                     now: now_text.clone(),
                 };
-                let evaluated = tokio::task::spawn_blocking(move || evaluate_page(&context, page))
-                    .await
-                    .context("evaluation task")??;
+                let evaluating = tokio::task::spawn_blocking(move || evaluate_page(&context, page));
+                let next = self.next_page(&plan, *kind, &mut listed, &mut after).await;
+                let evaluated = evaluating.await.context("evaluation task")??;
+                page = next?;
                 for (control, (count, first)) in evaluated.errors {
                     let entry = failures.entry(control).or_insert((0, first));
                     entry.0 += count;
@@ -489,6 +485,29 @@ impl ScanService {
             not_evaluated,
             evaluation: scope,
         })
+    }
+
+    /// The next page of a kind to judge: from the store for a full evaluation, from the items
+    /// gathered up front for a changed-only one. Empty when the kind is done.
+    async fn next_page(
+        &self,
+        plan: &Plan,
+        kind: ResourceKind,
+        listed: &mut std::vec::IntoIter<InventoryItem>,
+        after: &mut Option<String>,
+    ) -> Result<Vec<InventoryItem>> {
+        let page: Vec<InventoryItem> = match plan {
+            Plan::All { .. } => {
+                self.store
+                    .items(&self.tenant, kind, after.as_deref(), PAGE)
+                    .await?
+            }
+            Plan::Changed { .. } => listed.by_ref().take(PAGE as usize).collect(),
+        };
+        if let Some(last) = page.last() {
+            *after = Some(last.key.clone());
+        }
+        Ok(page)
     }
 
     /// Visit the policy input of every resource a full evaluation would judge, as it would
