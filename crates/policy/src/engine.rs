@@ -409,7 +409,7 @@ impl PolicySet {
             .position(|c| c.id.eq_ignore_ascii_case(id))
             .ok_or_else(|| PolicyError::UnknownControl(id.to_owned()))?;
         let mut evaluator = self.evaluator();
-        evaluator.set_input(input)?;
+        evaluator.set_input(input, None)?;
         evaluator.deny(index)
     }
 
@@ -419,9 +419,22 @@ impl PolicySet {
         input: &serde_json::Value,
     ) -> Result<serde_json::Value, PolicyError> {
         let mut evaluator = self.evaluator();
-        evaluator.set_input(input)?;
+        evaluator.set_input(input, None)?;
         evaluator.eval(format!("data.{package}.deny"))
     }
+}
+
+/// A policy input in parts, for a caller judging many resources
+/// ([`Evaluator::evaluate_each_parts`]): the same document as the whole input, but
+/// - `resource` is the JSON text the object is stored as, parsed straight into the engine's
+///   values (text that is not JSON is judged as `null`), and
+/// - `params` are shared by many resources: converted once while they stay the same.
+pub struct InputParts<'a> {
+    /// The input's other fields: `kind`, `key`, `project`, `scope`, `related`, `now` (a
+    /// `resource` or `params` here is ignored).
+    pub fields: &'a serde_json::Value,
+    pub resource: &'a str,
+    pub params: &'a serde_json::Value,
 }
 
 /// Judges resources one after another on its own clone of the prepared engine.
@@ -446,7 +459,7 @@ impl Evaluator<'_> {
         let Some(controls) = self.controls_of(input)? else {
             return Ok(Vec::new());
         };
-        self.set_input(input)?;
+        self.set_input(input, None)?;
         let mut violations = Vec::new();
         for index in controls {
             violations.extend(self.deny(index)?);
@@ -461,9 +474,25 @@ impl Evaluator<'_> {
         &mut self,
         input: &serde_json::Value,
     ) -> (Vec<Violation>, Vec<(String, PolicyError)>) {
+        self.judge_each(input, None)
+    }
+
+    /// [`Evaluator::evaluate_each`] for an input given in parts (see [`InputParts`]).
+    pub fn evaluate_each_parts(
+        &mut self,
+        parts: &InputParts<'_>,
+    ) -> (Vec<Violation>, Vec<(String, PolicyError)>) {
+        self.judge_each(parts.fields, Some(parts))
+    }
+
+    fn judge_each(
+        &mut self,
+        input: &serde_json::Value,
+        parts: Option<&InputParts<'_>>,
+    ) -> (Vec<Violation>, Vec<(String, PolicyError)>) {
         let controls = match self
             .controls_of(input)
-            .and_then(|controls| self.set_input(input).map(|()| controls))
+            .and_then(|controls| self.set_input(input, parts).map(|()| controls))
         {
             Ok(Some(controls)) => controls,
             Ok(None) => return (Vec::new(), Vec::new()),
@@ -490,7 +519,12 @@ impl Evaluator<'_> {
         Ok(self.set.by_kind.get(&kind).cloned())
     }
 
-    fn set_input(&mut self, input: &serde_json::Value) -> Result<(), PolicyError> {
+    /// Set the input: a whole document, or one given in parts.
+    fn set_input(
+        &mut self,
+        input: &serde_json::Value,
+        parts: Option<&InputParts<'_>>,
+    ) -> Result<(), PolicyError> {
         let convert = |value: &serde_json::Value| {
             // Straight from the borrowed document: no copy and no JSON text in between.
             regorus::Value::deserialize(value)
@@ -504,20 +538,32 @@ impl Evaluator<'_> {
         let object = document
             .as_object_mut()
             .map_err(|error| PolicyError::Input(error.to_string()))?;
+        let given = |name: &str| parts.is_some() && (name == "params" || name == "resource");
         for (name, value) in fields {
-            let converted = if name == "params" {
-                match &self.params {
-                    Some((json, converted)) if json == value => converted.clone(),
-                    _ => {
-                        let converted = convert(value)?;
-                        self.params = Some((value.clone(), converted.clone()));
-                        converted
-                    }
+            if name != "params" && !given(name) {
+                object.insert(regorus::Value::from(name.as_str()), convert(value)?);
+            }
+        }
+        if let Some(parts) = parts {
+            // Parsed from the stored text into the engine's values in one step; text that is
+            // not JSON is judged as null, as a document that failed to parse always was.
+            let resource =
+                regorus::Value::from_json_str(parts.resource).unwrap_or(regorus::Value::Null);
+            object.insert(regorus::Value::from("resource"), resource);
+        }
+        if let Some(params) = parts
+            .map(|parts| parts.params)
+            .or_else(|| fields.get("params"))
+        {
+            let converted = match &self.params {
+                Some((json, converted)) if json == params => converted.clone(),
+                _ => {
+                    let converted = convert(params)?;
+                    self.params = Some((params.clone(), converted.clone()));
+                    converted
                 }
-            } else {
-                convert(value)?
             };
-            object.insert(regorus::Value::from(name.as_str()), converted);
+            object.insert(regorus::Value::from("params"), converted);
         }
         self.engine.set_input(document);
         Ok(())
@@ -762,6 +808,28 @@ mod tests {
         assert_eq!(judged(&mut evaluator, "b", 5), vec!["b"]);
         assert!(judged(&mut evaluator, "c", 50).is_empty());
         assert_eq!(judged(&mut evaluator, "d", 5), vec!["d"]);
+        // In parts: the resource as text and the parameters apart take the place of the
+        // input's own; text that is not JSON is a null resource.
+        let parts = |resource: &'static str| -> (Vec<String>, usize) {
+            let fields = input("ignored", 50);
+            let params = serde_json::json!({"T-1": {"max_size": 5}});
+            let (violations, errors) = loaded.set.evaluator().evaluate_each_parts(&InputParts {
+                fields: &fields,
+                resource,
+                params: &params,
+            });
+            (
+                violations.into_iter().map(|v| v.message).collect(),
+                errors.len(),
+            )
+        };
+        assert_eq!(
+            parts(r#"{"name": "e", "size": 10}"#),
+            (vec!["e".to_owned()], 0)
+        );
+        assert_eq!(parts(r#"{"name": "e", "size": 1}"#), (Vec::new(), 0));
+        assert_eq!(parts("not json"), (Vec::new(), 0));
+        assert!(judged(&mut evaluator, "f", 50).is_empty());
         // Not a JSON object at all: still an input error, not a panic.
         assert!(matches!(
             evaluator.evaluate(&serde_json::json!(["repositories"])),

@@ -12,7 +12,7 @@ pub mod metadata;
 
 use std::time::Duration;
 
-pub use engine::{Evaluator, Loaded, PolicySet, Source, Violation};
+pub use engine::{Evaluator, InputParts, Loaded, PolicySet, Source, Violation};
 pub use metadata::{ControlMeta, Severity};
 
 mod bundle {

@@ -32,7 +32,10 @@ items(x) := x if {
 # (These helpers run per stage of every definition, so they read paths rather than call
 # `get`/`items`: the same values, a fraction of the cost for regorus.)
 param(id, name, fallback) := value if {
-	value := input.params[id][name]
+	# Two steps: regorus formats an error message internally for `a[x][y]` when neither
+	# index is a literal, which costs more than the lookup.
+	params := input.params[id]
+	value := params[name]
 	value != null
 } else := fallback if {
 	# Like `get`, nothing at all when the input has no params.
