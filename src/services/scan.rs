@@ -911,30 +911,50 @@ impl PageContext {
 
 /// Evaluate one page of resources on the blocking pool, split across the machine's cores.
 fn evaluate_page(context: &PageContext, page: Vec<InventoryItem>) -> Result<PageOutcome> {
+    // Each thread takes the next few resources until none are left, so a thread that drew
+    // cheap resources does not sit idle while another finishes a costly half of the page.
+    const BATCH: usize = 16;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
-        .clamp(1, 8);
-    let chunk = page.len().div_ceil(threads).max(1);
-    let results: Vec<PageOutcome> = std::thread::scope(|scope| {
-        let handles: Vec<_> = page
-            .chunks(chunk)
-            .map(|items| {
+        .clamp(1, 8)
+        .min(page.len().div_ceil(BATCH).max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut batches: Vec<(usize, PageOutcome)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (page, next) = (&page, &next);
                 scope.spawn(move || {
-                    let mut found = PageOutcome::default();
+                    let mut done = Vec::new();
                     let mut evaluator = context.policies.evaluator();
                     let mut resolutions = Resolutions::new();
-                    for item in items {
-                        context.evaluate(item, &mut evaluator, &mut resolutions, &mut found);
+                    loop {
+                        let start = next.fetch_add(BATCH, std::sync::atomic::Ordering::Relaxed);
+                        let items = page.get(start..(start + BATCH).min(page.len()));
+                        let Some(items) = items.filter(|items| !items.is_empty()) else {
+                            break;
+                        };
+                        let mut found = PageOutcome::default();
+                        for item in items {
+                            context.evaluate(item, &mut evaluator, &mut resolutions, &mut found);
+                        }
+                        done.push((start, found));
                     }
-                    found
+                    done
                 })
             })
             .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().ok())
+            .flatten()
+            .collect()
     });
+    // In page order, whichever thread judged what: the first error of a control is then the
+    // same on every run.
+    batches.sort_by_key(|(start, _)| *start);
     let mut all = PageOutcome::default();
-    for outcome in results {
+    for (_, outcome) in batches {
         all.violations.extend(outcome.violations);
         for (control, (count, first)) in outcome.errors {
             let entry = all.errors.entry(control).or_insert((0, first));
