@@ -14,7 +14,7 @@ package tollgate.controls.bp_06
 import data.tollgate.lib
 
 deny contains {"message": msg, "evidence": {"isEnabled": true, "isBlocking": false}} if {
-	lib.policy_type(input.resource) == data.tollgate.lib.comment_requirements_type
+	lib.is_comment_requirements(input.resource)
 	get(input.resource, "isEnabled", false) == true
 	get(input.resource, "isDeleted", false) == false
 	get(input.resource, "isBlocking", false) == false

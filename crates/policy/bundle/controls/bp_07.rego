@@ -14,7 +14,7 @@ package tollgate.controls.bp_07
 import data.tollgate.lib
 
 deny contains {"message": msg, "evidence": {"isEnabled": true, "isBlocking": false}} if {
-	lib.policy_type(input.resource) == data.tollgate.lib.work_item_linking_type
+	lib.is_work_item_linking(input.resource)
 	get(input.resource, "isEnabled", false) == true
 	get(input.resource, "isDeleted", false) == false
 	get(input.resource, "isBlocking", false) == false

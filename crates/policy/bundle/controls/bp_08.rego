@@ -16,7 +16,7 @@ package tollgate.controls.bp_08
 import data.tollgate.lib
 
 is_build_policy if {
-	lib.policy_type(input.resource) == data.tollgate.lib.build_validation_type
+	lib.is_build_validation(input.resource)
 	get(input.resource, "isEnabled", false) == true
 	get(input.resource, "isDeleted", false) == false
 }

@@ -24,7 +24,7 @@ flags := {
 }
 
 deny contains {"message": msg, "evidence": {flag: true, "allowedStrategies": allowed}} if {
-	lib.policy_type(input.resource) == data.tollgate.lib.merge_strategy_type
+	lib.is_merge_strategy(input.resource)
 	get(input.resource, "isEnabled", false) == true
 	get(input.resource, "isDeleted", false) == false
 	settings := get(input.resource, "settings", {})

@@ -14,7 +14,7 @@ package tollgate.controls.bp_10
 import data.tollgate.lib
 
 is_required_reviewers if {
-	lib.policy_type(input.resource) == data.tollgate.lib.required_reviewers_type
+	lib.is_required_reviewers(input.resource)
 	lib.is_enabled_blocking(input.resource)
 }
 

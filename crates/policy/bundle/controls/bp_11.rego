@@ -14,7 +14,7 @@ package tollgate.controls.bp_11
 import data.tollgate.lib
 
 is_status_check if {
-	lib.policy_type(input.resource) == data.tollgate.lib.status_check_type
+	lib.is_status_check(input.resource)
 	lib.is_enabled_blocking(input.resource)
 }
 

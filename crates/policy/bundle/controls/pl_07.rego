@@ -16,7 +16,7 @@ package tollgate.controls.pl_07
 params := get(input.params, "PL-07", {})
 
 deny contains {"message": msg, "evidence": {"parameters": overrides, "sourceBranch": branch}} if {
-	overrides := get(input.resource, "parameters", "")
+	overrides := input.resource.parameters
 	is_string(overrides)
 	not trim_space(overrides) in {"", "{}", "null"}
 	branch := get(input.resource, "sourceBranch", "")

@@ -16,7 +16,7 @@ package tollgate.controls.pl_08
 import data.tollgate.lib
 
 deny contains {"message": msg, "evidence": {"state": state, "createdDate": created, "ageDays": age}} if {
-	state := get(input.resource, "state", "")
+	state := input.resource.state
 	is_string(state)
 	lower(state) in {"inprogress", "canceling"}
 	created := get(input.resource, "createdDate", "")

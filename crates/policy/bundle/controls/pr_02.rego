@@ -16,7 +16,8 @@ package tollgate.controls.pr_02
 default_targets := ["refs/heads/main", "refs/heads/master", "refs/heads/develop", "refs/heads/release/*", "refs/heads/hotfix/*"]
 
 deny contains {"message": msg, "evidence": {"targetRefName": target, "allowed": allowed}} if {
-	lower(get(input.resource, "status", "")) in {"active", "completed"}
+	is_string(input.resource.status)
+	lower(input.resource.status) in {"active", "completed"}
 	target := get(input.resource, "targetRefName", "")
 	is_string(target)
 	target != ""

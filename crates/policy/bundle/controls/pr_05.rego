@@ -22,7 +22,8 @@ approvals := [reviewer |
 ]
 
 deny contains {"message": msg, "evidence": {"status": "completed", "targetRefName": target, "reviewers": count(reviewers), "approvals": 0}} if {
-	lower(get(input.resource, "status", "")) == "completed"
+	is_string(input.resource.status)
+	lower(input.resource.status) == "completed"
 	target := get(input.resource, "targetRefName", "")
 	is_string(target)
 	branches := get(get(input.params, "PR-05", {}), "protected_branches", default_branches)

@@ -16,7 +16,8 @@ package tollgate.controls.str_05
 default_types := ["feat", "fix", "docs", "style", "refactor", "test", "chore", "security"]
 
 deny contains {"message": msg, "evidence": {"title": title, "types": types}} if {
-	lower(get(input.resource, "status", "")) in {"active", "completed"}
+	is_string(input.resource.status)
+	lower(input.resource.status) in {"active", "completed"}
 	title := get(input.resource, "title", null)
 	is_string(title)
 	types := get(get(input.params, "STR-05", {}), "types", default_types)
