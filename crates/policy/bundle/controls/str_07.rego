@@ -49,13 +49,28 @@ scope_entries[i] := [scope_entry(scope) | some scope in scopes] if {
 	is_array(scopes)
 }
 
-scope_entry(scope) := {"repository": repository_matches(scope), "kind": checks.lower_text(checks.get(scope, "matchKind", "exact")), "ref": checks.get(scope, "refName", null)}
+scope_entry(scope) := {"repository": repository_matches(scope), "kind": match_kind(scope), "ref": object.get({"s": scope}, ["s", "refName"], null)}
 
+# Each helper reads as checks.get would (null, a missing field or a scope that is not an
+# object fall back), with paths and builtins rather than nested calls.
 repository_matches(scope) := true if {
-	checks.get(scope, "repositoryId", null) == null
+	object.get({"s": scope}, ["s", "repositoryId"], null) == null
 } else := true if {
-	checks.lower_text(checks.get(scope, "repositoryId", "")) == repository_id
+	id := scope.repositoryId
+	is_string(id)
+	lower(id) == repository_id
+} else := true if {
+	# An id that is not a string reads as "".
+	not is_string(scope.repositoryId)
+	repository_id == ""
 } else := false
+
+match_kind(scope) := lower(kind) if {
+	kind := scope.matchKind
+	is_string(kind)
+} else := "" if {
+	scope.matchKind != null
+} else := "exact"
 
 ref_matches(entry, ref) if {
 	entry.kind == "defaultbranch"

@@ -16,6 +16,8 @@ package tollgate.controls.wi_05
 
 deny contains {"message": msg, "evidence": {"project": input.project, "parent": parent, "parentProject": parent_project}} if {
 	parent_project := input.related.parent_project
+	# Equal ids (the usual case) are equal in any case: no need to lower them.
+	parent_project != input.project
 	is_string(parent_project)
 	parent_project != ""
 	is_string(input.project)
