@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use anyhow::Result;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -145,6 +146,32 @@ async fn for_each_in(
     Ok(())
 }
 
+/// A stored object's JSON text, parsed on first use: the facts and placement of most kinds
+/// never read it, and the policy engine parses the text itself.
+pub struct StoredJson<'a> {
+    text: &'a str,
+    parsed: std::cell::OnceCell<Value>,
+}
+
+impl<'a> StoredJson<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            parsed: std::cell::OnceCell::new(),
+        }
+    }
+
+    pub fn text(&self) -> &'a str {
+        self.text
+    }
+
+    /// The document; `null` when the text is not JSON.
+    pub fn value(&self) -> &Value {
+        self.parsed
+            .get_or_init(|| serde_json::from_str(self.text).unwrap_or(Value::Null))
+    }
+}
+
 fn parse(item: &InventoryItem) -> Value {
     serde_json::from_str(&item.raw).unwrap_or(Value::Null)
 }
@@ -178,13 +205,99 @@ fn work_item_node(item: &InventoryItem, raw: &Value) -> WorkItemNode {
     }
 }
 
+/// The fields [`work_item_node`] reads, deserialized without building the rest of the
+/// document (100,000 work items are read for their facts before any is judged). A document
+/// that does not fit these types (a field of another type, a duplicate key) fails here and is
+/// read as a whole [`Value`] instead, so both ways give the same node. Objects are checked to
+/// be objects first: serde would also read a struct from an array.
+#[derive(serde::Deserialize)]
+struct WorkItemDoc<'a> {
+    #[serde(borrow)]
+    fields: Option<&'a RawValue>,
+    #[serde(borrow)]
+    relations: Option<Vec<&'a RawValue>>,
+}
+
+#[derive(serde::Deserialize)]
+struct WorkItemFields {
+    #[serde(rename = "System.Parent")]
+    parent: Option<u64>,
+    #[serde(rename = "System.WorkItemType")]
+    kind: Option<String>,
+    #[serde(rename = "System.State")]
+    state: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct RelationDoc {
+    rel: Option<String>,
+    url: Option<String>,
+}
+
+/// Deserialize a JSON object into `T`; `Ok(None)` for any other JSON value.
+fn object<'a, T: serde::Deserialize<'a>>(raw: &'a RawValue) -> serde_json::Result<Option<T>> {
+    if raw.get().starts_with('{') {
+        serde_json::from_str(raw.get()).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+fn work_item_node_from(item: &InventoryItem) -> WorkItemNode {
+    let typed = || -> serde_json::Result<(Option<u64>, String, String)> {
+        if !item.raw.trim_start().starts_with('{') {
+            return Err(serde::de::Error::custom("not an object"));
+        }
+        let doc: WorkItemDoc<'_> = serde_json::from_str(&item.raw)?;
+        let fields: Option<WorkItemFields> = match doc.fields {
+            Some(raw) => object(raw)?,
+            None => None,
+        };
+        let mut parent = fields.as_ref().and_then(|f| f.parent);
+        if parent.is_none() {
+            for raw in doc.relations.into_iter().flatten() {
+                let Some(relation) = object::<RelationDoc>(raw)? else {
+                    continue;
+                };
+                if relation.rel.as_deref() == Some(HIERARCHY_REVERSE)
+                    && let Some(id) = relation
+                        .url
+                        .as_deref()
+                        .and_then(|url| url.rsplit('/').next()?.parse().ok())
+                {
+                    parent = Some(id);
+                    break;
+                }
+            }
+        }
+        let (kind, state) = fields
+            .map(|f| (f.kind.unwrap_or_default(), f.state.unwrap_or_default()))
+            .unwrap_or_default();
+        Ok((parent, kind, state))
+    };
+    let Ok((parent, kind, state)) = typed() else {
+        return work_item_node(item, &parse(item));
+    };
+    WorkItemNode {
+        exists: true,
+        parent,
+        kind,
+        children: 0,
+        state,
+        project: item.project.clone(),
+        child_states: BTreeMap::new(),
+    }
+}
+
+const HIERARCHY_REVERSE: &str = "System.LinkTypes.Hierarchy-Reverse";
+
 /// The parent id of a work item: `System.Parent`, else the hierarchy-reverse relation.
 fn work_item_parent(raw: &Value) -> Option<u64> {
     if let Some(parent) = raw.pointer("/fields/System.Parent").and_then(Value::as_u64) {
         return Some(parent);
     }
     raw["relations"].as_array()?.iter().find_map(|relation| {
-        (relation["rel"] == "System.LinkTypes.Hierarchy-Reverse")
+        (relation["rel"] == HIERARCHY_REVERSE)
             .then(|| relation["url"].as_str()?.rsplit('/').next()?.parse().ok())
             .flatten()
     })
@@ -263,9 +376,7 @@ impl Facts {
         .await?;
         for_each_in(store, tenant, ResourceKind::WorkItems, scope, |item| {
             if let Ok(id) = item.ado_id.parse::<u64>() {
-                facts
-                    .work_items
-                    .insert(id, work_item_node(&item, &parse(&item)));
+                facts.work_items.insert(id, work_item_node_from(&item));
             }
         })
         .await?;
@@ -356,8 +467,7 @@ impl Facts {
             }
             for item in found {
                 if let Ok(id) = item.ado_id.parse::<u64>() {
-                    self.work_items
-                        .insert(id, work_item_node(&item, &parse(&item)));
+                    self.work_items.insert(id, work_item_node_from(&item));
                 }
             }
         }
@@ -370,11 +480,11 @@ impl Facts {
     }
 
     /// The `related` document for one resource.
-    pub fn related(&self, item: &InventoryItem, raw: &Value) -> Value {
+    pub fn related(&self, item: &InventoryItem, raw: &StoredJson<'_>) -> Value {
         use ResourceKind as K;
         match item.kind {
             K::Repositories => {
-                let default_branch = raw["defaultBranch"].as_str().unwrap_or_default();
+                let default_branch = raw.value()["defaultBranch"].as_str().unwrap_or_default();
                 let live: Vec<&Value> = self
                     .policies
                     .get(&item.project)
@@ -410,7 +520,7 @@ impl Facts {
             K::WorkItems => self.work_item_related(item),
             K::EnvironmentDeployments => {
                 // For planType Build the record's owner is the run (build) that deployed.
-                let run = string_id(&raw["owner"]["id"]);
+                let run = string_id(&raw.value()["owner"]["id"]);
                 json!({"environment": self.environment_names.get(&item.scope),
                        "source_branch": self.build_branches.get(&run)})
             }
@@ -604,6 +714,57 @@ mod tests {
         let relation = json!({"relations": [{"rel": "System.LinkTypes.Hierarchy-Reverse", "url": "https://dev.azure.com/o/_apis/wit/workItems/9"}]});
         assert_eq!(work_item_parent(&relation), Some(9));
         assert_eq!(work_item_parent(&json!({"relations": []})), None);
+    }
+
+    /// The quick read of a work item's facts gives the node the whole-document read gives,
+    /// whatever shape the document has.
+    #[test]
+    fn work_item_nodes_read_quickly_match_the_whole_document() {
+        let hierarchy =
+            |url: &str| json!({"rel": "System.LinkTypes.Hierarchy-Reverse", "url": url});
+        let documents = [
+            json!({"fields": {"System.Parent": 7, "System.WorkItemType": "Task", "System.State": "Active", "System.Title": "x"}}),
+            json!({"fields": {"System.WorkItemType": "Bug"}, "relations": [{"rel": "Other", "url": "a/5"}, hierarchy("https://x/wit/workItems/9")]}),
+            json!({"fields": {"System.Parent": null, "System.State": null}, "relations": [hierarchy("no-number"), hierarchy("x/11")]}),
+            json!({"fields": {"System.Parent": -1, "System.WorkItemType": "Task"}}),
+            json!({"fields": {"System.Parent": 7.5}}),
+            json!({"fields": {"System.Parent": "7"}}),
+            json!({"fields": {"System.WorkItemType": 3, "System.State": ["Active"]}}),
+            json!({"fields": [7, "Task", "Active"]}),
+            json!({"fields": "Task", "relations": [[1, 2], "x", null, 4, hierarchy("y/3")]}),
+            json!({"fields": null, "relations": {"rel": "System.LinkTypes.Hierarchy-Reverse"}}),
+            json!({"relations": [{"rel": 5, "url": "a/1"}, {"rel": "System.LinkTypes.Hierarchy-Reverse", "url": 12}, hierarchy("z/13")]}),
+            json!([7, "Task"]),
+            json!("text"),
+            json!(null),
+        ];
+        let mut raws: Vec<String> = documents.iter().map(Value::to_string).collect();
+        raws.push(r#"{"fields": {"System.Parent": 1, "System.Parent": 2}}"#.to_owned());
+        raws.push(
+            r#"{"fields": {"System.State": "A"}, "fields": {"System.State": "B"}}"#.to_owned(),
+        );
+        raws.push(r#" {"fields": {"System.WorkItemType": "T\u00e4sk"}}"#.to_owned());
+        raws.push("not json".to_owned());
+        for raw in raws {
+            let item = InventoryItem {
+                kind: ResourceKind::WorkItems,
+                key: "p/1".to_owned(),
+                scope: "p".to_owned(),
+                project: "p".to_owned(),
+                ado_id: "1".to_owned(),
+                name: None,
+                revision: None,
+                raw,
+            };
+            let quick = work_item_node_from(&item);
+            let whole = work_item_node(&item, &parse(&item));
+            assert_eq!(
+                (quick.parent, &quick.kind, &quick.state, quick.exists),
+                (whole.parent, &whole.kind, &whole.state, whole.exists),
+                "{}",
+                item.raw
+            );
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Evaluate the control catalog over the stored inventory and keep findings current.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,14 +11,14 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tollgate_domain::{InventoryItem, ResourceKind, SyncRunId, TenantId};
-use tollgate_policy::{ControlMeta, PolicySet, Severity};
+use tollgate_policy::{ControlMeta, Evaluator, InputParts, PolicySet, Severity};
 use tollgate_store::{
     Coverage, FindingStatus, FindingStore, InventoryChange, InventoryStore, LifecycleCounts,
     Observation, SyncMode,
 };
 
-use crate::services::facts::{Dependent, FactScope, Facts, dependents, for_each_item};
-use crate::services::settings::{Action, PolicySettings, ScopedSetting};
+use crate::services::facts::{Dependent, FactScope, Facts, StoredJson, dependents, for_each_item};
+use crate::services::settings::{Action, Placement, PolicySettings, ScopedSetting};
 
 /// Which controls run, how their findings act and with which parameters (configuration).
 #[derive(Clone, Debug, Default)]
@@ -366,8 +367,11 @@ impl ScanService {
                 judging: &judging,
             },
         };
+        let started = Instant::now();
         let facts =
             Arc::new(Facts::load(self.store.as_ref(), &self.tenant, now, fact_scope).await?);
+        tracing::debug!(tenant = %self.tenant, elapsed_ms = started.elapsed().as_millis(), "facts loaded");
+        let started = Instant::now();
 
         let mut observations = Vec::new();
         let mut failures: BTreeMap<String, (u64, String)> = BTreeMap::new();
@@ -377,17 +381,12 @@ impl ScanService {
             let defaults = Arc::new(self.control_defaults(*kind));
             let mut listed = chosen.remove(kind).unwrap_or_default().into_iter();
             let mut after: Option<String> = None;
-            loop {
-                let page: Vec<InventoryItem> = match &plan {
-                    Plan::All { .. } => {
-                        self.store
-                            .items(&self.tenant, *kind, after.as_deref(), PAGE)
-                            .await?
-                    }
-                    Plan::Changed { .. } => listed.by_ref().take(PAGE as usize).collect(),
-                };
-                let Some(last) = page.last() else { break };
-                after = Some(last.key.clone());
+            // While one page is evaluated on the blocking pool the next is read, so the cores
+            // are not idle while the store answers.
+            let mut page = self
+                .next_page(&plan, *kind, &mut listed, &mut after)
+                .await?;
+            while !page.is_empty() {
                 resources += page.len() as u64;
                 if let Plan::Changed { .. } = &plan {
                     evaluated_keys.extend(page.iter().map(|item| item.key.clone()));
@@ -399,9 +398,10 @@ impl ScanService {
                     defaults: defaults.clone(),
                     now: now_text.clone(),
                 };
-                let evaluated = tokio::task::spawn_blocking(move || evaluate_page(&context, page))
-                    .await
-                    .context("evaluation task")??;
+                let evaluating = tokio::task::spawn_blocking(move || evaluate_page(&context, page));
+                let next = self.next_page(&plan, *kind, &mut listed, &mut after).await;
+                let evaluated = evaluating.await.context("evaluation task")??;
+                page = next?;
                 for (control, (count, first)) in evaluated.errors {
                     let entry = failures.entry(control).or_insert((0, first));
                     entry.0 += count;
@@ -424,6 +424,7 @@ impl ScanService {
                 ));
             }
         }
+        tracing::debug!(tenant = %self.tenant, resources, elapsed_ms = started.elapsed().as_millis(), "resources judged");
         let observations = merge_repeats(observations);
         let mut not_evaluated = self.not_evaluated(&controls).await?;
         // A control that failed on some resources is reported, and its earlier findings are
@@ -491,6 +492,29 @@ impl ScanService {
         })
     }
 
+    /// The next page of a kind to judge: from the store for a full evaluation, from the items
+    /// gathered up front for a changed-only one. Empty when the kind is done.
+    async fn next_page(
+        &self,
+        plan: &Plan,
+        kind: ResourceKind,
+        listed: &mut std::vec::IntoIter<InventoryItem>,
+        after: &mut Option<String>,
+    ) -> Result<Vec<InventoryItem>> {
+        let page: Vec<InventoryItem> = match plan {
+            Plan::All { .. } => {
+                self.store
+                    .items(&self.tenant, kind, after.as_deref(), PAGE)
+                    .await?
+            }
+            Plan::Changed { .. } => listed.by_ref().take(PAGE as usize).collect(),
+        };
+        if let Some(last) = page.last() {
+            *after = Some(last.key.clone());
+        }
+        Ok(page)
+    }
+
     /// Visit the policy input of every resource a full evaluation would judge, as it would
     /// judge it (for benchmarks and for inspecting what a control sees).
     pub async fn for_each_input(
@@ -510,8 +534,11 @@ impl ScanService {
                 defaults: Arc::new(self.control_defaults(kind)),
                 now: now_text.clone(),
             };
+            let mut resolutions = Resolutions::new();
             for_each_item(self.store.as_ref(), &self.tenant, kind, |item| {
-                if let Some((input, _)) = context.input(&item) {
+                if let Some((mut input, resolution)) = context.input(&item, &mut resolutions) {
+                    input["resource"] = StoredJson::new(&item.raw).value().clone();
+                    input["params"] = resolution.params.clone();
                     visit(&input);
                 }
             })
@@ -788,37 +815,78 @@ struct PageContext {
     now: String,
 }
 
+/// Each control's parameters and action at one placement: the same for every resource
+/// there, so resolved once per placement rather than once per resource.
+struct Resolution<'a> {
+    /// `{control id: {param: value}}`, the input's `params`.
+    params: Value,
+    actions: BTreeMap<&'a str, Action>,
+}
+
+/// The resolutions one thread has made, by placement.
+type Resolutions<'a> = HashMap<Placement, Rc<Resolution<'a>>>;
+
 impl PageContext {
-    /// The policy input for one resource (docs/POLICY-INPUT.md) and each control's action
-    /// there; `None` when every control is off for it.
-    fn input(&self, item: &InventoryItem) -> Option<(Value, BTreeMap<&str, Action>)> {
-        let raw: Value = serde_json::from_str(&item.raw).unwrap_or(Value::Null);
+    /// The policy input for one resource (docs/POLICY-INPUT.md) without its `resource` (the
+    /// engine reads the stored text) and `params`, and the resolution (params and each
+    /// control's action) at its placement; `None` when every control is off for it.
+    fn input<'a>(
+        &'a self,
+        item: &InventoryItem,
+        resolutions: &mut Resolutions<'a>,
+    ) -> Option<(Value, Rc<Resolution<'a>>)> {
+        let raw = StoredJson::new(&item.raw);
         let placement =
             self.facts
                 .names()
                 .place(item.kind, &item.project, &item.scope, &item.ado_id, &raw);
+        let resolution = resolutions
+            .entry(placement)
+            .or_insert_with_key(|placement| Rc::new(self.resolve(placement)))
+            .clone();
+        if resolution.actions.values().all(|a| *a == Action::Off) {
+            return None;
+        }
+        let mut input = Map::new();
+        input.insert("kind".to_owned(), Value::from(item.kind.as_str()));
+        input.insert("key".to_owned(), Value::from(item.key.as_str()));
+        input.insert("project".to_owned(), Value::from(item.project.as_str()));
+        input.insert("scope".to_owned(), Value::from(item.scope.as_str()));
+        input.insert("related".to_owned(), self.facts.related(item, &raw));
+        input.insert("now".to_owned(), Value::from(self.now.as_str()));
+        Some((Value::Object(input), resolution))
+    }
+
+    fn resolve(&self, placement: &Placement) -> Resolution<'_> {
         let mut params = Map::new();
         let mut actions: BTreeMap<&str, Action> = BTreeMap::new();
         for (control, defaults) in self.defaults.iter() {
-            let resolved = self.settings.resolve(control, defaults, &placement);
+            let resolved = self.settings.resolve(control, defaults, placement);
             actions.insert(control, resolved.action);
             params.insert(control.clone(), Value::Object(resolved.params));
         }
-        if actions.values().all(|a| *a == Action::Off) {
-            return None;
+        Resolution {
+            params: Value::Object(params),
+            actions,
         }
-        let input = json!({
-            "kind": item.kind.as_str(), "key": item.key, "project": item.project, "scope": item.scope,
-            "related": self.facts.related(item, &raw), "resource": raw, "params": params, "now": self.now,
-        });
-        Some((input, actions))
     }
 
-    fn evaluate(&self, item: &InventoryItem, found: &mut PageOutcome) {
-        let Some((input, actions)) = self.input(item) else {
+    fn evaluate<'a>(
+        &'a self,
+        item: &InventoryItem,
+        evaluator: &mut Evaluator<'_>,
+        resolutions: &mut Resolutions<'a>,
+        found: &mut PageOutcome,
+    ) {
+        let Some((input, resolution)) = self.input(item, resolutions) else {
             return;
         };
-        let (violations, errors) = self.policies.evaluate_each(&input);
+        let (violations, errors) = evaluator.evaluate_each_parts(&InputParts {
+            fields: &input,
+            resource: &item.raw,
+            params: &resolution.params,
+        });
+        let actions = &resolution.actions;
         for violation in violations {
             let action = actions
                 .get(violation.control.as_str())
@@ -843,28 +911,50 @@ impl PageContext {
 
 /// Evaluate one page of resources on the blocking pool, split across the machine's cores.
 fn evaluate_page(context: &PageContext, page: Vec<InventoryItem>) -> Result<PageOutcome> {
+    // Each thread takes the next few resources until none are left, so a thread that drew
+    // cheap resources does not sit idle while another finishes a costly half of the page.
+    const BATCH: usize = 16;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
-        .clamp(1, 8);
-    let chunk = page.len().div_ceil(threads).max(1);
-    let results: Vec<PageOutcome> = std::thread::scope(|scope| {
-        let handles: Vec<_> = page
-            .chunks(chunk)
-            .map(|items| {
+        .clamp(1, 8)
+        .min(page.len().div_ceil(BATCH).max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut batches: Vec<(usize, PageOutcome)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (page, next) = (&page, &next);
                 scope.spawn(move || {
-                    let mut found = PageOutcome::default();
-                    for item in items {
-                        context.evaluate(item, &mut found);
+                    let mut done = Vec::new();
+                    let mut evaluator = context.policies.evaluator();
+                    let mut resolutions = Resolutions::new();
+                    loop {
+                        let start = next.fetch_add(BATCH, std::sync::atomic::Ordering::Relaxed);
+                        let items = page.get(start..(start + BATCH).min(page.len()));
+                        let Some(items) = items.filter(|items| !items.is_empty()) else {
+                            break;
+                        };
+                        let mut found = PageOutcome::default();
+                        for item in items {
+                            context.evaluate(item, &mut evaluator, &mut resolutions, &mut found);
+                        }
+                        done.push((start, found));
                     }
-                    found
+                    done
                 })
             })
             .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().ok())
+            .flatten()
+            .collect()
     });
+    // In page order, whichever thread judged what: the first error of a control is then the
+    // same on every run.
+    batches.sort_by_key(|(start, _)| *start);
     let mut all = PageOutcome::default();
-    for outcome in results {
+    for (_, outcome) in batches {
         all.violations.extend(outcome.violations);
         for (control, (count, first)) in outcome.errors {
             let entry = all.errors.entry(control).or_insert((0, first));

@@ -24,6 +24,8 @@ use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::services::facts::StoredJson;
+
 /// What a control's findings do.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
@@ -126,7 +128,7 @@ struct Entry {
 }
 
 /// Where a resource sits: its project's and repository's names (lower-cased), when known.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Placement {
     pub project: Option<String>,
     pub repository: Option<String>,
@@ -241,14 +243,15 @@ impl Names {
         project: &str,
         scope: &str,
         ado_id: &str,
-        raw: &Value,
+        raw: &StoredJson<'_>,
     ) -> Placement {
         use tollgate_domain::ResourceKind as K;
         let repository_id: Option<String> = match kind {
             K::Repositories => Some(ado_id.to_owned()),
             K::Refs | K::Alerts => Some(scope.to_owned()),
-            K::PullRequests => raw["repository"]["id"].as_str().map(str::to_owned),
+            K::PullRequests => raw.value()["repository"]["id"].as_str().map(str::to_owned),
             K::PolicyConfigurations => raw
+                .value()
                 .pointer("/settings/scope/0/repositoryId")
                 .and_then(Value::as_str)
                 .map(str::to_owned),

@@ -4,9 +4,9 @@
 //! `{"message": …, "evidence": {…}}` objects and a METADATA annotation. At load time every
 //! file is parsed alone, checked for calls to functions regorus does not have (regorus itself
 //! only notices those when evaluation reaches them), and each control is exercised once; a
-//! file that fails is reported with file and line and left out, the rest load. For each
-//! resource kind a generated module gathers the `deny` sets of that kind's controls, so one
-//! evaluation per resource runs exactly the controls that apply to it.
+//! file that fails is reported with file and line and left out, the rest load. A resource is
+//! judged by evaluating the `deny` set of each control of its kind, one `eval_rule` each, on
+//! an [`Evaluator`]: a clone of the prepared engine that judges resource after resource.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
@@ -44,22 +44,18 @@ pub struct Loaded {
     pub problems: Vec<PolicyError>,
 }
 
-/// Policies ready to evaluate. Cloning the inner engine per evaluation is cheap (shared,
-/// immutable modules), so a `PolicySet` is shared across threads and never rebuilt.
+/// Policies ready to evaluate. The prepared engine is cloned into each [`Evaluator`] (cheap:
+/// shared, immutable modules), so a `PolicySet` is shared across threads and never rebuilt.
 #[derive(Clone)]
 pub struct PolicySet {
-    template: Engine,
+    pub(crate) template: Engine,
     controls: Vec<ControlMeta>,
     pub(crate) gate_rules: Vec<GateRuleMeta>,
+    /// `data.<package>.deny` of each control, in the order of `controls`.
+    deny_rules: Vec<String>,
     by_kind: BTreeMap<ResourceKind, Vec<usize>>,
     time_limit: Duration,
     fingerprint: String,
-}
-
-const AGGREGATE_PACKAGE: &str = "tollgate.kinds";
-
-fn rule_name(kind: ResourceKind) -> String {
-    format!("data.{AGGREGATE_PACKAGE}.{}.violations", kind.as_str())
 }
 
 fn engine_with_limit(time_limit: Duration) -> Engine {
@@ -341,31 +337,10 @@ impl PolicySet {
         for (index, control) in controls.iter().enumerate() {
             by_kind.entry(control.kind).or_default().push(index);
         }
-        for kind in ResourceKind::ALL {
-            let mut module = format!(
-                "package {AGGREGATE_PACKAGE}.{}\n\nviolations := []\n",
-                kind.as_str()
-            );
-            if let Some(indices) = by_kind.get(kind) {
-                module = format!("package {AGGREGATE_PACKAGE}.{}\n\n", kind.as_str());
-                for index in indices {
-                    let control = &controls[*index];
-                    module.push_str(&format!(
-                        "violations contains {{\"control\": {:?}, \"violation\": v}} if {{\n\tsome v in data.{}.deny\n}}\n\n",
-                        control.id, control.package
-                    ));
-                }
-            }
-            if let Err(error) =
-                template.add_policy(format!("generated/{}.rego", kind.as_str()), module)
-            {
-                problems.push(PolicyError::Load {
-                    file: format!("generated/{}.rego", kind.as_str()),
-                    line: 1,
-                    message: error.to_string(),
-                });
-            }
-        }
+        let deny_rules: Vec<String> = controls
+            .iter()
+            .map(|control| format!("data.{}.deny", control.package))
+            .collect();
         let mut gate_rules = gate_rules.to_vec();
         gate_rules.sort_by(|a, b| a.id.cmp(&b.id));
         if let Err(error) = template.add_policy(
@@ -380,10 +355,12 @@ impl PolicySet {
         }
         // regorus analyses and schedules every module on an engine's first evaluation and
         // clones inherit that work only once it is done; evaluating once here keeps every
-        // per-resource clone from repeating it (≈2 ms with the full catalog).
+        // clone from repeating it (≈2 ms with the full catalog).
         // Its result is irrelevant; an error here reappears, with its resource, at evaluation.
         template.set_input(regorus::Value::new_object());
-        let _preparation = template.eval_rule(rule_name(ResourceKind::Projects));
+        if let Some(rule) = deny_rules.first() {
+            let _preparation = template.eval_rule(rule.clone());
+        }
         let mut hash = Fnv1a::default();
         for (source, _) in accepted {
             hash.write(source.name.as_bytes());
@@ -395,6 +372,7 @@ impl PolicySet {
             template,
             controls,
             gate_rules,
+            deny_rules,
             by_kind,
             time_limit,
             fingerprint: format!("{:016x}", hash.0),
@@ -428,38 +406,21 @@ impl PolicySet {
         &self.fingerprint
     }
 
+    /// An evaluator for judging many resources in a row (one per thread).
+    pub fn evaluator(&self) -> Evaluator<'_> {
+        Evaluator {
+            set: self,
+            engine: self.template.clone(),
+            params: None,
+        }
+    }
+
     /// Evaluate every control of the input's kind on one resource.
     ///
     /// The input is `{"kind", "key", "project", "scope", "resource", "related", "params",
     /// "now"}`; `now` (RFC 3339) is the clock, so evaluation is deterministic.
     pub fn evaluate(&self, input: &serde_json::Value) -> Result<Vec<Violation>, PolicyError> {
-        let kind: ResourceKind = input["kind"]
-            .as_str()
-            .and_then(|k| k.parse().ok())
-            .ok_or_else(|| PolicyError::Input("input.kind must name a resource kind".to_owned()))?;
-        if !self.by_kind.contains_key(&kind) {
-            return Ok(Vec::new());
-        }
-        let value = self.eval(&rule_name(kind), input)?;
-        #[derive(Deserialize)]
-        struct Gathered {
-            control: String,
-            violation: serde_json::Value,
-        }
-        let gathered: Vec<Gathered> = match value {
-            serde_json::Value::Array(items) => items
-                .into_iter()
-                .map(serde_json::from_value)
-                .collect::<Result<_, _>>(),
-            other => serde_json::from_value(serde_json::Value::Array(vec![other])),
-        }
-        .map_err(|error| PolicyError::Evaluation(format!("unexpected result shape: {error}")))?;
-        let mut violations: Vec<Violation> = gathered
-            .into_iter()
-            .map(|g| normalise(g.control, g.violation))
-            .collect();
-        violations.sort_by(|a, b| (&a.control, &a.message).cmp(&(&b.control, &b.message)));
-        Ok(violations)
+        self.evaluator().evaluate(input)
     }
 
     /// Like [`PolicySet::evaluate`], but a control that fails on this input does not take the
@@ -468,26 +429,7 @@ impl PolicySet {
         &self,
         input: &serde_json::Value,
     ) -> (Vec<Violation>, Vec<(String, PolicyError)>) {
-        match self.evaluate(input) {
-            Ok(violations) => (violations, Vec::new()),
-            Err(PolicyError::Input(message)) => (
-                Vec::new(),
-                vec![(String::new(), PolicyError::Input(message))],
-            ),
-            Err(_) => {
-                let kind: Option<ResourceKind> =
-                    input["kind"].as_str().and_then(|k| k.parse().ok());
-                let mut violations = Vec::new();
-                let mut errors = Vec::new();
-                for control in kind.into_iter().flat_map(|kind| self.controls_for(kind)) {
-                    match self.evaluate_control(&control.id, input) {
-                        Ok(found) => violations.extend(found),
-                        Err(error) => errors.push((control.id.clone(), error)),
-                    }
-                }
-                (violations, errors)
-            }
-        }
+        self.evaluator().evaluate_each(input)
     }
 
     /// Evaluate one control's `deny` set (for `tollgate policy eval` and case tests).
@@ -496,10 +438,176 @@ impl PolicySet {
         id: &str,
         input: &serde_json::Value,
     ) -> Result<Vec<Violation>, PolicyError> {
-        let control = self
-            .control(id)
+        let index = self
+            .controls
+            .iter()
+            .position(|c| c.id.eq_ignore_ascii_case(id))
             .ok_or_else(|| PolicyError::UnknownControl(id.to_owned()))?;
-        let value = self.evaluate_package(&control.package, input)?;
+        let mut evaluator = self.evaluator();
+        evaluator.set_input(input, None)?;
+        evaluator.deny(index)
+    }
+
+    fn evaluate_package(
+        &self,
+        package: &str,
+        input: &serde_json::Value,
+    ) -> Result<serde_json::Value, PolicyError> {
+        let mut evaluator = self.evaluator();
+        evaluator.set_input(input, None)?;
+        evaluator.eval(format!("data.{package}.deny"))
+    }
+}
+
+/// A policy input in parts, for a caller judging many resources
+/// ([`Evaluator::evaluate_each_parts`]): the same document as the whole input, but
+/// - `resource` is the JSON text the object is stored as, parsed straight into the engine's
+///   values (text that is not JSON is judged as `null`), and
+/// - `params` are shared by many resources: converted once while they stay the same.
+pub struct InputParts<'a> {
+    /// The input's other fields: `kind`, `key`, `project`, `scope`, `related`, `now` (a
+    /// `resource` or `params` here is ignored).
+    pub fields: &'a serde_json::Value,
+    pub resource: &'a str,
+    pub params: &'a serde_json::Value,
+}
+
+/// Judges resources one after another on its own clone of the prepared engine.
+///
+/// Each control is its own `eval_rule`: regorus resets its evaluation state for every call, so
+/// nothing carries over from one control or resource to the next. Reusing the clone (instead
+/// of cloning per resource) and evaluating each `deny` directly (instead of one generated rule
+/// gathering them, whose `data.…` references each make regorus walk every module) halves the
+/// cost of a resource with cheap controls (docs/PERFORMANCE.md).
+pub struct Evaluator<'a> {
+    set: &'a PolicySet,
+    engine: Engine,
+    /// The last input's `params` and their regorus value: the resources of one kind nearly
+    /// always share their parameters, and converting them is a quarter of a work item's input.
+    params: Option<(serde_json::Value, regorus::Value)>,
+}
+
+impl Evaluator<'_> {
+    /// Every control of the input's kind, as [`PolicySet::evaluate`]: the first control that
+    /// fails fails the resource.
+    pub fn evaluate(&mut self, input: &serde_json::Value) -> Result<Vec<Violation>, PolicyError> {
+        let Some(controls) = self.controls_of(input)? else {
+            return Ok(Vec::new());
+        };
+        self.set_input(input, None)?;
+        let mut violations = Vec::new();
+        for index in controls {
+            violations.extend(self.deny(index)?);
+        }
+        sort(&mut violations);
+        Ok(violations)
+    }
+
+    /// Every control of the input's kind, as [`PolicySet::evaluate_each`]: a control that
+    /// fails is reported with its error and the others still judge.
+    pub fn evaluate_each(
+        &mut self,
+        input: &serde_json::Value,
+    ) -> (Vec<Violation>, Vec<(String, PolicyError)>) {
+        self.judge_each(input, None)
+    }
+
+    /// [`Evaluator::evaluate_each`] for an input given in parts (see [`InputParts`]).
+    pub fn evaluate_each_parts(
+        &mut self,
+        parts: &InputParts<'_>,
+    ) -> (Vec<Violation>, Vec<(String, PolicyError)>) {
+        self.judge_each(parts.fields, Some(parts))
+    }
+
+    fn judge_each(
+        &mut self,
+        input: &serde_json::Value,
+        parts: Option<&InputParts<'_>>,
+    ) -> (Vec<Violation>, Vec<(String, PolicyError)>) {
+        let controls = match self
+            .controls_of(input)
+            .and_then(|controls| self.set_input(input, parts).map(|()| controls))
+        {
+            Ok(Some(controls)) => controls,
+            Ok(None) => return (Vec::new(), Vec::new()),
+            Err(error) => return (Vec::new(), vec![(String::new(), error)]),
+        };
+        let mut violations = Vec::new();
+        let mut errors = Vec::new();
+        for index in controls {
+            match self.deny(index) {
+                Ok(found) => violations.extend(found),
+                Err(error) => errors.push((self.set.controls[index].id.clone(), error)),
+            }
+        }
+        sort(&mut violations);
+        (violations, errors)
+    }
+
+    /// The indices of the controls judging the input's kind; `None` when no control does.
+    fn controls_of(&self, input: &serde_json::Value) -> Result<Option<Vec<usize>>, PolicyError> {
+        let kind: ResourceKind = input["kind"]
+            .as_str()
+            .and_then(|k| k.parse().ok())
+            .ok_or_else(|| PolicyError::Input("input.kind must name a resource kind".to_owned()))?;
+        Ok(self.set.by_kind.get(&kind).cloned())
+    }
+
+    /// Set the input: a whole document, or one given in parts.
+    fn set_input(
+        &mut self,
+        input: &serde_json::Value,
+        parts: Option<&InputParts<'_>>,
+    ) -> Result<(), PolicyError> {
+        let convert = |value: &serde_json::Value| {
+            // Straight from the borrowed document: no copy and no JSON text in between.
+            regorus::Value::deserialize(value)
+                .map_err(|error| PolicyError::Input(error.to_string()))
+        };
+        let Some(fields) = input.as_object() else {
+            self.engine.set_input(convert(input)?);
+            return Ok(());
+        };
+        let mut document = regorus::Value::new_object();
+        let object = document
+            .as_object_mut()
+            .map_err(|error| PolicyError::Input(error.to_string()))?;
+        let given = |name: &str| parts.is_some() && (name == "params" || name == "resource");
+        for (name, value) in fields {
+            if name != "params" && !given(name) {
+                object.insert(regorus::Value::from(name.as_str()), convert(value)?);
+            }
+        }
+        if let Some(parts) = parts {
+            // Parsed from the stored text into the engine's values in one step; text that is
+            // not JSON is judged as null, as a document that failed to parse always was.
+            let resource =
+                regorus::Value::from_json_str(parts.resource).unwrap_or(regorus::Value::Null);
+            object.insert(regorus::Value::from("resource"), resource);
+        }
+        if let Some(params) = parts
+            .map(|parts| parts.params)
+            .or_else(|| fields.get("params"))
+        {
+            let converted = match &self.params {
+                Some((json, converted)) if json == params => converted.clone(),
+                _ => {
+                    let converted = convert(params)?;
+                    self.params = Some((params.clone(), converted.clone()));
+                    converted
+                }
+            };
+            object.insert(regorus::Value::from("params"), converted);
+        }
+        self.engine.set_input(document);
+        Ok(())
+    }
+
+    /// One control's violations on the current input.
+    fn deny(&mut self, index: usize) -> Result<Vec<Violation>, PolicyError> {
+        let control = &self.set.controls[index];
+        let value = self.eval(self.set.deny_rules[index].clone())?;
         let items = match value {
             serde_json::Value::Array(items) => items,
             serde_json::Value::Null => Vec::new(),
@@ -511,33 +619,26 @@ impl PolicySet {
             .collect())
     }
 
-    fn evaluate_package(
-        &self,
-        package: &str,
-        input: &serde_json::Value,
-    ) -> Result<serde_json::Value, PolicyError> {
-        self.eval(&format!("data.{package}.deny"), input)
-    }
-
-    pub(crate) fn eval(
-        &self,
-        rule: &str,
-        input: &serde_json::Value,
-    ) -> Result<serde_json::Value, PolicyError> {
-        let mut engine = self.template.clone();
-        // Converted straight from the borrowed document and back through serde: no copy of
-        // the input and no JSON text in between.
-        let input = regorus::Value::deserialize(input)
-            .map_err(|error| PolicyError::Input(error.to_string()))?;
-        engine.set_input(input);
-        let value = engine
-            .eval_rule(rule.to_owned())
+    fn eval(&mut self, rule: String) -> Result<serde_json::Value, PolicyError> {
+        let value = self
+            .engine
+            .eval_rule(rule)
             .map_err(|error| PolicyError::Evaluation(error.to_string()))?;
-        if value == regorus::Value::Undefined {
-            return Ok(serde_json::Value::Array(Vec::new()));
+        match &value {
+            regorus::Value::Undefined => return Ok(serde_json::Value::Array(Vec::new())),
+            // Most resources pass most controls: skip the conversion of an empty set.
+            regorus::Value::Set(set) if set.is_empty() => {
+                return Ok(serde_json::Value::Array(Vec::new()));
+            }
+            _ => {}
         }
         serde_json::to_value(&value).map_err(|error| PolicyError::Evaluation(error.to_string()))
     }
+}
+
+/// Violations in a stable order: by control, then message (then as each `deny` set orders them).
+fn sort(violations: &mut [Violation]) {
+    violations.sort_by(|a, b| (&a.control, &a.message).cmp(&(&b.control, &b.message)));
 }
 
 /// A `deny` element is `{"message", "evidence"}`; a bare string is accepted as the message.
@@ -669,6 +770,142 @@ mod tests {
                     .is_ok()
             );
         }
+    }
+
+    #[test]
+    fn an_evaluator_judges_each_resource_on_its_own() {
+        let sources = [
+            control(
+                "T-1",
+                "repositories",
+                "names contains n if { some n in input.resource.names }\n\ndeny contains n if { some n in names; startswith(n, \"bad\") }",
+            ),
+            control(
+                "T-2",
+                "repositories",
+                "deny contains \"disabled\" if input.resource.isDisabled",
+            ),
+        ];
+        let loaded = load(&sources);
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        let mut evaluator = loaded.set.evaluator();
+        let first = serde_json::json!({"kind": "repositories", "resource": {"names": ["bad-1", "ok"], "isDisabled": true}});
+        let second = serde_json::json!({"kind": "repositories", "resource": {"names": ["bad-2"]}});
+        let third = serde_json::json!({"kind": "repositories", "resource": {}});
+        let messages = |violations: Vec<Violation>| -> Vec<(String, String)> {
+            violations
+                .into_iter()
+                .map(|v| (v.control, v.message))
+                .collect()
+        };
+        assert_eq!(
+            messages(evaluator.evaluate(&first).unwrap()),
+            vec![
+                ("T-1".to_owned(), "bad-1".to_owned()),
+                ("T-2".to_owned(), "disabled".to_owned())
+            ]
+        );
+        // Nothing of the first resource (its names, its violations) carries over.
+        assert_eq!(
+            messages(evaluator.evaluate(&second).unwrap()),
+            vec![("T-1".to_owned(), "bad-2".to_owned())]
+        );
+        assert!(evaluator.evaluate(&third).unwrap().is_empty());
+        assert_eq!(
+            evaluator.evaluate(&first).unwrap(),
+            loaded.set.evaluate(&first).unwrap()
+        );
+    }
+
+    #[test]
+    fn each_resource_is_judged_with_its_own_parameters() {
+        let sources = [control(
+            "T-1",
+            "repositories",
+            "deny contains input.resource.name if input.resource.size > input.params[\"T-1\"].max_size",
+        )];
+        let loaded = load(&sources);
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        let mut evaluator = loaded.set.evaluator();
+        let input = |name: &str, max_size: u64| {
+            serde_json::json!({"kind": "repositories", "resource": {"name": name, "size": 10},
+                "params": {"T-1": {"max_size": max_size}}})
+        };
+        let judged = |evaluator: &mut Evaluator<'_>, name: &str, max_size: u64| -> Vec<String> {
+            evaluator
+                .evaluate(&input(name, max_size))
+                .unwrap()
+                .into_iter()
+                .map(|v| v.message)
+                .collect()
+        };
+        assert_eq!(judged(&mut evaluator, "a", 5), vec!["a"]);
+        assert_eq!(judged(&mut evaluator, "b", 5), vec!["b"]);
+        assert!(judged(&mut evaluator, "c", 50).is_empty());
+        assert_eq!(judged(&mut evaluator, "d", 5), vec!["d"]);
+        // In parts: the resource as text and the parameters apart take the place of the
+        // input's own; text that is not JSON is a null resource.
+        let parts = |resource: &'static str| -> (Vec<String>, usize) {
+            let fields = input("ignored", 50);
+            let params = serde_json::json!({"T-1": {"max_size": 5}});
+            let (violations, errors) = loaded.set.evaluator().evaluate_each_parts(&InputParts {
+                fields: &fields,
+                resource,
+                params: &params,
+            });
+            (
+                violations.into_iter().map(|v| v.message).collect(),
+                errors.len(),
+            )
+        };
+        assert_eq!(
+            parts(r#"{"name": "e", "size": 10}"#),
+            (vec!["e".to_owned()], 0)
+        );
+        assert_eq!(parts(r#"{"name": "e", "size": 1}"#), (Vec::new(), 0));
+        assert_eq!(parts("not json"), (Vec::new(), 0));
+        assert!(judged(&mut evaluator, "f", 50).is_empty());
+        // Not a JSON object at all: still an input error, not a panic.
+        assert!(matches!(
+            evaluator.evaluate(&serde_json::json!(["repositories"])),
+            Err(PolicyError::Input(_))
+        ));
+    }
+
+    #[test]
+    fn a_control_failing_on_one_resource_leaves_the_others_judging() {
+        let sources = [
+            control(
+                "T-1",
+                "repositories",
+                "deny contains \"sum\" if { x := input.resource.n + 1; x > 1 }",
+            ),
+            control(
+                "T-2",
+                "repositories",
+                "deny contains \"disabled\" if input.resource.isDisabled",
+            ),
+        ];
+        let loaded = load(&sources);
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        let input = serde_json::json!({"kind": "repositories", "resource": {"n": "text", "isDisabled": true}});
+        let (violations, errors) = loaded.set.evaluator().evaluate_each(&input);
+        assert_eq!(
+            violations
+                .iter()
+                .map(|v| v.control.as_str())
+                .collect::<Vec<_>>(),
+            vec!["T-2"]
+        );
+        assert_eq!(
+            errors.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+            vec!["T-1"]
+        );
+        assert!(loaded.set.evaluate(&input).is_err());
+        let (_, errors) = loaded
+            .set
+            .evaluate_each(&serde_json::json!({"kind": "nonsense"}));
+        assert!(matches!(errors.as_slice(), [(id, PolicyError::Input(_))] if id.is_empty()));
     }
 
     #[test]

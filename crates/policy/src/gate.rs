@@ -206,6 +206,26 @@ fn items(value: serde_json::Value) -> Vec<serde_json::Value> {
 }
 
 impl PolicySet {
+    /// Evaluate one rule on a fresh clone of the prepared engine (the gate judges one
+    /// deployment at a time; scans use an [`crate::Evaluator`] per thread instead).
+    pub(crate) fn eval(
+        &self,
+        rule: &str,
+        input: &serde_json::Value,
+    ) -> Result<serde_json::Value, PolicyError> {
+        let mut engine = self.template.clone();
+        let input = regorus::Value::deserialize(input)
+            .map_err(|error| PolicyError::Input(error.to_string()))?;
+        engine.set_input(input);
+        let value = engine
+            .eval_rule(rule.to_owned())
+            .map_err(|error| PolicyError::Evaluation(error.to_string()))?;
+        if value == regorus::Value::Undefined {
+            return Ok(serde_json::Value::Array(Vec::new()));
+        }
+        serde_json::to_value(&value).map_err(|error| PolicyError::Evaluation(error.to_string()))
+    }
+
     /// The loaded gate rules, ordered by id.
     pub fn gate_rules(&self) -> &[GateRuleMeta] {
         &self.gate_rules

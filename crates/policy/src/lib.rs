@@ -13,7 +13,7 @@ pub mod metadata;
 
 use std::time::Duration;
 
-pub use engine::{Loaded, PolicySet, Source, Violation};
+pub use engine::{Evaluator, InputParts, Loaded, PolicySet, Source, Violation};
 pub use gate::{GateEffect, GateFinding};
 pub use metadata::{ControlMeta, GateRuleMeta, Severity};
 

@@ -23,6 +23,6 @@ deny contains {"message": msg, "evidence": {"pool": name, "isHosted": false, "au
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback

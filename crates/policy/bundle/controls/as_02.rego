@@ -14,8 +14,10 @@
 package tollgate.controls.as_02
 
 deny contains {"message": msg, "evidence": {"alertType": "secret", "state": "active", "firstSeenDate": first_seen, "hoursOpen": hours, "maxOpenHours": limit}} if {
-	lower(get(input.resource, "alertType", "")) == "secret"
-	lower(get(input.resource, "state", "")) == "active"
+	is_string(input.resource.alertType)
+	lower(input.resource.alertType) == "secret"
+	is_string(input.resource.state)
+	lower(input.resource.state) == "active"
 	first_seen := get(input.resource, "firstSeenDate", "")
 	is_string(first_seen)
 	first_seen != ""
@@ -29,6 +31,6 @@ deny contains {"message": msg, "evidence": {"alertType": "secret", "state": "act
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback

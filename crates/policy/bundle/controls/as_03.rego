@@ -14,14 +14,16 @@
 package tollgate.controls.as_03
 
 deny contains {"message": msg, "evidence": {"state": "dismissed", "dismissalType": reason}} if {
-	lower(get(input.resource, "state", "")) == "dismissed"
+	is_string(input.resource.state)
+	lower(input.resource.state) == "dismissed"
 	reason := get(get(input.resource, "dismissal", {}), "dismissalType", "unknown")
 	lower(reason) == "unknown"
 	msg := sprintf("alert %v was dismissed without a reason", [get(input.resource, "alertId", "?")])
 }
 
 deny contains {"message": msg, "evidence": {"state": "dismissed", "dismissalType": reason, "message": comment}} if {
-	lower(get(input.resource, "state", "")) == "dismissed"
+	is_string(input.resource.state)
+	lower(input.resource.state) == "dismissed"
 	dismissal := get(input.resource, "dismissal", {})
 	reason := get(dismissal, "dismissalType", "unknown")
 	some required in get(get(input.params, "AS-03", {}), "comment_required_for", [])
@@ -35,6 +37,6 @@ deny contains {"message": msg, "evidence": {"state": "dismissed", "dismissalType
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback

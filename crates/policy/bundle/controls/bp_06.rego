@@ -14,7 +14,7 @@ package tollgate.controls.bp_06
 import data.tollgate.lib
 
 deny contains {"message": msg, "evidence": {"isEnabled": true, "isBlocking": false}} if {
-	lib.policy_type(input.resource) == lib.comment_requirements_type
+	lib.is_comment_requirements(input.resource)
 	get(input.resource, "isEnabled", false) == true
 	get(input.resource, "isDeleted", false) == false
 	get(input.resource, "isBlocking", false) == false
@@ -25,7 +25,7 @@ deny contains {"message": msg, "evidence": {"isEnabled": true, "isBlocking": fal
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

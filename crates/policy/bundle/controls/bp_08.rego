@@ -16,7 +16,7 @@ package tollgate.controls.bp_08
 import data.tollgate.lib
 
 is_build_policy if {
-	lib.policy_type(input.resource) == lib.build_validation_type
+	lib.is_build_validation(input.resource)
 	get(input.resource, "isEnabled", false) == true
 	get(input.resource, "isDeleted", false) == false
 }
@@ -56,7 +56,7 @@ deny contains {"message": msg, "evidence": {"validDuration": duration, "queueOnS
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

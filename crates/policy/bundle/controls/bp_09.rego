@@ -24,7 +24,7 @@ flags := {
 }
 
 deny contains {"message": msg, "evidence": {flag: true, "allowedStrategies": allowed}} if {
-	lib.policy_type(input.resource) == lib.merge_strategy_type
+	lib.is_merge_strategy(input.resource)
 	get(input.resource, "isEnabled", false) == true
 	get(input.resource, "isDeleted", false) == false
 	settings := get(input.resource, "settings", {})
@@ -39,7 +39,7 @@ deny contains {"message": msg, "evidence": {flag: true, "allowedStrategies": all
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

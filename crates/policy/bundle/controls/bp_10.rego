@@ -14,7 +14,7 @@ package tollgate.controls.bp_10
 import data.tollgate.lib
 
 is_required_reviewers if {
-	lib.policy_type(input.resource) == lib.required_reviewers_type
+	lib.is_required_reviewers(input.resource)
 	lib.is_enabled_blocking(input.resource)
 }
 
@@ -38,7 +38,7 @@ deny contains {"message": msg, "evidence": {"creatorVoteCounts": true, "filename
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

@@ -14,7 +14,7 @@ package tollgate.controls.bp_11
 import data.tollgate.lib
 
 is_status_check if {
-	lib.policy_type(input.resource) == lib.status_check_type
+	lib.is_status_check(input.resource)
 	lib.is_enabled_blocking(input.resource)
 }
 
@@ -49,7 +49,7 @@ deny contains {"message": msg, "evidence": {"statusName": status_name, "authorId
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

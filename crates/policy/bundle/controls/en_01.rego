@@ -18,6 +18,6 @@ import data.tollgate.lib
 deny contains {"message": msg, "evidence": {"environment": name, "approvalChecks": 0}} if {
 	name := object.get(input.resource, "name", "")
 	lib.matches_any(name, input.params["EN-01"].production_names)
-	not lib.has_approval_check
+	not data.tollgate.lib.has_approval_check
 	msg := sprintf("production environment %s has no approval check", [name])
 }

@@ -14,7 +14,7 @@ package tollgate.controls.en_02
 import data.tollgate.lib
 
 deny contains {"message": msg, "evidence": {"requesterCannotBeApprover": false, "resource": input.resource.resource}} if {
-	lib.check_type(input.resource) == lib.approval_check_type
+	lib.check_type(input.resource) == data.tollgate.lib.approval_check_type
 	object.get(object.get(input.resource, "settings", {}), "requesterCannotBeApprover", false) == false
 	msg := sprintf("the requester may approve their own run on %v", [object.get(object.get(input.resource, "resource", {}), "name", "this resource")])
 }

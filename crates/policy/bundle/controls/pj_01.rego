@@ -22,6 +22,6 @@ deny contains {"message": msg, "evidence": {"visibility": visibility}} if {
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback

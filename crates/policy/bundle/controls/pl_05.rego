@@ -19,8 +19,10 @@ import data.tollgate.lib
 params := get(input.params, "PL-05", {})
 
 deny contains {"message": msg, "evidence": {"result": "failed", "sourceBranch": branch, "finishTime": finished}} if {
-	lower(get(input.resource, "status", "")) == "completed"
-	lower(get(input.resource, "result", "")) == "failed"
+	is_string(input.resource.status)
+	lower(input.resource.status) == "completed"
+	is_string(input.resource.result)
+	lower(input.resource.result) == "failed"
 	branch := get(input.resource, "sourceBranch", "")
 	is_string(branch)
 	matches_any(branch, get(params, "protected_branches", ["refs/heads/main", "refs/heads/master", "refs/heads/release/*"]))
@@ -41,7 +43,7 @@ matches_any(name, patterns) if {
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

@@ -16,7 +16,7 @@ package tollgate.controls.pl_07
 params := get(input.params, "PL-07", {})
 
 deny contains {"message": msg, "evidence": {"parameters": overrides, "sourceBranch": branch}} if {
-	overrides := get(input.resource, "parameters", "")
+	overrides := input.resource.parameters
 	is_string(overrides)
 	not trim_space(overrides) in {"", "{}", "null"}
 	branch := get(input.resource, "sourceBranch", "")
@@ -35,7 +35,7 @@ matches_any(name, patterns) if {
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

@@ -16,7 +16,7 @@ package tollgate.controls.pl_08
 import data.tollgate.lib
 
 deny contains {"message": msg, "evidence": {"state": state, "createdDate": created, "ageDays": age}} if {
-	state := get(input.resource, "state", "")
+	state := input.resource.state
 	is_string(state)
 	lower(state) in {"inprogress", "canceling"}
 	created := get(input.resource, "createdDate", "")
@@ -33,7 +33,7 @@ deny contains {"message": msg, "evidence": {"state": state, "createdDate": creat
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

@@ -24,7 +24,7 @@ deny contains {"message": msg, "evidence": {"jobAuthorizationScope": scope}} if 
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

@@ -34,7 +34,7 @@ deny contains {"message": msg, "evidence": {"forks.enabled": true, "forks.allowF
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

@@ -16,7 +16,8 @@ package tollgate.controls.pr_01
 default_types := ["feat", "fix", "docs", "style", "refactor", "perf", "test", "build", "ci", "chore", "revert"]
 
 deny contains {"message": msg, "evidence": {"title": title, "types": types}} if {
-	lower(get(input.resource, "status", "")) in {"active", "completed"}
+	is_string(input.resource.status)
+	lower(input.resource.status) in {"active", "completed"}
 	title := get(input.resource, "title", null)
 	is_string(title)
 	types := get(get(input.params, "PR-01", {}), "types", default_types)
@@ -29,7 +30,7 @@ deny contains {"message": msg, "evidence": {"title": title, "types": types}} if 
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

@@ -16,7 +16,8 @@ package tollgate.controls.pr_02
 default_targets := ["refs/heads/main", "refs/heads/master", "refs/heads/develop", "refs/heads/release/*", "refs/heads/hotfix/*"]
 
 deny contains {"message": msg, "evidence": {"targetRefName": target, "allowed": allowed}} if {
-	lower(get(input.resource, "status", "")) in {"active", "completed"}
+	is_string(input.resource.status)
+	lower(input.resource.status) in {"active", "completed"}
 	target := get(input.resource, "targetRefName", "")
 	is_string(target)
 	target != ""
@@ -35,7 +36,7 @@ matches_any(name, patterns) if {
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

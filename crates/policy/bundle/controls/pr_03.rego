@@ -16,7 +16,8 @@ package tollgate.controls.pr_03
 import data.tollgate.lib
 
 deny contains {"message": msg, "evidence": {"status": "active", "creationDate": created, "ageDays": age, "max_open_days": limit}} if {
-	lower(get(input.resource, "status", "")) == "active"
+	is_string(input.resource.status)
+	lower(input.resource.status) == "active"
 	created := get(input.resource, "creationDate", "")
 	is_string(created)
 	created != ""
@@ -30,7 +31,7 @@ deny contains {"message": msg, "evidence": {"status": "active", "creationDate": 
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

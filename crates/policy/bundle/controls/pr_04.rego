@@ -12,7 +12,8 @@
 package tollgate.controls.pr_04
 
 deny contains {"message": msg, "evidence": {"status": "completed", "reviewer": reviewer_name, "vote": -10}} if {
-	lower(get(input.resource, "status", "")) == "completed"
+	is_string(input.resource.status)
+	lower(input.resource.status) == "completed"
 	some reviewer in items(get(input.resource, "reviewers", []))
 	get(reviewer, "vote", 0) == -10
 	reviewer_name := get(reviewer, "uniqueName", get(reviewer, "displayName", get(reviewer, "id", "")))
@@ -23,7 +24,7 @@ deny contains {"message": msg, "evidence": {"status": "completed", "reviewer": r
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

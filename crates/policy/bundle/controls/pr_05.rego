@@ -22,7 +22,8 @@ approvals := [reviewer |
 ]
 
 deny contains {"message": msg, "evidence": {"status": "completed", "targetRefName": target, "reviewers": count(reviewers), "approvals": 0}} if {
-	lower(get(input.resource, "status", "")) == "completed"
+	is_string(input.resource.status)
+	lower(input.resource.status) == "completed"
 	target := get(input.resource, "targetRefName", "")
 	is_string(target)
 	branches := get(get(input.params, "PR-05", {}), "protected_branches", default_branches)
@@ -42,7 +43,7 @@ matches_any(name, patterns) if {
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

@@ -12,7 +12,8 @@
 package tollgate.controls.pr_06
 
 deny contains {"message": msg, "evidence": {"status": "completed", "completionOptions.bypassPolicy": true, "completionOptions.bypassReason": reason}} if {
-	lower(get(input.resource, "status", "")) == "completed"
+	is_string(input.resource.status)
+	lower(input.resource.status) == "completed"
 	options := get(input.resource, "completionOptions", {})
 	get(options, "bypassPolicy", false) == true
 	reason := get(options, "bypassReason", "")
@@ -23,7 +24,7 @@ deny contains {"message": msg, "evidence": {"status": "completed", "completionOp
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

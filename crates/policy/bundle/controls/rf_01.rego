@@ -26,6 +26,6 @@ by(who) := sprintf(" by %v", [who]) if {
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback

@@ -27,7 +27,7 @@ branch_artifacts := [a |
 
 # A stage's artifact filters for one artifact alias, parsed from the conditions' values.
 filters(stage, alias) := [filter |
-	some condition in release.items(release.get(stage, "conditions", []))
+	some condition in release.conditions(stage)
 	lower(release.text(condition, "conditionType")) == "artifact"
 	release.text(condition, "name") == alias
 	filter := parsed(release.text(condition, "value"))
@@ -57,20 +57,28 @@ automatic_production_stages := [stage |
 	count(release.automatic_triggers(stage)) > 0
 ]
 
-deny contains {"message": msg, "evidence": {"stage": name, "artifact": alias, "artifactType": release.text(artifact, "type"), "triggers": release.automatic_triggers(stage), "artifactFilters": []}} if {
-	some stage in automatic_production_stages
+# The filters of each automatic production stage (by position) for each artifact alias, parsed
+# once: both findings below read them.
+stage_filters[[i, alias]] := filters(stage, alias) if {
+	some i, stage in automatic_production_stages
 	some artifact in branch_artifacts
 	alias := release.text(artifact, "alias")
-	count(filters(stage, alias)) == 0
+}
+
+deny contains {"message": msg, "evidence": {"stage": name, "artifact": alias, "artifactType": release.text(artifact, "type"), "triggers": release.automatic_triggers(stage), "artifactFilters": []}} if {
+	some i, stage in automatic_production_stages
+	some artifact in branch_artifacts
+	alias := release.text(artifact, "alias")
+	count(stage_filters[[i, alias]]) == 0
 	name := release.stage_name(stage)
 	msg := sprintf("production stage %s deploys artifact %s automatically from any branch", [name, alias])
 }
 
 deny contains {"message": msg, "evidence": {"stage": name, "artifact": alias, "triggers": release.automatic_triggers(stage), "sourceBranch": branch}} if {
-	some stage in automatic_production_stages
+	some i, stage in automatic_production_stages
 	some artifact in branch_artifacts
 	alias := release.text(artifact, "alias")
-	some filter in filters(stage, alias)
+	some filter in stage_filters[[i, alias]]
 	not protected(filter)
 	branch := release.text(filter, "sourceBranch")
 	name := release.stage_name(stage)

@@ -17,10 +17,15 @@ import data.tollgate.lib.release
 
 default_patterns := ["*password*", "*passwd*", "*pwd*", "*secret*", "*token*", "*apikey*", "*api_key*", "*connectionstring*", "*privatekey*", "*private_key*", "*credential*"]
 
-# Where variables live: the definition, then each stage.
+# The name patterns, read and lowered once rather than once per variable (a pattern that is
+# not a string matches nothing).
+patterns := [lower(p) | some p in release.items(release.param("RL-05", "secret_name_patterns", default_patterns)); is_string(p)]
+
+# Where variables live: the definition, then each stage. (`data.…` rather than the import
+# alias: regorus evaluates every rule of a package the first time an alias names one of them.)
 scopes := array.concat(
 	[{"scope": "definition", "variables": release.get(input.resource, "variables", {})}],
-	[{"scope": sprintf("stage %s", [release.stage_name(stage)]), "variables": release.get(stage, "variables", {})} | some stage in release.stages],
+	[{"scope": sprintf("stage %s", [release.stage_name(stage)]), "variables": release.get(stage, "variables", {})} | some stage in data.tollgate.lib.release.stages],
 )
 
 # `$(name)`: a reference to another variable, not a value.
@@ -31,7 +36,8 @@ deny contains {"message": msg, "evidence": {"variable": name, "scope": scope.sco
 	some scope in scopes
 	is_object(scope.variables)
 	some name, variable in scope.variables
-	release.matches_any(name, release.param("RL-05", "secret_name_patterns", default_patterns))
+	lowered := lower(name)
+	count([p | some p in patterns; glob.match(p, null, lowered)]) > 0
 	release.get(variable, "isSecret", false) == false
 	value := release.text(variable, "value")
 	value != ""

@@ -32,7 +32,7 @@ shown(parent) := "an unnamed repository" if parent == ""
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

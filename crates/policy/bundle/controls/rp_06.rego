@@ -37,7 +37,7 @@ deny contains {"message": msg, "evidence": {"name": name, "length": count(name),
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

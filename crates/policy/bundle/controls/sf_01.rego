@@ -24,7 +24,7 @@ deny contains {"message": msg, "evidence": {"secureFile": name, "extension": ext
 	matches_any(name, get(params, "production_patterns", []))
 	some extension in get(params, "key_extensions", [])
 	endswith(lower(name), lower(extension))
-	not lib.has_approval_check
+	not data.tollgate.lib.has_approval_check
 	msg := sprintf("production key material %s has no approval check", [name])
 }
 
@@ -38,6 +38,6 @@ matches_any(name, patterns) if {
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback

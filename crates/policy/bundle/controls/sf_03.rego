@@ -33,6 +33,6 @@ leaks(pattern, name) if regex.match(pattern, lower(name))
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback

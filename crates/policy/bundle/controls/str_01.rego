@@ -13,14 +13,14 @@ package tollgate.controls.str_01
 
 import data.tollgate.lib
 
-deny contains {"message": msg, "evidence": {"defaultBranch": branch, "requiredPolicyType": lib.minimum_reviewers_type, "blockingPolicies": protecting}} if {
+deny contains {"message": msg, "evidence": {"defaultBranch": branch, "requiredPolicyType": data.tollgate.lib.minimum_reviewers_type, "blockingPolicies": protecting}} if {
 	get(input.resource, "isDisabled", false) == false
 	branch := get(input.resource, "defaultBranch", "")
 	is_string(branch)
 	branch != ""
 	protecting := count([p | some p in items(get(input.related, "policies", [])); lib.is_enabled_blocking(p)])
 	protecting > 0
-	not lib.has_policy(lib.minimum_reviewers_type)
+	not lib.has_policy(data.tollgate.lib.minimum_reviewers_type)
 	msg := sprintf("%s has no required reviewer policy", [branch])
 }
 
@@ -28,7 +28,7 @@ deny contains {"message": msg, "evidence": {"defaultBranch": branch, "requiredPo
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

@@ -16,7 +16,8 @@ package tollgate.controls.str_05
 default_types := ["feat", "fix", "docs", "style", "refactor", "test", "chore", "security"]
 
 deny contains {"message": msg, "evidence": {"title": title, "types": types}} if {
-	lower(get(input.resource, "status", "")) in {"active", "completed"}
+	is_string(input.resource.status)
+	lower(input.resource.status) in {"active", "completed"}
 	title := get(input.resource, "title", null)
 	is_string(title)
 	types := get(get(input.params, "STR-05", {}), "types", default_types)
@@ -29,6 +30,6 @@ deny contains {"message": msg, "evidence": {"title": title, "types": types}} if 
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback

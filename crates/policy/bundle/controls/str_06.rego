@@ -18,7 +18,8 @@ import data.tollgate.lib
 default_patterns := ["refs/heads/feature/*", "refs/heads/bugfix/*", "refs/heads/release/*", "refs/heads/hotfix/*"]
 
 deny contains {"message": msg, "evidence": {"sourceRefName": source, "allowed": patterns}} if {
-	lower(get(input.resource, "status", "")) in {"active", "completed"}
+	is_string(input.resource.status)
+	lower(input.resource.status) in {"active", "completed"}
 	source := get(input.resource, "sourceRefName", "")
 	source != ""
 	patterns := get(get(input.params, "STR-06", {}), "allowed_source_branches", default_patterns)
@@ -36,7 +37,7 @@ matches_any(name, patterns) if {
 # (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

@@ -17,6 +17,9 @@ package tollgate.controls.str_07
 import data.tollgate.lib
 import data.tollgate.lib.checks
 
+# Cost: regorus runs a function anew on every call and a rule once per evaluation, so what
+# does not depend on the branch is read once, in rules, and per branch only builtins run.
+
 params := checks.get(input.params, "STR-07", {})
 
 minimum := checks.get(params, "minimum_approvers", 2)
@@ -25,62 +28,93 @@ repository_id := checks.lower_text(checks.get(input.resource, "id", ""))
 
 default_branch := checks.get(input.resource, "defaultBranch", "")
 
+release_patterns := checks.get(params, "release_branches", ["refs/heads/release/*"])
+
 release_branches contains ref if {
 	some ref in checks.items(checks.get(input.related, "refs", []))
-	checks.name_matches(ref, checks.get(params, "release_branches", ["refs/heads/release/*"]))
+	checks.name_matches(ref, release_patterns)
 }
 
-scopes(policy) := checks.get(checks.get(policy, "settings", {}), "scope", null)
-
-# A policy without a scope applies to every branch of every repository.
-applies(policy, _) if not is_array(scopes(policy))
-
-applies(policy, ref) if {
-	some scope in checks.items(scopes(policy))
-	repository_matches(scope)
-	ref_matches(scope, ref)
-}
-
-repository_matches(scope) if checks.get(scope, "repositoryId", null) == null
-
-repository_matches(scope) if checks.lower_text(checks.get(scope, "repositoryId", "")) == repository_id
-
-match_kind(scope) := checks.lower_text(checks.get(scope, "matchKind", "exact"))
-
-ref_matches(scope, ref) if {
-	match_kind(scope) == "defaultbranch"
-	ref == default_branch
-}
-
-ref_matches(scope, _) if {
-	match_kind(scope) != "defaultbranch"
-	checks.get(scope, "refName", null) == null
-}
-
-ref_matches(scope, ref) if {
-	match_kind(scope) == "prefix"
-	name := checks.get(scope, "refName", null)
-	is_string(name)
-	startswith(ref, name)
-}
-
-ref_matches(scope, ref) if {
-	not match_kind(scope) in {"prefix", "defaultbranch"}
-	checks.get(scope, "refName", null) == ref
-}
-
-protecting(ref) := [p |
+blocking_policies := [p |
 	some p in checks.items(checks.get(input.related, "branch_policies", []))
 	is_object(p)
 	lib.is_enabled_blocking(p)
-	applies(p, ref)
 ]
 
-reviewer_settings(ref) := [checks.get(p, "settings", {}) | some p in protecting(ref); lib.is_minimum_reviewers(p)]
+# Each blocking policy's scope entries (by the policy's position), read once. A policy without
+# a scope list is absent here: it applies to every branch of every repository.
+scope_entries[i] := [scope_entry(scope) | some scope in scopes] if {
+	some i, p in blocking_policies
+	scopes := checks.get(checks.get(p, "settings", {}), "scope", null)
+	is_array(scopes)
+}
 
-of_type(ref, type_id) if {
-	some p in protecting(ref)
-	lib.policy_type(p) == type_id
+scope_entry(scope) := {"repository": repository_matches(scope), "kind": match_kind(scope), "ref": object.get({"s": scope}, ["s", "refName"], null)}
+
+# Each helper reads as checks.get would (null, a missing field or a scope that is not an
+# object fall back), with paths and builtins rather than nested calls.
+repository_matches(scope) := true if {
+	object.get({"s": scope}, ["s", "repositoryId"], null) == null
+} else := true if {
+	id := scope.repositoryId
+	is_string(id)
+	lower(id) == repository_id
+} else := true if {
+	# An id that is not a string reads as "".
+	not is_string(scope.repositoryId)
+	repository_id == ""
+} else := false
+
+match_kind(scope) := lower(kind) if {
+	kind := scope.matchKind
+	is_string(kind)
+} else := "" if {
+	scope.matchKind != null
+} else := "exact"
+
+ref_matches(entry, ref) if {
+	entry.kind == "defaultbranch"
+	ref == default_branch
+}
+
+ref_matches(entry, _) if {
+	entry.kind != "defaultbranch"
+	entry.ref == null
+}
+
+ref_matches(entry, ref) if {
+	entry.kind == "prefix"
+	is_string(entry.ref)
+	startswith(ref, entry.ref)
+}
+
+ref_matches(entry, ref) if {
+	not entry.kind in {"prefix", "defaultbranch"}
+	entry.ref == ref
+}
+
+# [branch, i]: blocking policy i applies to the release branch.
+applies contains [ref, i] if {
+	some i, _ in blocking_policies
+	not scope_entries[i]
+	some ref in release_branches
+}
+
+applies contains [ref, i] if {
+	some i, entries in scope_entries
+	some entry in entries
+	entry.repository
+	some ref in release_branches
+	ref_matches(entry, ref)
+}
+
+protecting[ref] := [p | some i, p in blocking_policies; [ref, i] in applies] if some ref in release_branches
+
+reviewer_settings[ref] := [checks.get(p, "settings", {}) | some p in policies; lib.is_minimum_reviewers(p)] if some ref, policies in protecting
+
+policy_types contains [ref, lib.policy_type(p)] if {
+	some ref, policies in protecting
+	some p in policies
 }
 
 # What the strategy requires of a release branch, and how a gap is named.
@@ -93,38 +127,52 @@ requirements := {
 	"work items": "a linked work item",
 }
 
-missing(ref) := {label | some requirement, label in requirements; not satisfied(ref, requirement)}
+missing(ref) := {label | some requirement, label in requirements; not [ref, requirement] in satisfied}
 
-# Several policies on one branch are all enforced, so a requirement is met when any one meets it.
-satisfied(ref, "approvers") if {
-	some s in reviewer_settings(ref)
+# [branch, requirement]. Several policies on one branch are all enforced, so a requirement is
+# met when any one meets it.
+satisfied contains [ref, "approvers"] if {
+	some ref, settings in reviewer_settings
+	some s in settings
 	approvers := checks.get(s, "minimumApproverCount", 0)
 	is_number(approvers)
 	approvers >= minimum
 }
 
-satisfied(ref, "self") if {
-	some s in reviewer_settings(ref)
+satisfied contains [ref, "self"] if {
+	some ref, settings in reviewer_settings
+	some s in settings
 	checks.get(s, "creatorVoteCounts", false) != true
 }
 
-satisfied(ref, "reset") if {
-	some s in reviewer_settings(ref)
+satisfied contains [ref, "reset"] if {
+	some ref, settings in reviewer_settings
+	some s in settings
 	checks.get(s, "resetOnSourcePush", false) == true
 }
 
-satisfied(ref, "reset") if {
-	some s in reviewer_settings(ref)
+satisfied contains [ref, "reset"] if {
+	some ref, settings in reviewer_settings
+	some s in settings
 	checks.get(s, "requireVoteOnLastIteration", false) == true
 }
 
-satisfied(ref, "build") if of_type(ref, lib.build_validation_type)
+satisfied contains [ref, "build"] if {
+	some ref in release_branches
+	[ref, data.tollgate.lib.build_validation_type] in policy_types
+}
 
-satisfied(ref, "comments") if of_type(ref, lib.comment_requirements_type)
+satisfied contains [ref, "comments"] if {
+	some ref in release_branches
+	[ref, data.tollgate.lib.comment_requirements_type] in policy_types
+}
 
-satisfied(ref, "work items") if of_type(ref, lib.work_item_linking_type)
+satisfied contains [ref, "work items"] if {
+	some ref in release_branches
+	[ref, data.tollgate.lib.work_item_linking_type] in policy_types
+}
 
-deny contains {"message": msg, "evidence": {"branch": ref, "missing": gaps, "blockingPolicies": [checks.get(p, "id", null) | some p in protecting(ref)]}} if {
+deny contains {"message": msg, "evidence": {"branch": ref, "missing": gaps, "blockingPolicies": [checks.get(p, "id", null) | some p in protecting[ref]]}} if {
 	checks.get(input.resource, "isDisabled", false) == false
 	# A repository with no blocking policy at all is BP-01's finding.
 	count([p | some p in checks.items(checks.get(input.related, "policies", [])); is_object(p); lib.is_enabled_blocking(p)]) > 0

@@ -16,8 +16,12 @@ package tollgate.controls.wi_01
 import data.tollgate.lib
 
 deny contains {"message": msg, "evidence": {"type": kind, "parent": null}} if {
+	# Most work items have a parent: that cheap test first.
+	not has_parent
 	kind := object.get(object.get(input.resource, "fields", {}), "System.WorkItemType", "")
 	kind in input.params["WI-01"].types_needing_parent
 	object.get(input.related, "parent", null) == null
 	msg := sprintf("%s %v has no parent", [kind, input.resource.id])
 }
+
+has_parent if input.related.parent != null

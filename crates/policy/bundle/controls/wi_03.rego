@@ -13,25 +13,34 @@
 #     allowed_parents: {Epic: [], Feature: [Epic], User Story: [Feature], Product Backlog Item: [Feature], Requirement: [Feature], Bug: [Feature, User Story, Product Backlog Item, Requirement], Task: [User Story, Product Backlog Item, Requirement, Bug]}
 package tollgate.controls.wi_03
 
+# Cost: this runs on every work item, so the parent (absent on few) is tested first and fields
+# are read as paths (a function call costs regorus several times a path lookup).
+
 deny contains {"message": msg, "evidence": {"type": kind, "parent": parent, "parentType": parent_type, "allowedParents": allowed}} if {
-	kind := get(get(input.resource, "fields", {}), "System.WorkItemType", "")
-	# Types the map does not name (custom or test types) are not judged.
-	allowed := get(get(get(input.params, "WI-03", {}), "allowed_parents", {}), kind, null)
-	is_array(allowed)
-	parent := get(input.related, "parent", null)
+	parent := input.related.parent
 	parent != null
 	# A parent outside the inventory has no known type: nothing to judge.
-	parent_type := get(input.related, "parent_type", "")
+	parent_type := input.related.parent_type
 	is_string(parent_type)
 	parent_type != ""
+	kind := work_item_type
+	# Types the map does not name (custom or test types) are not judged.
+	allowed_parents := input.params["WI-03"].allowed_parents
+	is_object(allowed_parents)
+	allowed := allowed_parents[kind]
+	is_array(allowed)
 	not parent_type in allowed
 	msg := sprintf("%s %v has a %s as its parent (%v)", [kind, get(input.resource, "id", "?"), parent_type, parent])
 }
 
-# object.get that treats null like a missing field and accepts a null or non-object parent
-# (ADO sends null for absent values).
+# `System.WorkItemType`, or "" when the item has none (or fields is not an object).
+work_item_type := kind if {
+	kind := input.resource.fields["System.WorkItemType"]
+	kind != null
+} else := ""
+
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback

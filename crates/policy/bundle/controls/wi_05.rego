@@ -11,22 +11,25 @@
 #   frameworks: ["iso27001:A.8.32", "sox-itgc:change-management"]
 package tollgate.controls.wi_05
 
+# Cost: this runs on every work item; fields are read as paths (a function call costs regorus
+# several times a path lookup) and the project comparison, which ends most, comes first.
+
 deny contains {"message": msg, "evidence": {"project": input.project, "parent": parent, "parentProject": parent_project}} if {
-	parent := get(input.related, "parent", null)
-	parent != null
-	parent_project := get(input.related, "parent_project", "")
+	parent_project := input.related.parent_project
+	# Equal ids (the usual case) are equal in any case: no need to lower them.
+	parent_project != input.project
 	is_string(parent_project)
 	parent_project != ""
 	is_string(input.project)
 	input.project != ""
 	lower(parent_project) != lower(input.project)
+	parent := input.related.parent
+	parent != null
 	msg := sprintf("work item %v has its parent %v in another project (%s)", [get(input.resource, "id", "?"), parent, parent_project])
 }
 
-# object.get that treats null like a missing field and accepts a null or non-object parent
-# (ADO sends null for absent values).
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback

@@ -20,10 +20,11 @@ branch_control_task_name := "evaluatebranchprotection"
 default_production_names := ["prod", "production", "prod-*", "production-*", "*-prod", "*-production", "*-prod-*", "*-production-*"]
 
 # object.get that treats null like a missing field and accepts a null or non-object parent
-# (ADO sends null for absent values).
+# (ADO sends null for absent values). An index rather than object.get: the same value, and
+# cheaper for regorus on a helper called this often.
 get(x, key, fallback) := value if {
 	is_object(x)
-	value := object.get(x, key, fallback)
+	value := x[key]
 	value != null
 } else := fallback
 

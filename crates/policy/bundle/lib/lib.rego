@@ -29,9 +29,24 @@ policy_type(policy) := id if {
 
 is_minimum_reviewers(policy) if policy_type(policy) == minimum_reviewers_type
 
+# One predicate per type, so that controls need not read the type id through the import
+# alias (docs/POLICY-INPUT.md, "Cost").
+is_build_validation(policy) if policy_type(policy) == build_validation_type
+
+is_work_item_linking(policy) if policy_type(policy) == work_item_linking_type
+
+is_comment_requirements(policy) if policy_type(policy) == comment_requirements_type
+
+is_required_reviewers(policy) if policy_type(policy) == required_reviewers_type
+
+is_merge_strategy(policy) if policy_type(policy) == merge_strategy_type
+
+is_status_check(policy) if policy_type(policy) == status_check_type
+
 is_enabled_blocking(policy) if {
-	object.get(policy, "isEnabled", false) == true
-	object.get(policy, "isBlocking", false) == true
+	# Paths where a missing field decides as its default would: cheaper for regorus.
+	policy.isEnabled == true
+	policy.isBlocking == true
 	object.get(policy, "isDeleted", false) == false
 }
 
