@@ -21,13 +21,12 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tollgate_domain::{SecretString, TenantId};
 use tollgate_store::gate::CallbackTarget;
 
 use super::AppState;
 use super::error::ApiError;
+use super::hooks::same_secret;
 use crate::services::gate::{CheckContext, DeploymentRequest, GateRefusal, Outcome};
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -44,10 +43,6 @@ pub struct CheckAnswer {
     pub decision: Option<String>,
     pub reasons: Vec<String>,
     pub approval: Option<String>,
-}
-
-fn same(presented: &[u8], expected: &[u8]) -> bool {
-    bool::from(Sha256::digest(presented).ct_eq(&Sha256::digest(expected)))
 }
 
 fn authenticated(headers: &HeaderMap, expected: &(String, SecretString)) -> bool {
@@ -67,8 +62,8 @@ fn authenticated(headers: &HeaderMap, expected: &(String, SecretString)) -> bool
         return false;
     };
     // Both compared, always, so timing says nothing about which one was wrong.
-    let user = same(&decoded[..colon], expected.0.as_bytes());
-    let password = same(&decoded[colon + 1..], expected.1.expose().as_bytes());
+    let user = same_secret(&decoded[..colon], &expected.0);
+    let password = same_secret(&decoded[colon + 1..], expected.1.expose());
     user & password
 }
 
@@ -196,7 +191,6 @@ pub async fn check(
             job_id: value("JobId"),
             task_instance_id: value("TaskInstanceId"),
         },
-        timeline_id: header_value(&headers, "TimelineId"),
         auth_token: SecretString::new(value("AuthToken")),
         callback,
     };
@@ -219,7 +213,6 @@ pub async fn check(
             let status = match refusal {
                 GateRefusal::ForeignPlan { .. } => StatusCode::FORBIDDEN,
                 GateRefusal::NoOrganisation => StatusCode::SERVICE_UNAVAILABLE,
-                GateRefusal::BadRequest(_) => StatusCode::BAD_REQUEST,
             };
             answer(
                 status,

@@ -4,7 +4,6 @@
 //! through the API (audited). The gate never falls back to allowing: with evaluation off or
 //! its facts unreadable it asks for approval, and with approvals off it denies.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -207,17 +206,5 @@ impl Capabilities {
             fallback: after.fallback,
             description: capability.description(),
         })
-    }
-
-    /// Every capability's setting for a tenant, by name (for `/readyz`-style summaries).
-    pub async fn summary(&self, tenant: &TenantId) -> BTreeMap<&'static str, bool> {
-        let mut summary = BTreeMap::new();
-        for capability in Capability::ALL {
-            summary.insert(
-                capability.as_str(),
-                self.get(tenant, capability).await.enabled,
-            );
-        }
-        summary
     }
 }

@@ -181,7 +181,6 @@ pub struct CheckContext {
     /// `PlanUrl` as received: must be the tenant's organisation.
     pub plan_url: String,
     pub target: CallbackTarget,
-    pub timeline_id: Option<String>,
     pub auth_token: SecretString,
     pub callback: bool,
 }
@@ -279,8 +278,6 @@ pub enum GateRefusal {
     },
     #[error("the tenant has no registered organisation URL; the gate cannot call back")]
     NoOrganisation,
-    #[error("{0}")]
-    BadRequest(String),
 }
 
 /// What an approver may do.

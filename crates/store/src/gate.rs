@@ -183,6 +183,19 @@ pub enum ApprovalRefusal {
     UnknownDecision,
 }
 
+/// A decision's or an approval's JSON document, as both backends store it.
+pub(crate) fn document<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|error| StoreError::InvalidInput(format!("cannot encode: {error}")))
+}
+
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(
+    raw: &str,
+    what: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(raw).map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))
+}
+
 /// What to do to an approval.
 #[derive(Clone, Debug)]
 pub enum ApprovalChange {

@@ -1,6 +1,7 @@
 //! Gate decisions and approvals on PostgreSQL: the same documents as on SQLite (JSONB), each
 //! transaction scoped to its tenant; a change to an approval locks its row (FOR UPDATE), so
 //! two replicas deciding the same approval at once apply their votes one after the other.
+//! Documents travel as text (`::jsonb` on the way in, `::text` on the way out).
 
 use async_trait::async_trait;
 use sqlx::PgConnection;
@@ -10,20 +11,11 @@ use tollgate_domain::TenantId;
 use crate::gate::{
     Approval, ApprovalAudit, ApprovalChange, ApprovalOutcome, ApprovalState, CallbackJob,
     CallbackState, DecisionFilter, GateDecision, GateStore, NewDecision, RecordedDecision,
+    document, parse,
 };
 use crate::postgres::PostgresStore;
 use crate::postgres_queue::{PreparedJob, enqueue_in};
 use crate::{AuditDraft, NewJob, StoreError};
-
-/// JSON documents travel as text (`::jsonb` on the way in, `::text` on the way out).
-fn document<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|error| StoreError::InvalidInput(format!("cannot encode: {error}")))
-}
-
-fn parse<T: serde::de::DeserializeOwned>(raw: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(raw).map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))
-}
 
 async fn enqueue(
     connection: &mut PgConnection,

@@ -10,19 +10,11 @@ use tollgate_domain::TenantId;
 use crate::gate::{
     Approval, ApprovalAudit, ApprovalChange, ApprovalOutcome, ApprovalState, CallbackJob,
     CallbackState, DecisionFilter, GateDecision, GateStore, NewDecision, RecordedDecision,
+    document, parse,
 };
 use crate::sqlite::SqliteStore;
 use crate::sqlite_queue::{BEGIN_WRITE, PreparedJob, enqueue_in, stamp};
 use crate::{AuditDraft, NewJob, StoreError};
-
-fn document<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|error| StoreError::InvalidInput(format!("cannot encode: {error}")))
-}
-
-fn parse<T: serde::de::DeserializeOwned>(raw: &str, what: &str) -> Result<T, StoreError> {
-    serde_json::from_str(raw).map_err(|error| StoreError::Corrupt(format!("{what}: {error}")))
-}
 
 async fn enqueue(
     connection: &mut SqliteConnection,
