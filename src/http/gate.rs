@@ -45,6 +45,84 @@ pub struct CheckAnswer {
     pub approval: Option<String>,
 }
 
+/// The check's body as a deployment. ADO expands macros such as `$(Build.BuildId)` into
+/// strings, so ids are accepted as numbers or digit strings, and a macro ADO did not know stays
+/// as written (`$(…)`) and counts as absent. Besides our template's names (docs/GATE.md) the
+/// names of the variables themselves are understood (`environmentName`, `stageName`,
+/// `buildId`, `definitionId`, `repositoryName`, `requestedForEmail`, `teamProject` …), so a body
+/// written from ADO's variable list works as well. Other fields are ignored.
+fn deployment_from_check_body(body: &Value) -> Result<DeploymentRequest, String> {
+    let Some(fields) = body.as_object() else {
+        return Err("expected a JSON object".to_owned());
+    };
+    let text = |names: &[&str]| -> Result<Option<String>, String> {
+        for name in names {
+            match fields.get(*name) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(text)) => {
+                    let text = text.trim();
+                    if !text.is_empty() && !text.starts_with("$(") {
+                        return Ok(Some(text.to_owned()));
+                    }
+                }
+                Some(Value::Number(number)) => return Ok(Some(number.to_string())),
+                Some(_) => return Err(format!("`{name}` must be a string")),
+            }
+        }
+        Ok(None)
+    };
+    let id = |names: &[&str]| -> Result<Option<u64>, String> {
+        match text(names)? {
+            None => Ok(None),
+            Some(digits) => digits
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("`{}` must be a number, not {digits:?}", names[0])),
+        }
+    };
+    let work_items = match fields.get("workItems") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                match item {
+                    Value::Number(n) => n.as_u64(),
+                    Value::String(s) => s.trim().parse().ok(),
+                    _ => None,
+                }
+                .ok_or_else(|| format!("`workItems` holds {item}, not a work item id"))
+            })
+            .collect::<Result<_, _>>()?,
+        // `$(…)` variables can only give a string: "12, 34".
+        Some(Value::String(list)) if list.trim().starts_with("$(") => Vec::new(),
+        Some(Value::String(list)) => list
+            .split([',', ';', ' '])
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                part.trim_start_matches('#')
+                    .parse()
+                    .map_err(|_| format!("`workItems` holds {part:?}, not a work item id"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err("`workItems` must be a list of work item ids".to_owned()),
+    };
+    Ok(DeploymentRequest {
+        project: text(&["project", "teamProjectId", "teamProject"])?.unwrap_or_default(),
+        environment: text(&["environment", "environmentName"])?.unwrap_or_default(),
+        stage: text(&["stage", "stageName"])?,
+        run_id: id(&["runId", "buildId"])?,
+        pipeline_id: id(&["pipelineId", "definitionId"])?,
+        pipeline: text(&["pipeline", "definitionName"])?,
+        requested_for: text(&["requestedFor", "requestedForEmail"])?
+            .filter(|who| who.contains('@'))
+            .or(text(&["requestedForEmail", "requestedFor"])?),
+        source_branch: text(&["sourceBranch"])?,
+        source_version: text(&["sourceVersion"])?,
+        repository: text(&["repository", "repositoryName"])?,
+        work_items,
+    })
+}
+
 fn authenticated(headers: &HeaderMap, expected: &(String, SecretString)) -> bool {
     let Some(decoded) = headers
         .get(header::AUTHORIZATION)
@@ -166,7 +244,7 @@ pub async fn check(
             Err(error) => return bad(format!("the body is not JSON: {error}")),
         }
     };
-    let mut request: DeploymentRequest = match serde_json::from_value(body) {
+    let mut request = match deployment_from_check_body(&body) {
         Ok(request) => request,
         Err(error) => return bad(format!("the body does not describe a deployment: {error}")),
     };
@@ -253,4 +331,76 @@ fn bad(message: String) -> Response {
             approval: None,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test reports failure by panicking")]
+
+    use serde_json::json;
+
+    use super::deployment_from_check_body;
+
+    #[test]
+    fn our_template_as_ado_expands_it_is_a_deployment() {
+        // ADO expands every macro into a string.
+        let request = deployment_from_check_body(&json!({
+            "environment": "production", "stage": "deploy_prod", "runId": "4711",
+            "pipelineId": "12", "requestedFor": "ana@fabrikam.example",
+            "sourceBranch": "refs/heads/main", "sourceVersion": "83efc98",
+            "repository": "payments-api", "workItems": "101, #102"
+        }))
+        .unwrap();
+        assert_eq!(request.environment, "production");
+        assert_eq!(request.stage.as_deref(), Some("deploy_prod"));
+        assert_eq!(request.run_id, Some(4711));
+        assert_eq!(request.pipeline_id, Some(12));
+        assert_eq!(request.work_items, vec![101, 102]);
+        assert_eq!(request.repository.as_deref(), Some("payments-api"));
+    }
+
+    #[test]
+    fn the_variable_names_work_too_and_the_email_wins_over_a_display_name() {
+        let request = deployment_from_check_body(&json!({
+            "environmentName": "staging", "stageName": "staging", "buildId": "9",
+            "definitionId": 3, "requestedFor": "Ana Souza",
+            "requestedForEmail": "ana@fabrikam.example", "repositoryName": "web",
+            "teamProjectId": "1605632c-ca1b-4d22-b737-049612415eb7", "planId": "ignored"
+        }))
+        .unwrap();
+        assert_eq!(request.environment, "staging");
+        assert_eq!(request.run_id, Some(9));
+        assert_eq!(request.pipeline_id, Some(3));
+        assert_eq!(
+            request.requested_for.as_deref(),
+            Some("ana@fabrikam.example")
+        );
+        assert_eq!(request.project, "1605632c-ca1b-4d22-b737-049612415eb7");
+    }
+
+    #[test]
+    fn an_unexpanded_macro_counts_as_absent() {
+        let request = deployment_from_check_body(&json!({
+            "environment": "$(Environment.Name)", "stage": "production",
+            "runId": "$(Build.BuildId)", "workItems": "$(WorkItems)"
+        }))
+        .unwrap();
+        assert_eq!(request.environment, "");
+        assert_eq!(request.run_id, None);
+        assert!(request.work_items.is_empty());
+    }
+
+    #[test]
+    fn wrong_types_are_named() {
+        for (body, field) in [
+            (json!({"runId": "forty-two"}), "runId"),
+            (json!({"environment": {"name": "x"}}), "environment"),
+            (json!({"workItems": [true]}), "workItems"),
+            (json!({"workItems": "12,x"}), "workItems"),
+        ] {
+            let error = deployment_from_check_body(&body).unwrap_err();
+            assert!(error.contains(field), "{error}");
+        }
+        assert!(deployment_from_check_body(&json!([1])).is_err());
+    }
 }
