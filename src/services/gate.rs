@@ -556,7 +556,7 @@ impl GateService {
             decided_at: now,
         };
         let callback_job =
-            (is_callback && verdict != Verdict::Approval).then(|| callback_job(&decision.id, now));
+            (is_callback && verdict != Verdict::Approval).then(|| callback_job(&decision.id));
         let mut audit = vec![
             Record::new(AuditEvent::GateDecided, actor, now)
                 .target(Target::new(
@@ -865,8 +865,7 @@ impl GateService {
                     .draft(),
             ]
         };
-        let callback =
-            |_: &Approval, decision: &GateDecision| Some(callback_job(&decision.id, now));
+        let callback = |_: &Approval, decision: &GateDecision| Some(callback_job(&decision.id));
         let outcome = self
             .gate_store
             .change_approval(&self.tenant, id, &change, &audit, &callback)
@@ -992,12 +991,15 @@ fn new_id(prefix: &str, now: OffsetDateTime) -> String {
     )
 }
 
-fn callback_job(decision_id: &str, now: OffsetDateTime) -> NewJob {
+/// The job that posts the decision to the plan. It runs at once by the queue's clock, the wall
+/// clock: the gate's own clock may be fixed (`TOLLGATE_FAKE_NOW`) to judge another day, and a
+/// job scheduled on that day would wait for it.
+fn callback_job(decision_id: &str) -> NewJob {
     NewJob {
         kind: JOB_GATE_CALLBACK.to_owned(),
         payload: json!({"decision": decision_id}),
         dedupe_key: Some(format!("callback:{decision_id}")),
-        run_after: now,
+        run_after: OffsetDateTime::now_utc(),
         max_attempts: 8,
     }
 }
