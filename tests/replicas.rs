@@ -37,8 +37,9 @@ fn with_database(url: &str, database: &str) -> String {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_on_postgresql_store_and_process_every_event_once() {
+/// A new, migrated database on the test cluster: the app role's URL for it. `None` (after a
+/// notice) when no cluster is configured, which CI does not allow.
+async fn migrated_database(name: &str) -> Option<String> {
     let (Ok(app), Ok(owner)) = (
         std::env::var("TOLLGATE_TEST_POSTGRES_URL"),
         std::env::var("TOLLGATE_TEST_POSTGRES_OWNER_URL"),
@@ -48,21 +49,19 @@ async fn two_replicas_on_postgresql_store_and_process_every_event_once() {
             std::env::var_os("CI").is_none(),
             "CI runs the PostgreSQL tests"
         );
-        return;
+        return None;
     };
     let app_role = sqlx::postgres::PgConnectOptions::from_str(&app)
         .unwrap()
         .get_username()
         .to_owned();
-    let database = format!("tg_replicas_{}", std::process::id());
+    let database = format!("tg_{name}_{}", std::process::id());
     let mut admin = sqlx::PgConnection::connect(&owner).await.unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
         .execute(&mut admin)
         .await
         .unwrap();
-    let shared = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_tollgate");
-    let migrated = Command::new(bin)
+    let migrated = Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .args([
             "migrate",
             "--db",
@@ -77,10 +76,19 @@ async fn two_replicas_on_postgresql_store_and_process_every_event_once() {
         "{}",
         String::from_utf8_lossy(&migrated.stderr)
     );
+    Some(with_database(&app, &database))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgresql_store_and_process_every_event_once() {
+    let Some(app_db) = migrated_database("replicas").await else {
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_tollgate");
 
     let secret_file = shared.path().join("webhook-secret");
     std::fs::write(&secret_file, WEBHOOK_SECRET).unwrap();
-    let app_db = with_database(&app, &database);
     let config_text = format!(
         "[database]\nurl = \"{app_db}\"\n\n[webhook]\nsecret_file = \"{}\"\n\n\
          [audit]\nkey_file = \"{}\"\ncheckpoint_interval_secs = 1\n\n\
@@ -242,4 +250,74 @@ async fn two_replicas_on_postgresql_store_and_process_every_event_once() {
         2 * EVENTS,
         "every delivery's receipt is in the log"
     );
+}
+
+/// Each replica runs the scheduler on its own timer, started at its own moment; the periodic
+/// sync still runs once per period for the tenant, not once per replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_schedule_each_periodic_sync_once() {
+    const PERIOD_SECS: u64 = 2;
+    let Some(app_db) = migrated_database("schedules").await else {
+        return;
+    };
+    let sim = tollgate_sim::Simulator::new(tollgate_sim::SimConfig::default())
+        .spawn("127.0.0.1:0")
+        .await
+        .unwrap();
+    let config_text = format!(
+        "[database]\nurl = \"{app_db}\"\n\n[ado]\norg_url = \"{}\"\npat = \"test-pat\"\n\n\
+         [worker]\npoll_interval_ms = 50\nincremental_sync_every_secs = {PERIOD_SECS}\nfull_sync_every_secs = 0\n",
+        sim.org_url()
+    );
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("tollgate.toml");
+        std::fs::write(&config, &config_text).unwrap();
+        replicas.push(Server::spawn(dir, config, &[]).await);
+        // Offset the second replica's timer by about half a period.
+        tokio::time::sleep(Duration::from_millis(PERIOD_SECS * 500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4 * PERIOD_SECS)).await;
+    let admin_key = replicas
+        .iter()
+        .find_map(|r| r.bootstrap_key.clone())
+        .unwrap();
+    let page: Value = Client::new()
+        .get(replicas[0].url("/api/v1/jobs?kind=tenant.refresh&limit=1000"))
+        .bearer_auth(&admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for replica in replicas {
+        replica.stop().await;
+    }
+    let mut scheduled: Vec<time::OffsetDateTime> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|job| job["payload"]["reason"] == "schedule")
+        .map(|job| {
+            time::OffsetDateTime::parse(
+                job["created_at"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap()
+        })
+        .collect();
+    scheduled.sort();
+    assert!(
+        scheduled.len() >= 3,
+        "the syncs were scheduled: {scheduled:?}"
+    );
+    for pair in scheduled.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= time::Duration::milliseconds(PERIOD_SECS as i64 * 1000 - 200),
+            "two scheduled syncs within one period ({gap}): {scheduled:?}"
+        );
+    }
 }

@@ -341,10 +341,29 @@ impl Worker {
     }
 }
 
-/// Enqueue the periodic syncs of every tenant that has an organisation. The queue's
-/// coalescing keeps one queued job per tenant and kind however many replicas schedule.
 /// How often the scheduler asks each tenant's pending approvals to expire.
 const APPROVAL_EXPIRY_EVERY: Duration = Duration::from_secs(30);
+
+/// Whether this replica takes this period's turn of a periodic job for a tenant. Every replica
+/// runs this scheduler on its own timer; the claim (one row per tenant and job kind, taken
+/// atomically) lets one of them per period enqueue, so offset timers do not sync twice. A
+/// claim that cannot be checked skips the turn: the next period tries again.
+async fn take_turn(jobs: &dyn JobStore, tenant: &TenantId, kind: &str, every: Duration) -> bool {
+    match jobs
+        .claim_schedule(tenant, kind, OffsetDateTime::now_utc(), every)
+        .await
+    {
+        Ok(taken) => taken,
+        Err(error) => {
+            tracing::warn!(%tenant, kind, %error, "claiming a scheduled turn failed");
+            false
+        }
+    }
+}
+
+/// Enqueue the periodic jobs of every tenant — syncs for those with an organisation,
+/// approval expiry for all — once per period across replicas (see [`take_turn`]); the queue's
+/// coalescing also merges a copy still queued.
 
 pub async fn schedule(
     jobs: Arc<dyn JobStore>,
@@ -363,6 +382,16 @@ pub async fn schedule(
         if now >= next_expiry {
             next_expiry = now + APPROVAL_EXPIRY_EVERY;
             for tenant in tenants.all() {
+                if !take_turn(
+                    &*jobs,
+                    &tenant.id,
+                    JOB_APPROVALS_EXPIRE,
+                    APPROVAL_EXPIRY_EVERY,
+                )
+                .await
+                {
+                    continue;
+                }
                 let job = NewJob {
                     kind: JOB_APPROVALS_EXPIRE.to_owned(),
                     payload: json!({ "reason": "schedule" }),
@@ -378,20 +407,20 @@ pub async fn schedule(
         }
         let mut due = Vec::new();
         if !incremental_every.is_zero() && now >= next_incremental {
-            due.push(JOB_REFRESH);
+            due.push((JOB_REFRESH, incremental_every));
             next_incremental = now + incremental_every;
         }
         if !full_every.is_zero() && now >= next_full {
-            due.push(JOB_FULL_SYNC);
+            due.push((JOB_FULL_SYNC, full_every));
             next_full = now + full_every;
         }
-        for kind in due {
+        for (kind, every) in due {
             for tenant in tenants.all().filter(|t| t.sync.is_some()) {
                 let scheduled = tenant
                     .capabilities
                     .get(&tenant.id, Capability::ScheduledSync)
                     .await;
-                if !scheduled.enabled {
+                if !scheduled.enabled || !take_turn(&*jobs, &tenant.id, kind, every).await {
                     continue;
                 }
                 let job = NewJob {

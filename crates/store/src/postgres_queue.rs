@@ -759,6 +759,32 @@ impl JobStore for PostgresStore {
         Ok(retried)
     }
 
+    async fn claim_schedule(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        now: OffsetDateTime,
+        every: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let mut transaction = self.begin_for(tenant).await?;
+        // One statement: the insert, or the update only when the last claim is old enough;
+        // a concurrent claimer waits on the row and then finds it taken.
+        let claimed = sqlx::query(
+            "INSERT INTO watermarks (tenant_id, name, value, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, name) DO UPDATE SET value = excluded.value, \
+             updated_at = excluded.updated_at WHERE watermarks.value <= $5",
+        )
+        .bind(tenant.as_str())
+        .bind(crate::queue::schedule_watermark(name))
+        .bind(crate::queue::schedule_stamp(now))
+        .bind(now)
+        .bind(crate::queue::schedule_threshold(now, every))
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
     async fn queue_stats(&self, now: OffsetDateTime) -> Result<QueueStats, StoreError> {
         let mut transaction = self.begin_across_tenants().await?;
         // One statement, one snapshot: the counts add up.

@@ -423,9 +423,42 @@ pub trait JobStore: Send + Sync {
         audit: &[AuditDraft],
     ) -> Result<bool, StoreError>;
 
+    /// Claim this period's turn of a periodic task (`name`: a scheduled sync's kind …) for a
+    /// tenant: true, and the turn recorded as taken at `now`, when no one took it within
+    /// `every` before `now`; false otherwise. Atomic across replicas, so a task scheduled by
+    /// every replica on its own timer runs once per period per tenant, however the replicas'
+    /// timers are offset (the queue's coalescing alone only merges copies still queued).
+    async fn claim_schedule(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        now: OffsetDateTime,
+        every: std::time::Duration,
+    ) -> Result<bool, StoreError>;
+
     /// Depth and lag across tenants.
     async fn queue_stats(&self, now: OffsetDateTime) -> Result<QueueStats, StoreError>;
 
     /// Delete done jobs last updated before `before`; dead jobs stay for inspection.
     async fn prune_jobs(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+}
+
+/// How a schedule claim is kept: in the tenant's watermarks under `schedule:{name}`, as
+/// zero-padded Unix milliseconds so that text comparison is time order on every backend.
+pub(crate) fn schedule_watermark(name: &str) -> String {
+    format!("schedule:{name}")
+}
+
+pub(crate) fn schedule_stamp(time: OffsetDateTime) -> String {
+    let millis = (time.unix_timestamp_nanos() / 1_000_000).max(0);
+    format!("{millis:020}")
+}
+
+/// The latest claim time that leaves this period's turn free: claims at or before it are from
+/// an earlier period. A little early counts as on time (timers drift by milliseconds).
+pub(crate) fn schedule_threshold(now: OffsetDateTime, every: std::time::Duration) -> String {
+    let slack = (every / 20).min(std::time::Duration::from_secs(1));
+    let every =
+        time::Duration::try_from(every.saturating_sub(slack)).unwrap_or(time::Duration::MAX);
+    schedule_stamp(now.checked_sub(every).unwrap_or(now))
 }

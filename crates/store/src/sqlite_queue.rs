@@ -841,6 +841,29 @@ impl JobStore for SqliteStore {
         Ok(retried)
     }
 
+    async fn claim_schedule(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        now: OffsetDateTime,
+        every: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        // One statement: the insert, or the update only when the last claim is old enough.
+        let claimed = sqlx::query(
+            "INSERT INTO watermarks (tenant_id, name, value, updated_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, name) DO UPDATE SET value = excluded.value, \
+             updated_at = excluded.updated_at WHERE watermarks.value <= ?",
+        )
+        .bind(tenant.as_str())
+        .bind(crate::queue::schedule_watermark(name))
+        .bind(crate::queue::schedule_stamp(now))
+        .bind(stamp(now)?)
+        .bind(crate::queue::schedule_threshold(now, every))
+        .execute(self.pool())
+        .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
     async fn queue_stats(&self, now: OffsetDateTime) -> Result<QueueStats, StoreError> {
         let now = stamp(now)?;
         let mut stats = QueueStats::default();

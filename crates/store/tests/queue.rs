@@ -1329,6 +1329,75 @@ async fn upgrading_moves_the_bodies_of_stored_events_intact() {
     );
 }
 
+async fn a_scheduled_turn_is_taken_once_per_period_across_replicas(fixture: Fixture) {
+    const EVERY: StdDuration = StdDuration::from_secs(60);
+    let claim_together = |now: OffsetDateTime| {
+        let store = fixture.store.clone();
+        async move {
+            let claimers: Vec<_> = (0..8)
+                .map(|_| {
+                    let store = Arc::clone(&store);
+                    tokio::spawn(async move {
+                        store
+                            .claim_schedule(&acme(), "tenant.full_sync", now, EVERY)
+                            .await
+                            .unwrap()
+                    })
+                })
+                .collect();
+            let mut taken = 0;
+            for claimer in claimers {
+                taken += usize::from(claimer.await.unwrap());
+            }
+            taken
+        }
+    };
+    assert_eq!(
+        claim_together(at(0)).await,
+        1,
+        "one replica takes the first turn"
+    );
+    assert_eq!(claim_together(at(30)).await, 0, "nobody within the period");
+    assert_eq!(
+        claim_together(at(58)).await,
+        0,
+        "nor two seconds before its end"
+    );
+    assert_eq!(
+        claim_together(at(59)).await,
+        1,
+        "a timer a second early still gets the next turn"
+    );
+    assert_eq!(
+        claim_together(at(130)).await,
+        1,
+        "a missed period does not pile up"
+    );
+
+    let store = &*fixture.store;
+    let other = globex();
+    assert!(
+        store
+            .claim_schedule(&other, "tenant.full_sync", at(130), EVERY)
+            .await
+            .unwrap(),
+        "tenants have their own turns"
+    );
+    assert!(
+        store
+            .claim_schedule(&acme(), "tenant.refresh", at(130), EVERY)
+            .await
+            .unwrap(),
+        "and so has each kind"
+    );
+    assert!(
+        !store
+            .claim_schedule(&acme(), "tenant.full_sync", at(131), EVERY)
+            .await
+            .unwrap()
+    );
+}
+
 on_both_backends!(
     redelivered_events_are_stored_once_and_counted,
     stored_events_keep_every_field_and_the_exact_body,
@@ -1352,4 +1421,5 @@ on_both_backends!(
     pruning_jobs_deletes_old_done_jobs_only,
     a_batch_joins_one_coalesced_job_per_tenant_and_key,
     a_batch_of_redeliveries_leaves_no_job_behind,
+    a_scheduled_turn_is_taken_once_per_period_across_replicas,
 );
