@@ -160,6 +160,15 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/capabilities/{name}",
             axum::routing::put(api_gate::set_capability),
         )
+        // MCP over streamable HTTP: authenticated like the API; each tool checks its permission.
+        .route(
+            "/mcp",
+            axum::routing::post_service(crate::mcp::http::service(
+                state.tenants.clone(),
+                state.audit.clone(),
+                state.settings.body_limit_bytes,
+            )),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::authorize,

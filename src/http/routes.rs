@@ -121,6 +121,9 @@ pub const ROUTES: &[RouteSpec] = &[
     ),
     route("GET", "/api/v1/capabilities", Authenticated),
     route("PUT", "/api/v1/capabilities/{name}", Requires(ConfigManage)),
+    // MCP (JSON-RPC over streamable HTTP, docs/MCP.md): any principal may connect and list
+    // the tools; each tool call checks the permission that tool needs.
+    route("POST", "/mcp", Authenticated),
 ];
 
 /// The table entry for a matched route.
