@@ -522,6 +522,67 @@ async fn a_missing_or_invalid_key_is_refused_over_http_and_over_stdio() {
             "{key:?}"
         );
     }
+    // With a key, a plain JSON-RPC client of the 2025 protocol is served statelessly: no
+    // session id, a JSON body; other methods than POST are not allowed.
+    let response = client
+        .post(server.url("/mcp"))
+        .bearer_auth(server.admin_key())
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(!response.headers().contains_key("mcp-session-id"));
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(
+        answer["result"]["serverInfo"]["name"], "tollgate",
+        "{answer}"
+    );
+    let listed: Value = client
+        .post(server.url("/mcp"))
+        .header("x-api-key", server.admin_key())
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["result"]["tools"].as_array().unwrap().len(),
+        4,
+        "{listed}"
+    );
+    let called: Value = client
+        .post(server.url("/mcp"))
+        .bearer_auth(server.admin_key())
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                      "params": {"name": "findings", "arguments": {"limit": 1}}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(called["result"]["isError"], false, "{called}");
+    assert!(
+        called["result"]["structuredContent"]["items"].is_array(),
+        "{called}"
+    );
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let response = client
+            .request(method.clone(), server.url("/mcp"))
+            .bearer_auth(server.admin_key())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method}");
+    }
     // An MCP client with a bad key gets no session.
     let transport = StreamableHttpClientTransport::from_config(
         StreamableHttpClientTransportConfig::with_uri(server.url("/mcp"))
