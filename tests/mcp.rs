@@ -625,14 +625,40 @@ async fn a_missing_or_invalid_key_is_refused_over_http_and_over_stdio() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("refused"));
-    // Every refused key is in the audit log.
+    // A key revoked during a stdio session stops working at its next call.
+    let viewer = server.key_for(&client, "viewer").await;
+    let session = stdio_client(&server, &viewer, None).await;
+    let before = call(&session, "findings", json!({})).await;
+    assert_eq!(before.is_error, Some(false), "{before:?}");
+    let subject = me(&client, &server, &viewer).await["subject"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key_id = subject.strip_prefix("apikey:").unwrap();
+    let revoked = client
+        .delete(server.url(&format!("/api/v1/api-keys/{key_id}")))
+        .bearer_auth(server.admin_key())
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success(), "{}", revoked.status());
+    let after = call(&session, "findings", json!({})).await;
+    assert_eq!(after.is_error, Some(true), "{after:?}");
+    assert_eq!(
+        structured(&after)["error"]["code"],
+        "unauthenticated",
+        "{after:?}"
+    );
+    session.cancel().await.unwrap();
+    // Every key the store refused over stdio is in the audit log: the bogus file, the bogus
+    // environment variable, the revoked key (the empty file never reached the store).
     let failures = audit_records(&client, &server, "auth.failed").await;
-    assert!(
+    assert_eq!(
         failures
             .iter()
-            .filter(|r| r["target"]["kind"] == "mcp")
-            .count()
-            >= 2,
+            .filter(|r| r["target"]["kind"] == "mcp" && r["target"]["id"] == "stdio")
+            .count(),
+        3,
         "{failures:?}"
     );
     server.stop().await;

@@ -41,7 +41,7 @@ pub enum Effect {
     Changes,
 }
 
-/// The arguments a tool runs with, after its permission was checked.
+/// What a tool's function returns: its answer as JSON, or why it failed.
 pub type ToolFuture = BoxFuture<'static, Result<Value, ToolError>>;
 
 /// One tool: name, description, permission, input schema and the function that runs it.
