@@ -115,6 +115,15 @@ migrated whenever they are opened; this command only makes that explicit."
         #[command(subcommand)]
         action: crate::cli_gate::GateAction,
     },
+    /// Serve the Model Context Protocol over stdio: validate, findings and approvals as tools.
+    #[command(
+        after_help = "Examples:\n  tollgate mcp --api-key-file ~/.config/tollgate/key --db /var/lib/tollgate/tollgate.db\n  TOLLGATE_API_KEY=tg_… tollgate mcp\n\n\
+An MCP client (Claude Desktop, VS Code, an inspector) starts this command and speaks JSON-RPC on\n\
+its stdin and stdout. The tools act as the key's holder, in the key's tenant, with its role's\n\
+permissions; the key is checked again on every call. Without a key it refuses to start.\n\
+Over HTTP, `tollgate serve` offers the same tools at /mcp (bearer token or API key). See docs/MCP.md."
+    )]
+    Mcp(crate::cli_mcp::McpArgs),
     /// Export, verify and prove the tamper-evident audit log.
     Audit {
         #[command(subcommand)]
@@ -473,6 +482,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Audit { action } => crate::cli_audit::run(config_file, action).await,
         Command::Gate { action } => crate::cli_gate::run(config_file, action).await,
+        Command::Mcp(args) => crate::cli_mcp::run(config_file, args).await,
         Command::Config { action } => {
             match action {
                 ConfigAction::Example => print!("{}", crate::config::Config::example()),

@@ -564,9 +564,14 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ("TOLLGATE_WEBHOOK_SECRET_FILE", "webhook.secret_file"),
 ];
 
-/// Variables not mapped onto keys, read elsewhere: the configuration file, the log filter, and the gate's fixed clock for
-/// demonstrations and end-to-end tests (startup::gate_clock).
-const ENVIRONMENT_OTHER: &[&str] = &["TOLLGATE_CONFIG", "TOLLGATE_LOG", "TOLLGATE_FAKE_NOW"];
+/// Variables not mapped onto keys, read elsewhere: the configuration file, the log filter, the gate's fixed clock for
+/// demonstrations and end-to-end tests (startup::gate_clock), and the API key `tollgate mcp` acts as (cli_mcp).
+const ENVIRONMENT_OTHER: &[&str] = &[
+    "TOLLGATE_CONFIG",
+    "TOLLGATE_LOG",
+    "TOLLGATE_FAKE_NOW",
+    "TOLLGATE_API_KEY",
+];
 
 /// Values given on the command line; `None` leaves the lower layers alone.
 #[derive(Clone, Debug, Default)]

@@ -11,6 +11,8 @@ pub mod cli;
 /// `tollgate audit`.
 mod cli_audit;
 mod cli_gate;
+/// `tollgate mcp`.
+mod cli_mcp;
 /// `tollgate policy` and `tollgate waiver`.
 mod cli_policy;
 /// `tollgate serve`, `worker`, `tenant` and `events`.
@@ -21,6 +23,8 @@ pub mod config;
 pub mod http;
 /// Workers and the scheduler of the durable job queue.
 pub mod jobs;
+/// The MCP adapter: gate, findings and approvals as Model Context Protocol tools.
+pub mod mcp;
 /// Approval notification adapters (Teams, Slack, Standard Webhooks, e-mail).
 pub mod notify;
 /// Rendering of tables and JSON for people and scripts.

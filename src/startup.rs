@@ -654,6 +654,37 @@ Create named keys with POST /api/v1/api-keys and revoke `bootstrap`."
     ))
 }
 
+/// What `tollgate mcp` serves over stdio.
+pub struct McpParts {
+    pub tenants: Arc<crate::services::tenant::Tenants>,
+    pub audit: Arc<AuditService>,
+    pub authenticator: Arc<crate::auth::authenticator::Authenticator>,
+}
+
+/// The tenants over the store, the audit log, and an authenticator for API keys. Unlike
+/// `serve`, no bootstrap key is ever created (stdout carries the protocol, and an MCP client
+/// acts as a key someone already holds) and no identity provider is consulted.
+pub async fn mcp_parts(config: &Config) -> Result<McpParts> {
+    let store = configured_store(config).await?;
+    let (policies, problems) = policies(config)?;
+    for problem in &problems {
+        tracing::warn!(
+            problem,
+            "a policy file did not load; the rest of the catalog runs"
+        );
+    }
+    let contexts = tenant_contexts(config, store.clone(), policies, &problems)?;
+    let audit = Arc::new(audit_service(config, store.clone()).await?);
+    let api_keys = crate::auth::api_keys::ApiKeyService::new(store);
+    Ok(McpParts {
+        tenants: Arc::new(crate::services::tenant::Tenants::new(contexts)),
+        audit,
+        authenticator: Arc::new(crate::auth::authenticator::Authenticator::new(
+            None, api_keys,
+        )),
+    })
+}
+
 /// `tollgate serve`: the API, the webhook receiver and (unless `with_workers` is false)
 /// in-process workers and the scheduler, until Ctrl-C or SIGTERM.
 pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {

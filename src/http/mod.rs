@@ -160,6 +160,19 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/capabilities/{name}",
             axum::routing::put(api_gate::set_capability),
         )
+        // MCP over streamable HTTP: authenticated like the API; each tool checks its permission.
+        .route("/mcp", {
+            let mcp = crate::mcp::http::service(
+                state.tenants.clone(),
+                state.audit.clone(),
+                state.settings.body_limit_bytes,
+            );
+            // GET and DELETE reach rmcp too, which answers 405 (a stateless endpoint has no
+            // event stream or session): the answer the protocol tells clients to expect.
+            axum::routing::post_service(mcp.clone())
+                .get_service(mcp.clone())
+                .delete_service(mcp)
+        })
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::authorize,

@@ -121,6 +121,12 @@ pub const ROUTES: &[RouteSpec] = &[
     ),
     route("GET", "/api/v1/capabilities", Authenticated),
     route("PUT", "/api/v1/capabilities/{name}", Requires(ConfigManage)),
+    // MCP (JSON-RPC over streamable HTTP, docs/MCP.md): any principal may connect and list
+    // the tools; each tool call checks the permission that tool needs. The endpoint is
+    // stateless, so GET (an event stream) and DELETE (a session) answer 405.
+    route("POST", "/mcp", Authenticated),
+    route("GET", "/mcp", Authenticated),
+    route("DELETE", "/mcp", Authenticated),
 ];
 
 /// The table entry for a matched route.

@@ -762,6 +762,20 @@ impl GateService {
         approve: bool,
         comment: &str,
     ) -> std::result::Result<Approval, ApprovalError> {
+        self.decide_approval_from(id, principal, approve, comment, RequestSource::Api)
+            .await
+    }
+
+    /// [`Self::decide_approval`], naming the channel the vote came through in its audit
+    /// record (`source`: api, mcp).
+    pub async fn decide_approval_from(
+        &self,
+        id: &str,
+        principal: &Principal,
+        approve: bool,
+        comment: &str,
+        source: RequestSource,
+    ) -> std::result::Result<Approval, ApprovalError> {
         let approval = self
             .gate_store
             .approval(&self.tenant, id)
@@ -787,11 +801,12 @@ impl GateService {
             at: now,
         };
         let actor = Actor::principal(principal);
-        self.change(
+        self.change_from(
             id,
             ApprovalChange::Vote(vote),
             &actor,
             AuditEvent::ApprovalDecided,
+            Some(source),
         )
         .await
     }
@@ -846,24 +861,36 @@ impl GateService {
         actor: &Actor,
         event: AuditEvent,
     ) -> std::result::Result<Approval, ApprovalError> {
+        self.change_from(id, change, actor, event, None).await
+    }
+
+    async fn change_from(
+        &self,
+        id: &str,
+        change: ApprovalChange,
+        actor: &Actor,
+        event: AuditEvent,
+        source: Option<RequestSource>,
+    ) -> std::result::Result<Approval, ApprovalError> {
         let now = self.now();
         let comment = match &change {
             ApprovalChange::Vote(vote) => vote.comment.clone(),
             _ => String::new(),
         };
         let audit = |approval: &Approval| {
-            vec![
-                Record::new(event, actor, now)
-                    .target(Target::new("approval", approval.id.clone()))
-                    .detail("state", json!(approval.state.as_str()))
-                    .detail("environment", json!(approval.environment))
-                    .detail("runId", json!(approval.run_id))
-                    .detail("decision", json!(approval.decision_id))
-                    .detail("votes", json!(approval.votes.len()))
-                    .detail("quorum", json!(approval.quorum))
-                    .detail("comment", json!(comment))
-                    .draft(),
-            ]
+            let mut record = Record::new(event, actor, now)
+                .target(Target::new("approval", approval.id.clone()))
+                .detail("state", json!(approval.state.as_str()))
+                .detail("environment", json!(approval.environment))
+                .detail("runId", json!(approval.run_id))
+                .detail("decision", json!(approval.decision_id))
+                .detail("votes", json!(approval.votes.len()))
+                .detail("quorum", json!(approval.quorum))
+                .detail("comment", json!(comment));
+            if let Some(source) = source {
+                record = record.detail("source", json!(source.as_str()));
+            }
+            vec![record.draft()]
         };
         let callback = |_: &Approval, decision: &GateDecision| Some(callback_job(&decision.id));
         let outcome = self
