@@ -1043,6 +1043,11 @@ pub struct GateCredentialConfig {
 }
 
 impl GateCredentialConfig {
+    /// A password is set (the file is read later, by [`GateCredentialConfig::credential`]).
+    pub fn is_configured(&self) -> bool {
+        self.password.is_some() || self.password_file.is_some()
+    }
+
     /// The user name and password, reading the password file now; `None` when unset.
     pub fn credential(&self) -> Result<Option<(String, SecretString)>> {
         let password = match (&self.password, &self.password_file) {
@@ -1078,6 +1083,9 @@ pub struct GateConfig {
     pub credential: GateCredentialConfig,
     pub freezes: Vec<crate::services::gate::Freeze>,
     pub environments: Vec<GateEnvironmentConfig>,
+    /// Which deployments must have a gate verdict (GATE-10): `configured` (environments named
+    /// in `[[gate.environments]]`) or `all` (every environment).
+    pub expect_check: String,
 }
 
 impl Default for GateConfig {
@@ -1090,6 +1098,7 @@ impl Default for GateConfig {
             credential: GateCredentialConfig::default(),
             freezes: Vec::new(),
             environments: Vec::new(),
+            expect_check: "configured".to_owned(),
         }
     }
 }
@@ -1131,6 +1140,12 @@ impl GateConfig {
         if self.approval_expiry_hours == 0 {
             bail!("gate.approval_expiry_hours must be at least 1");
         }
+        if !matches!(self.expect_check.as_str(), "configured" | "all") {
+            bail!(
+                "gate.expect_check = {:?}: use \"configured\" (the [[gate.environments]] names) or \"all\"",
+                self.expect_check
+            );
+        }
         for freeze in &self.freezes {
             if freeze.end <= freeze.start {
                 bail!(
@@ -1140,6 +1155,24 @@ impl GateConfig {
             }
         }
         self.settings().map(|_| ())
+    }
+
+    /// The deployments that must have a gate verdict, for a tenant whose gate has (or lacks)
+    /// a credential: without one ADO cannot call the gate, so nothing is expected.
+    pub fn check_expectation(
+        &self,
+        credential: &GateCredentialConfig,
+    ) -> crate::services::bypass::CheckExpectation {
+        use crate::services::bypass::CheckExpectation;
+        if !credential.is_configured() {
+            return CheckExpectation::Nothing;
+        }
+        match self.expect_check.as_str() {
+            "all" => CheckExpectation::All,
+            _ => CheckExpectation::Configured(
+                self.environments.iter().map(|e| e.name.clone()).collect(),
+            ),
+        }
     }
 
     /// The gate's settings, checked: roles, actions and parameters are valid.
