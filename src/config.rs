@@ -906,6 +906,51 @@ mod tests {
     }
 
     #[test]
+    fn the_gate_is_expected_where_configured_or_everywhere_and_only_with_a_credential() {
+        use crate::services::bypass::CheckExpectation;
+        let dir = tempfile::tempdir().unwrap();
+        let gated = "[gate]\nusername = \"ado\"\npassword = \"pw\"\n";
+        let environments = "[[gate.environments]]\nname = \"prod-*\"\n";
+        let file = write(&dir, &format!("{gated}{environments}"));
+        let config = load_from(Some(&file), &[], &Overrides::default())
+            .unwrap()
+            .config;
+        assert_eq!(
+            config.gate.check_expectation(&config.gate.credential),
+            CheckExpectation::Configured(vec!["prod-*".to_owned()])
+        );
+        let file = write(
+            &dir,
+            &format!("{gated}expect_check = \"all\"\n{environments}"),
+        );
+        let config = load_from(Some(&file), &[], &Overrides::default())
+            .unwrap()
+            .config;
+        assert_eq!(
+            config.gate.check_expectation(&config.gate.credential),
+            CheckExpectation::All
+        );
+        // Without a credential ADO cannot call the gate, so no deployment can bypass it.
+        let file = write(&dir, "[gate]\nexpect_check = \"all\"\n");
+        let config = load_from(Some(&file), &[], &Overrides::default())
+            .unwrap()
+            .config;
+        assert_eq!(
+            config.gate.check_expectation(&config.gate.credential),
+            CheckExpectation::Nothing
+        );
+        let file = write(&dir, "[gate]\nexpect_check = \"production\"\n");
+        let error = load_from(Some(&file), &[], &Overrides::default())
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(
+            error.contains("gate.expect_check") && error.contains("\"all\""),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn layers_apply_in_order_defaults_file_environment_flags() {
         let dir = tempfile::tempdir().unwrap();
         let file = write(

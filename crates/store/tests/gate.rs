@@ -474,7 +474,51 @@ async fn check_decisions_list_the_checks_answers_of_one_tenant(fixture: Fixture)
     );
 }
 
+/// Decisions recorded before the run and source became columns are found after the
+/// migration: it fills the columns from the documents (SQLite 9, PostgreSQL 8).
+async fn the_migration_fills_run_and_source_of_earlier_decisions(fixture: Fixture) {
+    let contoso = tenant("contoso");
+    let mut earlier = decision("before", "ado:before", Verdict::Deny);
+    earlier.approval_id = None;
+    let new = NewDecision {
+        decision: earlier,
+        callback_token: None,
+        approval: None,
+        callback_job: None,
+    };
+    fixture
+        .store
+        .record_decision(&contoso, &new, &[])
+        .await
+        .unwrap();
+    // Back to the schema before the migration, as a database of the previous release has it.
+    let undo = |version: u32| {
+        format!(
+            "DROP INDEX gate_decisions_by_source; \
+             ALTER TABLE gate_decisions DROP COLUMN source; \
+             ALTER TABLE gate_decisions DROP COLUMN run_id; \
+             DELETE FROM schema_migrations WHERE version = {version};"
+        )
+    };
+    fixture
+        .behind_the_store("contoso", &undo(9), &undo(8))
+        .await;
+    if let common::Backend::Postgres { app_url, owner_url } = &fixture.backend {
+        tollgate_store::PostgresStore::migrate(owner_url, &common::role_of(app_url))
+            .await
+            .unwrap();
+    }
+    let upgraded = fixture.open_again().await;
+    let checks = upgraded.check_decisions(&contoso).await.unwrap();
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].decision_id, "before");
+    assert_eq!(checks[0].run_id, Some(100));
+    assert_eq!(checks[0].environment, "production");
+    assert_eq!(checks[0].verdict, Verdict::Deny);
+}
+
 on_both_backends!(
+    the_migration_fills_run_and_source_of_earlier_decisions,
     check_decisions_list_the_checks_answers_of_one_tenant,
     decisions_are_idempotent_and_keep_the_token_apart,
     a_quorum_closes_the_approval_and_queues_one_callback,
