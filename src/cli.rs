@@ -110,7 +110,7 @@ tenant's rows apart; tollgate refuses to run as a role it would not bind. SQLite
 migrated whenever they are opened; this command only makes that explicit."
     )]
     Migrate(MigrateArgs),
-    /// Judge a deployment as the deployment gate would.
+    /// Judge a deployment as the deployment gate would, or replay past deployments against it.
     Gate {
         #[command(subcommand)]
         action: crate::cli_gate::GateAction,

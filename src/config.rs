@@ -911,6 +911,51 @@ mod tests {
     }
 
     #[test]
+    fn the_gate_is_expected_where_configured_or_everywhere_and_only_with_a_credential() {
+        use crate::services::bypass::CheckExpectation;
+        let dir = tempfile::tempdir().unwrap();
+        let gated = "[gate]\nusername = \"ado\"\npassword = \"pw\"\n";
+        let environments = "[[gate.environments]]\nname = \"prod-*\"\n";
+        let file = write(&dir, &format!("{gated}{environments}"));
+        let config = load_from(Some(&file), &[], &Overrides::default())
+            .unwrap()
+            .config;
+        assert_eq!(
+            config.gate.check_expectation(&config.gate.credential),
+            CheckExpectation::Configured(vec!["prod-*".to_owned()])
+        );
+        let file = write(
+            &dir,
+            &format!("{gated}expect_check = \"all\"\n{environments}"),
+        );
+        let config = load_from(Some(&file), &[], &Overrides::default())
+            .unwrap()
+            .config;
+        assert_eq!(
+            config.gate.check_expectation(&config.gate.credential),
+            CheckExpectation::All
+        );
+        // Without a credential ADO cannot call the gate, so no deployment can bypass it.
+        let file = write(&dir, "[gate]\nexpect_check = \"all\"\n");
+        let config = load_from(Some(&file), &[], &Overrides::default())
+            .unwrap()
+            .config;
+        assert_eq!(
+            config.gate.check_expectation(&config.gate.credential),
+            CheckExpectation::Nothing
+        );
+        let file = write(&dir, "[gate]\nexpect_check = \"production\"\n");
+        let error = load_from(Some(&file), &[], &Overrides::default())
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(
+            error.contains("gate.expect_check") && error.contains("\"all\""),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn layers_apply_in_order_defaults_file_environment_flags() {
         let dir = tempfile::tempdir().unwrap();
         let file = write(
@@ -1048,6 +1093,11 @@ pub struct GateCredentialConfig {
 }
 
 impl GateCredentialConfig {
+    /// A password is set (the file is read later, by [`GateCredentialConfig::credential`]).
+    pub fn is_configured(&self) -> bool {
+        self.password.is_some() || self.password_file.is_some()
+    }
+
     /// The user name and password, reading the password file now; `None` when unset.
     pub fn credential(&self) -> Result<Option<(String, SecretString)>> {
         let password = match (&self.password, &self.password_file) {
@@ -1083,6 +1133,9 @@ pub struct GateConfig {
     pub credential: GateCredentialConfig,
     pub freezes: Vec<crate::services::gate::Freeze>,
     pub environments: Vec<GateEnvironmentConfig>,
+    /// Which deployments must have a gate verdict (GATE-10): `configured` (environments named
+    /// in `[[gate.environments]]`) or `all` (every environment).
+    pub expect_check: String,
 }
 
 impl Default for GateConfig {
@@ -1095,6 +1148,7 @@ impl Default for GateConfig {
             credential: GateCredentialConfig::default(),
             freezes: Vec::new(),
             environments: Vec::new(),
+            expect_check: "configured".to_owned(),
         }
     }
 }
@@ -1136,6 +1190,12 @@ impl GateConfig {
         if self.approval_expiry_hours == 0 {
             bail!("gate.approval_expiry_hours must be at least 1");
         }
+        if !matches!(self.expect_check.as_str(), "configured" | "all") {
+            bail!(
+                "gate.expect_check = {:?}: use \"configured\" (the [[gate.environments]] names) or \"all\"",
+                self.expect_check
+            );
+        }
         for freeze in &self.freezes {
             if freeze.end <= freeze.start {
                 bail!(
@@ -1145,6 +1205,24 @@ impl GateConfig {
             }
         }
         self.settings().map(|_| ())
+    }
+
+    /// The deployments that must have a gate verdict, for a tenant whose gate has (or lacks)
+    /// a credential: without one ADO cannot call the gate, so nothing is expected.
+    pub fn check_expectation(
+        &self,
+        credential: &GateCredentialConfig,
+    ) -> crate::services::bypass::CheckExpectation {
+        use crate::services::bypass::CheckExpectation;
+        if !credential.is_configured() {
+            return CheckExpectation::Nothing;
+        }
+        match self.expect_check.as_str() {
+            "all" => CheckExpectation::All,
+            _ => CheckExpectation::Configured(
+                self.environments.iter().map(|e| e.name.clone()).collect(),
+            ),
+        }
     }
 
     /// The gate's settings, checked: roles, actions and parameters are valid.

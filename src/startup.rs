@@ -260,6 +260,10 @@ fn scan_options(config: &Config) -> crate::services::scan::ScanOptions {
 pub async fn scan_service(config: &Config) -> Result<crate::services::scan::ScanService> {
     let store = configured_store(config).await?;
     let (policies, problems) = policies(config)?;
+    let watch = crate::services::bypass::GateWatch {
+        decisions: store.clone(),
+        expectation: config.gate.check_expectation(&config.gate.credential),
+    };
     crate::services::scan::ScanService::new(
         store.clone(),
         store,
@@ -268,6 +272,7 @@ pub async fn scan_service(config: &Config) -> Result<crate::services::scan::Scan
         TenantId::default_tenant(),
         scan_options(config),
     )
+    .map(|scan| scan.with_gate_watch(watch))
 }
 
 /// The tenants a server serves, over one store: each with its sync (when an organisation
@@ -334,7 +339,11 @@ pub fn tenant_contexts(
             problems.to_vec(),
             id.clone(),
             scan_options(config),
-        )?;
+        )?
+        .with_gate_watch(crate::services::bypass::GateWatch {
+            decisions: store.clone(),
+            expectation: config.gate.check_expectation(&tenant.gate),
+        });
         let webhook = tenant
             .webhook
             .secret()

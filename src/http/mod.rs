@@ -5,6 +5,7 @@
 pub mod api;
 pub mod api_admin;
 pub mod api_audit;
+pub mod api_backtest;
 pub mod api_events;
 pub mod api_gate;
 pub mod error;
@@ -150,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tenants", get(api_admin::tenants))
         .route("/api/v1/deployments/validate", post(api_gate::validate))
         .route("/api/v1/gate/decisions", get(api_gate::decisions))
+        .route("/api/v1/gate/backtest", get(api_backtest::backtest))
         .route("/api/v1/approvals", get(api_gate::approvals))
         .route("/api/v1/approvals/{id}", get(api_gate::approval))
         .route("/api/v1/approvals/{id}/approve", post(api_gate::approve))

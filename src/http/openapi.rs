@@ -6,7 +6,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{api, api_admin, api_audit, api_events, api_gate, error, gate, hooks, ops};
+use super::{
+    api, api_admin, api_audit, api_backtest, api_events, api_gate, error, gate, hooks, ops,
+};
 
 struct Security;
 
@@ -48,7 +50,7 @@ impl Modify for Security {
         api_admin::api_keys, api_admin::create_api_key, api_admin::revoke_api_key, api_admin::tenants,
         api_gate::validate, api_gate::decisions, api_gate::approvals, api_gate::approval,
         api_gate::approve, api_gate::reject, api_gate::cancel,
-        api_gate::capabilities, api_gate::set_capability,
+        api_gate::capabilities, api_gate::set_capability, api_backtest::backtest,
         hooks::receive, gate::check,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),

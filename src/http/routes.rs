@@ -98,6 +98,7 @@ pub const ROUTES: &[RouteSpec] = &[
         "/api/v1/gate/decisions",
         Requires(DeploymentsValidate),
     ),
+    route("GET", "/api/v1/gate/backtest", Requires(InventoryRead)),
     route("GET", "/api/v1/approvals", Requires(DeploymentsValidate)),
     route(
         "GET",

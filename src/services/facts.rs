@@ -50,6 +50,8 @@ pub struct Facts {
     /// Source branch per build id: a deployment record's owner is the run that deployed.
     build_branches: HashMap<String, String>,
     names: Names,
+    /// The gate's decisions, when the scan watches for deployments that bypassed it (GATE-10).
+    gate: Option<crate::services::bypass::GateFacts>,
 }
 
 /// Which part of the inventory facts are read from.
@@ -474,6 +476,12 @@ impl Facts {
         Ok(())
     }
 
+    /// Judge deployment records against the gate's decisions (`related.gate`).
+    pub fn with_gate(mut self, gate: Option<crate::services::bypass::GateFacts>) -> Self {
+        self.gate = gate;
+        self
+    }
+
     /// Project and repository names, to place resources for scoped settings.
     pub fn names(&self) -> &Names {
         &self.names
@@ -520,9 +528,16 @@ impl Facts {
             K::WorkItems => self.work_item_related(item),
             K::EnvironmentDeployments => {
                 // For planType Build the record's owner is the run (build) that deployed.
-                let run = string_id(&raw.value()["owner"]["id"]);
-                json!({"environment": self.environment_names.get(&item.scope),
-                       "source_branch": self.build_branches.get(&run)})
+                let owner = &raw.value()["owner"]["id"];
+                let run = string_id(owner);
+                let environment = self.environment_names.get(&item.scope);
+                let mut related = json!({"environment": environment,
+                       "source_branch": self.build_branches.get(&run)});
+                if let Some(gate) = &self.gate {
+                    let run_id = owner.as_u64().or_else(|| run.parse().ok());
+                    related["gate"] = gate.related(environment.map(String::as_str), run_id);
+                }
+                related
             }
             K::Projects => {
                 let [repositories, pipelines, environments] = self

@@ -164,7 +164,9 @@ pub struct DeploymentRequest {
     pub environment: String,
     pub stage: Option<String>,
     /// The run (build) id.
+    #[serde(deserialize_with = "number_or_text")]
     pub run_id: Option<u64>,
+    #[serde(deserialize_with = "number_or_text")]
     pub pipeline_id: Option<u64>,
     pub pipeline: Option<String>,
     pub requested_for: Option<String>,
@@ -173,6 +175,27 @@ pub struct DeploymentRequest {
     pub repository: Option<String>,
     /// Work items the caller links to the change (besides those of its pull requests).
     pub work_items: Vec<u64>,
+}
+
+/// An id as a number or as text: ADO expands `$(Build.BuildId)` inside the check body's JSON
+/// strings, so the documented body sends `"runId": "4711"`.
+fn number_or_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<u64>, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(number)) => number
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("{number} is not an id"))),
+        Some(Value::String(text)) if text.trim().is_empty() => Ok(None),
+        Some(Value::String(text)) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("{text:?} is not an id"))),
+        Some(other) => Err(serde::de::Error::custom(format!("{other} is not an id"))),
+    }
 }
 
 /// The check's plan, from the documented headers.
@@ -341,7 +364,8 @@ fn raw(item: &InventoryItem) -> Value {
 }
 
 impl GateService {
-    fn now(&self) -> OffsetDateTime {
+    /// The gate's clock (fixed by `TOLLGATE_FAKE_NOW` in demonstrations and tests).
+    pub fn now(&self) -> OffsetDateTime {
         (self.clock)()
     }
 
@@ -420,6 +444,36 @@ impl GateService {
     ) -> Result<(Verdict, Vec<JudgedFinding>, Value)> {
         let environment = self.settings.environment(&request.environment);
         let input = self.input(request, &environment, now).await?;
+        let (verdict, findings) = self.evaluate(&input, &environment)?;
+        Ok((verdict, findings, input))
+    }
+
+    /// Judge a deployment that already ran, as the gate would have judged it at `at`
+    /// (backtests): like [`GateService::judge`], except that only deployments that had
+    /// finished by `at` count as earlier deployments (staging before production). Records
+    /// nothing.
+    pub async fn judge_replay(
+        &self,
+        request: &DeploymentRequest,
+        at: OffsetDateTime,
+    ) -> Result<(Verdict, Vec<JudgedFinding>, Value)> {
+        let environment = self.settings.environment(&request.environment);
+        let mut input = self.input(request, &environment, at).await?;
+        if let Some(Value::Array(deployments)) = input.get_mut("deployments") {
+            deployments.retain(|deployment| {
+                deployment
+                    .get("finishTime")
+                    .and_then(Value::as_str)
+                    .and_then(|finished| {
+                        OffsetDateTime::parse(
+                            finished,
+                            &time::format_description::well_known::Rfc3339,
+                        )
+                        .ok()
+                    })
+                    .is_some_and(|finished| finished <= at)
+            });
+        }
         let (verdict, findings) = self.evaluate(&input, &environment)?;
         Ok((verdict, findings, input))
     }
@@ -1334,6 +1388,26 @@ mod tests {
             "",
         ] {
             assert!(!same_organisation(foreign, registered), "{foreign}");
+        }
+    }
+
+    #[test]
+    fn run_and_pipeline_ids_may_come_as_text_as_ados_macros_expand_them() {
+        let request: DeploymentRequest = serde_json::from_value(
+            json!({"environment": "production", "runId": "4711", "pipelineId": 12}),
+        )
+        .unwrap_or_default();
+        assert_eq!(request.run_id, Some(4711));
+        assert_eq!(request.pipeline_id, Some(12));
+        let empty: DeploymentRequest =
+            serde_json::from_value(json!({"environment": "production", "runId": ""}))
+                .unwrap_or_default();
+        assert_eq!(empty.run_id, None);
+        for bad in [json!("$(Build.BuildId)"), json!(-1), json!([1])] {
+            let error = serde_json::from_value::<DeploymentRequest>(
+                json!({"environment": "production", "runId": bad}),
+            );
+            assert!(error.is_err(), "{bad}");
         }
     }
 

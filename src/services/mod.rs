@@ -3,6 +3,8 @@
 
 pub mod audit;
 pub mod audit_events;
+pub mod backtest;
+pub mod bypass;
 pub mod capabilities;
 pub mod events;
 pub mod facts;

@@ -17,6 +17,7 @@ use tollgate_store::{
     Observation, SyncMode,
 };
 
+use crate::services::bypass::GateWatch;
 use crate::services::facts::{Dependent, FactScope, Facts, StoredJson, dependents, for_each_item};
 use crate::services::settings::{Action, Placement, PolicySettings, ScopedSetting};
 
@@ -170,6 +171,8 @@ pub struct ScanService {
     /// are judged again in full.
     fingerprint: String,
     scoped: Vec<ScopedSetting>,
+    /// Where deployment records are matched with the gate's decisions (GATE-10).
+    gate_watch: Option<GateWatch>,
 }
 
 impl ScanService {
@@ -202,7 +205,35 @@ impl ScanService {
             settings,
             fingerprint,
             scoped: options.scoped,
+            gate_watch: None,
         })
+    }
+
+    /// Judge deployment records against the gate's decisions (GATE-10). What the gate is
+    /// expected to judge is part of the fingerprint: changing it judges everything again.
+    pub fn with_gate_watch(mut self, watch: GateWatch) -> Self {
+        self.fingerprint = format!(
+            "{}-{}",
+            self.fingerprint,
+            tollgate_policy::stable_digest(watch.fingerprint().as_bytes())
+        );
+        self.gate_watch = Some(watch);
+        self
+    }
+
+    /// The `related` facts of a scope, with the gate's decisions when they are watched.
+    async fn facts(&self, now: OffsetDateTime, scope: FactScope<'_>) -> Result<Facts> {
+        let facts = Facts::load(self.store.as_ref(), &self.tenant, now, scope).await?;
+        let gate = match &self.gate_watch {
+            Some(watch) => Some(
+                watch
+                    .load(&self.tenant)
+                    .await
+                    .context("reading the gate's decisions")?,
+            ),
+            None => None,
+        };
+        Ok(facts.with_gate(gate))
     }
 
     /// The configured actions and parameters per scope.
@@ -368,8 +399,7 @@ impl ScanService {
             },
         };
         let started = Instant::now();
-        let facts =
-            Arc::new(Facts::load(self.store.as_ref(), &self.tenant, now, fact_scope).await?);
+        let facts = Arc::new(self.facts(now, fact_scope).await?);
         tracing::debug!(tenant = %self.tenant, elapsed_ms = started.elapsed().as_millis(), "facts loaded");
         let started = Instant::now();
 
@@ -523,8 +553,7 @@ impl ScanService {
         mut visit: impl FnMut(&Value),
     ) -> Result<()> {
         let now_text = now.format(&Rfc3339).context("formatting the clock")?;
-        let facts =
-            Arc::new(Facts::load(self.store.as_ref(), &self.tenant, now, FactScope::All).await?);
+        let facts = Arc::new(self.facts(now, FactScope::All).await?);
         let kinds: BTreeSet<ResourceKind> = self.active_controls().iter().map(|c| c.kind).collect();
         for kind in kinds {
             let context = PageContext {

@@ -37,6 +37,26 @@ impl Verdict {
             Verdict::Approval => "approval",
         }
     }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "allow" => Some(Verdict::Allow),
+            "deny" => Some(Verdict::Deny),
+            "approval" => Some(Verdict::Approval),
+            _ => None,
+        }
+    }
+}
+
+/// A stored verdict column, read back.
+pub(crate) fn verdict_column(raw: &str) -> Result<Verdict, StoreError> {
+    Verdict::parse(raw).ok_or_else(|| StoreError::Corrupt(format!("gate verdict {raw:?}")))
+}
+
+/// A run id as the integer column stores it (both backends use signed 64 bits).
+pub(crate) fn run_column(run_id: u64) -> Result<i64, StoreError> {
+    i64::try_from(run_id)
+        .map_err(|_| StoreError::InvalidInput(format!("run id {run_id} is out of range")))
 }
 
 /// Where ADO waits for a callback decision (the check's plan).
@@ -308,6 +328,21 @@ pub struct DecisionFilter {
     pub limit: u32,
 }
 
+/// The `source` of decisions that answered ADO's check (the others are validations and dry
+/// runs through the API or the command line).
+pub const SOURCE_ADO_CHECK: &str = "ado-check";
+
+/// A decision ADO's check received, without its document: what bypass detection matches
+/// deployment records against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckDecision {
+    pub decision_id: String,
+    pub run_id: Option<u64>,
+    pub environment: String,
+    pub verdict: Verdict,
+    pub decided_at: OffsetDateTime,
+}
+
 #[async_trait]
 pub trait GateStore: Send + Sync {
     /// Store a decision, its approval and its callback job in one transaction, with its audit
@@ -337,6 +372,10 @@ pub trait GateStore: Send + Sync {
         tenant: &TenantId,
         filter: &DecisionFilter,
     ) -> Result<Vec<GateDecision>, StoreError>;
+
+    /// Every decision answered to ADO's check (source [`SOURCE_ADO_CHECK`]), oldest first.
+    /// Reads columns only, never the documents: it runs on every evaluation of the findings.
+    async fn check_decisions(&self, tenant: &TenantId) -> Result<Vec<CheckDecision>, StoreError>;
 
     /// The token to post a decision's callback with, while it is kept.
     async fn callback_token(

@@ -49,6 +49,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "gate",
         sql: include_str!("../migrations/sqlite/0008_gate.sql"),
     },
+    Migration {
+        version: 9,
+        name: "gate_checked_runs",
+        sql: include_str!("../migrations/sqlite/0009_gate_checked_runs.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -86,6 +91,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 7,
         name: "gate",
         sql: include_str!("../migrations/postgres/0007_gate.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "gate_checked_runs",
+        sql: include_str!("../migrations/postgres/0008_gate_checked_runs.sql"),
     },
 ];
 

@@ -4,14 +4,14 @@
 //! Documents travel as text (`::jsonb` on the way in, `::text` on the way out).
 
 use async_trait::async_trait;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Row};
 use time::OffsetDateTime;
 use tollgate_domain::TenantId;
 
 use crate::gate::{
     Approval, ApprovalAudit, ApprovalChange, ApprovalOutcome, ApprovalState, CallbackJob,
-    CallbackState, DecisionFilter, GateDecision, GateStore, NewDecision, RecordedDecision,
-    document, parse,
+    CallbackState, CheckDecision, DecisionFilter, GateDecision, GateStore, NewDecision,
+    RecordedDecision, SOURCE_ADO_CHECK, document, parse, run_column, verdict_column,
 };
 use crate::postgres::PostgresStore;
 use crate::postgres_queue::{PreparedJob, enqueue_in};
@@ -74,8 +74,8 @@ impl GateStore for PostgresStore {
         // row wins and the other returns it.
         let inserted = sqlx::query(
             "INSERT INTO gate_decisions (id, tenant_id, decision_key, decided_at, environment, \
-             verdict, approval_id, callback_state, callback_token, document) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb) \
+             verdict, approval_id, callback_state, callback_token, document, source, run_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12) \
              ON CONFLICT (tenant_id, decision_key) DO NOTHING",
         )
         .bind(&decision.id)
@@ -88,6 +88,8 @@ impl GateStore for PostgresStore {
         .bind(decision.callback_state.map(CallbackState::as_str))
         .bind(&new.callback_token)
         .bind(document(decision)?)
+        .bind(&decision.source)
+        .bind(decision.run_id.map(run_column).transpose()?)
         .execute(&mut *transaction)
         .await?;
         if inserted.rows_affected() == 0 {
@@ -169,6 +171,31 @@ impl GateStore for PostgresStore {
         .await?;
         transaction.commit().await?;
         rows.iter().map(|raw| parse(raw, "gate decision")).collect()
+    }
+
+    async fn check_decisions(&self, tenant: &TenantId) -> Result<Vec<CheckDecision>, StoreError> {
+        let mut transaction = self.begin_for(tenant).await?;
+        let rows = sqlx::query(
+            "SELECT id, run_id, environment, verdict, decided_at FROM gate_decisions \
+             WHERE tenant_id = $1 AND source = $2 ORDER BY decided_at, id",
+        )
+        .bind(tenant.as_str())
+        .bind(SOURCE_ADO_CHECK)
+        .fetch_all(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        rows.iter()
+            .map(|row| {
+                let run_id: Option<i64> = row.try_get("run_id")?;
+                Ok(CheckDecision {
+                    decision_id: row.try_get("id")?,
+                    run_id: run_id.and_then(|id| u64::try_from(id).ok()),
+                    environment: row.try_get("environment")?,
+                    verdict: verdict_column(&row.try_get::<String, _>("verdict")?)?,
+                    decided_at: row.try_get("decided_at")?,
+                })
+            })
+            .collect()
     }
 
     async fn callback_token(

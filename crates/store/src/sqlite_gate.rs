@@ -9,11 +9,11 @@ use tollgate_domain::TenantId;
 
 use crate::gate::{
     Approval, ApprovalAudit, ApprovalChange, ApprovalOutcome, ApprovalState, CallbackJob,
-    CallbackState, DecisionFilter, GateDecision, GateStore, NewDecision, RecordedDecision,
-    document, parse,
+    CallbackState, CheckDecision, DecisionFilter, GateDecision, GateStore, NewDecision,
+    RecordedDecision, SOURCE_ADO_CHECK, document, parse, run_column, verdict_column,
 };
 use crate::sqlite::SqliteStore;
-use crate::sqlite_queue::{BEGIN_WRITE, PreparedJob, enqueue_in, stamp};
+use crate::sqlite_queue::{BEGIN_WRITE, PreparedJob, enqueue_in, parse_stamp, stamp};
 use crate::{AuditDraft, NewJob, StoreError};
 
 async fn enqueue(
@@ -79,8 +79,8 @@ impl GateStore for SqliteStore {
         }
         sqlx::query(
             "INSERT INTO gate_decisions (id, tenant_id, decision_key, decided_at, environment, \
-             verdict, approval_id, callback_state, callback_token, document) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             verdict, approval_id, callback_state, callback_token, document, source, run_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&decision.id)
         .bind(tenant.as_str())
@@ -92,6 +92,8 @@ impl GateStore for SqliteStore {
         .bind(decision.callback_state.map(CallbackState::as_str))
         .bind(&new.callback_token)
         .bind(document(decision)?)
+        .bind(&decision.source)
+        .bind(decision.run_id.map(run_column).transpose()?)
         .execute(&mut *transaction)
         .await?;
         if let Some(approval) = &new.approval {
@@ -159,6 +161,29 @@ impl GateStore for SqliteStore {
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(|raw| parse(raw, "gate decision")).collect()
+    }
+
+    async fn check_decisions(&self, tenant: &TenantId) -> Result<Vec<CheckDecision>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, environment, verdict, decided_at FROM gate_decisions \
+             WHERE tenant_id = ? AND source = ? ORDER BY decided_at, id",
+        )
+        .bind(tenant.as_str())
+        .bind(SOURCE_ADO_CHECK)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let run_id: Option<i64> = row.try_get("run_id")?;
+                Ok(CheckDecision {
+                    decision_id: row.try_get("id")?,
+                    run_id: run_id.and_then(|id| u64::try_from(id).ok()),
+                    environment: row.try_get("environment")?,
+                    verdict: verdict_column(&row.try_get::<String, _>("verdict")?)?,
+                    decided_at: parse_stamp(&row.try_get::<String, _>("decided_at")?)?,
+                })
+            })
+            .collect()
     }
 
     async fn callback_token(

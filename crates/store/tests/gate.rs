@@ -392,7 +392,134 @@ async fn concurrent_votes_from_two_replicas_reach_the_quorum_once(fixture: Fixtu
     assert_eq!(callback_jobs(&fixture).await, 1);
 }
 
+/// Bypass detection reads the decisions ADO's check received, per tenant, oldest first, with
+/// their run and environment; validations through the API or CLI are not among them.
+async fn check_decisions_list_the_checks_answers_of_one_tenant(fixture: Fixture) {
+    let store = &*fixture.store;
+    let contoso = tenant("contoso");
+    let record = |id: &str, source: &str, run: Option<u64>, environment: &str, at: Duration| {
+        let mut decision = decision(id, &format!("{source}:{id}"), Verdict::Allow);
+        decision.source = source.to_owned();
+        decision.run_id = run;
+        decision.environment = environment.to_owned();
+        decision.decided_at = NOW + at;
+        decision.approval_id = None;
+        NewDecision {
+            decision,
+            callback_token: None,
+            approval: None,
+            callback_job: None,
+        }
+    };
+    for (tenant_name, new) in [
+        (
+            "contoso",
+            record(
+                "late",
+                "ado-check",
+                Some(7),
+                "production",
+                Duration::hours(2),
+            ),
+        ),
+        (
+            "contoso",
+            record("early", "ado-check", Some(5), "staging", Duration::hours(1)),
+        ),
+        (
+            "contoso",
+            record(
+                "no-run",
+                "ado-check",
+                None,
+                "production",
+                Duration::hours(3),
+            ),
+        ),
+        (
+            "contoso",
+            record("cli", "cli", Some(7), "production", Duration::ZERO),
+        ),
+        (
+            "fabrikam",
+            record("other", "ado-check", Some(7), "production", Duration::ZERO),
+        ),
+    ] {
+        store
+            .record_decision(&tenant(tenant_name), &new, &[])
+            .await
+            .unwrap();
+    }
+    let checks = store.check_decisions(&contoso).await.unwrap();
+    let seen: Vec<(&str, Option<u64>, &str)> = checks
+        .iter()
+        .map(|c| (c.decision_id.as_str(), c.run_id, c.environment.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("early", Some(5), "staging"),
+            ("late", Some(7), "production"),
+            ("no-run", None, "production"),
+        ]
+    );
+    assert_eq!(checks[0].decided_at, NOW + Duration::hours(1));
+    assert_eq!(checks[0].verdict, Verdict::Allow);
+    assert!(
+        store
+            .check_decisions(&tenant("nobody"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Decisions recorded before the run and source became columns are found after the
+/// migration: it fills the columns from the documents (SQLite 9, PostgreSQL 8).
+async fn the_migration_fills_run_and_source_of_earlier_decisions(fixture: Fixture) {
+    let contoso = tenant("contoso");
+    let mut earlier = decision("before", "ado:before", Verdict::Deny);
+    earlier.approval_id = None;
+    let new = NewDecision {
+        decision: earlier,
+        callback_token: None,
+        approval: None,
+        callback_job: None,
+    };
+    fixture
+        .store
+        .record_decision(&contoso, &new, &[])
+        .await
+        .unwrap();
+    // Back to the schema before the migration, as a database of the previous release has it.
+    let undo = |version: u32| {
+        format!(
+            "DROP INDEX gate_decisions_by_source; \
+             ALTER TABLE gate_decisions DROP COLUMN source; \
+             ALTER TABLE gate_decisions DROP COLUMN run_id; \
+             DELETE FROM schema_migrations WHERE version = {version};"
+        )
+    };
+    fixture
+        .behind_the_store("contoso", &undo(9), &undo(8))
+        .await;
+    if let common::Backend::Postgres { app_url, owner_url } = &fixture.backend {
+        tollgate_store::PostgresStore::migrate(owner_url, &common::role_of(app_url))
+            .await
+            .unwrap();
+    }
+    let upgraded = fixture.open_again().await;
+    let checks = upgraded.check_decisions(&contoso).await.unwrap();
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].decision_id, "before");
+    assert_eq!(checks[0].run_id, Some(100));
+    assert_eq!(checks[0].environment, "production");
+    assert_eq!(checks[0].verdict, Verdict::Deny);
+}
+
 on_both_backends!(
+    the_migration_fills_run_and_source_of_earlier_decisions,
+    check_decisions_list_the_checks_answers_of_one_tenant,
     decisions_are_idempotent_and_keep_the_token_apart,
     a_quorum_closes_the_approval_and_queues_one_callback,
     rejection_expiry_and_cancellation_close_pending_approvals,
