@@ -49,6 +49,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "gate",
         sql: include_str!("../migrations/sqlite/0008_gate.sql"),
     },
+    Migration {
+        version: 9,
+        name: "deployments",
+        sql: include_str!("../migrations/sqlite/0009_deployments.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -87,6 +92,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "gate",
         sql: include_str!("../migrations/postgres/0007_gate.sql"),
     },
+    Migration {
+        version: 8,
+        name: "deployments",
+        sql: include_str!("../migrations/postgres/0008_deployments.sql"),
+    },
 ];
 
 /// Every PostgreSQL table that holds tenant rows: each has `tenant_id` and row-level security
@@ -105,6 +115,7 @@ pub(crate) const POSTGRES_TENANT_TABLES: &[&str] = &[
     "audit_leaves",
     "gate_decisions",
     "approvals",
+    "deployments",
     "audit_checkpoints",
     "audit_sink_cursors",
 ];
