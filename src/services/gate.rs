@@ -208,7 +208,7 @@ pub struct ApprovalSummary {
 }
 
 impl ApprovalSummary {
-    fn of(approval: &Approval) -> Self {
+    pub fn of(approval: &Approval) -> Self {
         Self {
             id: approval.id.clone(),
             state: approval.state,

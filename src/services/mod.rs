@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod audit_events;
 pub mod capabilities;
+pub mod deployments;
 pub mod events;
 pub mod facts;
 pub mod gate;
