@@ -462,7 +462,7 @@ pub async fn rollback(
 
 fn state_line(status: &DeploymentStatus) -> String {
     let deployment = &status.deployment;
-    let mut line = format!("{}", deployment.state.as_str());
+    let mut line = deployment.state.as_str().to_owned();
     if let Some(result) = deployment.result {
         line.push_str(&format!(" ({})", result.as_str()));
     }

@@ -375,7 +375,7 @@ pub fn tenant_contexts(
             deployments: store.clone(),
             gate_store: store.clone(),
             ado: gate_client,
-            clock: clock.clone(),
+            clock: crate::services::gate::system_clock(),
         };
         contexts.push(TenantContext {
             gate,

@@ -79,9 +79,8 @@ fn error_message(failure: &AdoFailure, error: &tollgate_ado::AdoError) -> String
     format!("Azure DevOps {failure}: {error}")
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: Value, what: &str) -> Result<T, Response> {
-    serde_json::from_value(body)
-        .map_err(|error| ApiError::bad_request(format!("{what}: {error}")).into_response())
+fn parse<T: serde::de::DeserializeOwned>(body: Value, what: &str) -> Result<T, ApiError> {
+    serde_json::from_value(body).map_err(|error| ApiError::bad_request(format!("{what}: {error}")))
 }
 
 fn queued(queued: &Queued) -> Response {
@@ -115,7 +114,7 @@ pub async fn deploy(
 ) -> Response {
     let request: DeployRequest = match parse(body, "the deployment") {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(error) => return error.into_response(),
     };
     let context = match tenant_of(&state, &principal) {
         Ok(context) => context,
@@ -144,7 +143,7 @@ pub async fn rollback(
 ) -> Response {
     let request: RollbackRequest = match parse(body, "the rollback") {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(error) => return error.into_response(),
     };
     let context = match tenant_of(&state, &principal) {
         Ok(context) => context,

@@ -243,6 +243,8 @@ pub struct DeploymentService {
     pub gate_store: Arc<dyn GateStore>,
     /// Queues and reads runs; `None` when the tenant has no ADO credential.
     pub ado: Option<Arc<dyn AdoClient>>,
+    /// When rows are created and runs checked: the wall clock, even when the gate judges at
+    /// a fixed time, so that deployments stay in the order they were queued.
     pub clock: Clock,
 }
 
@@ -585,7 +587,8 @@ impl DeploymentService {
     async fn judge(&self, plan: &mut DeployPlan) -> Result<()> {
         let (verdict, findings, _) = self
             .gate
-            .judge(&plan.gate_request(&Actor::system()), self.now())
+            // The gate's own clock: it may judge at a chosen time (TOLLGATE_FAKE_NOW).
+            .judge(&plan.gate_request(&Actor::system()), (self.gate.clock)())
             .await?;
         plan.verdict = verdict;
         plan.reasons = reasons(&findings);
