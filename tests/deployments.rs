@@ -409,6 +409,42 @@ async fn a_deployment_is_queued_followed_and_rolled_back_by_those_allowed_to() {
     .await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "nothing_to_roll_back");
+    // ADO failing (every request a 5xx; the client is configured to try once): 503 with
+    // Retry-After, and still no row.
+    sim(
+        &setup,
+        reqwest::Method::POST,
+        "/_sim/faults",
+        Some(json!({"error_rate": 1.0})),
+    )
+    .await;
+    let response = setup
+        .client
+        .post(setup.server.url("/api/v1/deployments"))
+        .bearer_auth(&release_manager)
+        .json(
+            &json!({"project": setup.project_id, "pipelineId": pipeline_id, "environment": "test"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unavailable"),
+        "{body}"
+    );
+    sim(
+        &setup,
+        reqwest::Method::POST,
+        "/_sim/faults",
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(sim_runs(&setup).await.len(), runs_before);
     let (_, listed) = get(&setup, "/api/v1/deployments", &viewer).await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 3);

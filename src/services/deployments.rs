@@ -1141,6 +1141,48 @@ mod tests {
     }
 
     #[test]
+    fn ado_failures_are_told_apart() {
+        let url = || "https://dev.azure.com/fabrikam/x".to_owned();
+        let status = |status| AdoError::Status {
+            status,
+            url: url(),
+            message: String::new(),
+        };
+        let cases = [
+            (AdoError::Unauthorized { url: url() }, AdoFailure::Refused),
+            (
+                AdoError::Forbidden {
+                    url: url(),
+                    message: String::new(),
+                },
+                AdoFailure::Refused,
+            ),
+            (
+                AdoError::NotFound {
+                    url: url(),
+                    message: String::new(),
+                },
+                AdoFailure::NotFound,
+            ),
+            (status(400), AdoFailure::Rejected),
+            (status(429), AdoFailure::Unavailable),
+            (status(503), AdoFailure::Unavailable),
+            (
+                AdoError::RetriesExhausted {
+                    url: url(),
+                    attempts: 8,
+                    elapsed_ms: 1,
+                    last: "503".to_owned(),
+                },
+                AdoFailure::Unavailable,
+            ),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(AdoFailure::of(&error), expected, "{error}");
+        }
+    }
+
+    #[test]
     fn branches_become_refs() {
         assert_eq!(normalise_branch("main").as_deref(), Some("refs/heads/main"));
         assert_eq!(
