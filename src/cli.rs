@@ -110,6 +110,16 @@ tenant's rows apart; tollgate refuses to run as a role it would not bind. SQLite
 migrated whenever they are opened; this command only makes that explicit."
     )]
     Migrate(MigrateArgs),
+    /// Judge a deployment as the gate would, recorded as a dry run (nothing is queued).
+    Validate(crate::cli_deploy::ValidateArgs),
+    /// Queue a pipeline run for an environment, through the gate.
+    Deploy(crate::cli_deploy::DeployArgs),
+    /// Show (or follow) a deployment's run and the gate's decisions about it.
+    Status(crate::cli_deploy::StatusArgs),
+    /// Re-deploy the last successful deployment's commit to an environment.
+    Rollback(crate::cli_deploy::RollbackArgs),
+    /// Say what to do in a sentence: "deploy payments-api 1.4.2 to staging".
+    Ask(crate::cli_deploy::AskArgs),
     /// Judge a deployment as the deployment gate would, or replay past deployments against it.
     Gate {
         #[command(subcommand)]
@@ -482,6 +492,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Audit { action } => crate::cli_audit::run(config_file, action).await,
         Command::Gate { action } => crate::cli_gate::run(config_file, action).await,
+        Command::Validate(args) => crate::cli_deploy::validate(config_file, args).await,
+        Command::Deploy(args) => crate::cli_deploy::deploy(config_file, args).await,
+        Command::Status(args) => crate::cli_deploy::status(config_file, args).await,
+        Command::Rollback(args) => crate::cli_deploy::rollback(config_file, args).await,
+        Command::Ask(args) => crate::cli_deploy::ask(config_file, args).await,
         Command::Mcp(args) => crate::cli_mcp::run(config_file, args).await,
         Command::Config { action } => {
             match action {

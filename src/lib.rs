@@ -8,8 +8,12 @@ pub mod auth;
 /// The command-line adapter.
 pub mod cli;
 
+/// `tollgate ask`: the sentence parser.
+pub mod ask;
 /// `tollgate audit`.
 mod cli_audit;
+/// `tollgate validate`, `deploy`, `status`, `rollback` and `ask`.
+mod cli_deploy;
 mod cli_gate;
 /// `tollgate mcp`.
 mod cli_mcp;

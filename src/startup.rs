@@ -8,8 +8,8 @@ use tollgate_ado::{ClientConfig, HttpAdoClient, RetryPolicy};
 use tollgate_domain::TenantId;
 use tollgate_domain::ado_api::AdoHost;
 use tollgate_store::{
-    ApiKeyStore, AuditStore, EventStore, FindingStore, GateStore, InventoryStore, JobStore,
-    LeafEncoder, PostgresStore, SqliteStore,
+    ApiKeyStore, AuditStore, DeploymentStore, EventStore, FindingStore, GateStore, InventoryStore,
+    JobStore, LeafEncoder, PostgresStore, SqliteStore,
 };
 
 use crate::config::Config;
@@ -23,7 +23,14 @@ use crate::services::tenant::{TenantContext, WebhookSecret};
 /// Every store trait behind one handle, whichever backend `--db` names.
 #[async_trait::async_trait]
 pub trait Store:
-    InventoryStore + FindingStore + EventStore + JobStore + ApiKeyStore + AuditStore + GateStore
+    InventoryStore
+    + FindingStore
+    + EventStore
+    + JobStore
+    + ApiKeyStore
+    + AuditStore
+    + GateStore
+    + DeploymentStore
 {
     /// Whether the database answers and carries this binary's schema (`/readyz`).
     async fn ready(&self) -> Result<(), tollgate_store::StoreError>;
@@ -359,7 +366,7 @@ pub fn tenant_contexts(
             inventory: store.clone(),
             gate_store: store.clone(),
             audit: store.clone(),
-            ado: gate_client,
+            ado: gate_client.clone(),
             settings: gate_settings.clone(),
             capabilities: capabilities.clone(),
             notifications: notifications.clone(),
@@ -369,8 +376,19 @@ pub fn tenant_contexts(
             .gate
             .credential()
             .with_context(|| format!("tenant {id}: the gate credential"))?;
+        let gate = Arc::new(gate);
+        let deployments = crate::services::deployments::DeploymentService {
+            tenant: id.clone(),
+            gate: gate.clone(),
+            inventory: store.clone(),
+            deployments: store.clone(),
+            gate_store: store.clone(),
+            ado: gate_client,
+            clock: crate::services::gate::system_clock(),
+        };
         contexts.push(TenantContext {
-            gate: Arc::new(gate),
+            gate,
+            deployments: Arc::new(deployments),
             gate_credential,
             capabilities: capabilities.clone(),
             id,

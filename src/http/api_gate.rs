@@ -67,6 +67,7 @@ pub async fn decisions(
         .decisions(&DecisionFilter {
             environment: query.environment,
             since: None,
+            run_id: None,
             limit: page_size(query.limit),
         })
         .await?;

@@ -6,6 +6,7 @@ pub mod api;
 pub mod api_admin;
 pub mod api_audit;
 pub mod api_backtest;
+pub mod api_deployments;
 pub mod api_events;
 pub mod api_gate;
 pub mod error;
@@ -150,6 +151,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/api-keys/{id}", delete(api_admin::revoke_api_key))
         .route("/api/v1/tenants", get(api_admin::tenants))
         .route("/api/v1/deployments/validate", post(api_gate::validate))
+        .route(
+            "/api/v1/deployments",
+            get(api_deployments::list).post(api_deployments::deploy),
+        )
+        .route(
+            "/api/v1/deployments/rollback",
+            post(api_deployments::rollback),
+        )
+        .route("/api/v1/deployments/{id}", get(api_deployments::status))
         .route("/api/v1/gate/decisions", get(api_gate::decisions))
         .route("/api/v1/gate/backtest", get(api_backtest::backtest))
         .route("/api/v1/approvals", get(api_gate::approvals))

@@ -7,7 +7,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::{
-    api, api_admin, api_audit, api_backtest, api_events, api_gate, error, gate, hooks, ops,
+    api, api_admin, api_audit, api_backtest, api_deployments, api_events, api_gate, error, gate,
+    hooks, ops,
 };
 
 struct Security;
@@ -51,6 +52,8 @@ impl Modify for Security {
         api_gate::validate, api_gate::decisions, api_gate::approvals, api_gate::approval,
         api_gate::approve, api_gate::reject, api_gate::cancel,
         api_gate::capabilities, api_gate::set_capability, api_backtest::backtest,
+        api_deployments::deploy, api_deployments::list, api_deployments::status,
+        api_deployments::rollback,
         hooks::receive, gate::check,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),

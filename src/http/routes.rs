@@ -93,6 +93,14 @@ pub const ROUTES: &[RouteSpec] = &[
         "/api/v1/deployments/validate",
         Requires(DeploymentsValidate),
     ),
+    route("GET", "/api/v1/deployments", Requires(InventoryRead)),
+    route("POST", "/api/v1/deployments", Requires(DeploymentsExecute)),
+    route("GET", "/api/v1/deployments/{id}", Requires(InventoryRead)),
+    route(
+        "POST",
+        "/api/v1/deployments/rollback",
+        Requires(DeploymentsExecute),
+    ),
     route(
         "GET",
         "/api/v1/gate/decisions",

@@ -231,7 +231,7 @@ pub struct ApprovalSummary {
 }
 
 impl ApprovalSummary {
-    fn of(approval: &Approval) -> Self {
+    pub fn of(approval: &Approval) -> Self {
         Self {
             id: approval.id.clone(),
             state: approval.state,

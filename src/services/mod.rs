@@ -6,6 +6,7 @@ pub mod audit_events;
 pub mod backtest;
 pub mod bypass;
 pub mod capabilities;
+pub mod deployments;
 pub mod events;
 pub mod facts;
 pub mod gate;

@@ -75,6 +75,7 @@ pub struct TenantContext {
     pub sync: Option<Arc<SyncService>>,
     pub webhook: Option<WebhookSecret>,
     pub gate: Arc<crate::services::gate::GateService>,
+    pub deployments: Arc<crate::services::deployments::DeploymentService>,
     /// The user name and password ADO's check presents; `None`: the gate refuses every call.
     pub gate_credential: Option<(String, SecretString)>,
     pub capabilities: Arc<crate::services::capabilities::Capabilities>,

@@ -783,9 +783,15 @@ impl AdoClient for HttpAdoClient {
             request.pipeline_id
         );
         let mut body = serde_json::json!({"templateParameters": request.template_parameters});
+        let mut repository = serde_json::Map::new();
         if let Some(ref_name) = &request.ref_name {
-            body["resources"] =
-                serde_json::json!({"repositories": {"self": {"refName": ref_name}}});
+            repository.insert("refName".to_owned(), serde_json::json!(ref_name));
+        }
+        if let Some(version) = &request.version {
+            repository.insert("version".to_owned(), serde_json::json!(version));
+        }
+        if !repository.is_empty() {
+            body["resources"] = serde_json::json!({"repositories": {"self": repository}});
         }
         let params = vec![("api-version".to_owned(), RUNS_API_VERSION.to_owned())];
         self.call(

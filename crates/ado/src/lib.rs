@@ -149,6 +149,10 @@ pub struct RunRequest {
     pub pipeline_id: u64,
     /// `refs/heads/main`; the pipeline's default branch when `None`.
     pub ref_name: Option<String>,
+    /// The commit to build (`resources.repositories.self.version`); the head of `ref_name`
+    /// when `None`. A rollback names the commit an earlier run deployed.
+    #[serde(default)]
+    pub version: Option<String>,
     /// Template parameters (`environment`, `version` …).
     pub template_parameters: std::collections::BTreeMap<String, String>,
 }

@@ -339,3 +339,49 @@ async fn a_forbidden_read_of_a_listed_object_is_a_permission_error() {
     let error = client.list_page(&request, None).await.unwrap_err();
     assert!(error.is_permission_denied(), "{error}");
 }
+
+#[tokio::test]
+async fn a_queued_run_names_its_branch_commit_and_template_parameters() {
+    let received = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let keep = received.clone();
+    let router = Router::new().route(
+        "/org/Payments/_apis/pipelines/{id}/runs",
+        post(move |body: String| {
+            let keep = keep.clone();
+            async move {
+                keep.lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&body).unwrap());
+                r#"{"id": 77, "state": "inProgress"}"#
+            }
+        }),
+    );
+    let client = client(&serve(router).await, pat());
+    let mut request = tollgate_ado::RunRequest {
+        project: "Payments".to_owned(),
+        pipeline_id: 12,
+        ref_name: Some("refs/heads/release/1.0".to_owned()),
+        version: Some("abc123".to_owned()),
+        template_parameters: [("environment".to_owned(), "staging".to_owned())]
+            .into_iter()
+            .collect(),
+    };
+    let run = client.queue_run(&request).await.unwrap();
+    assert_eq!(run["id"], 77);
+    request.ref_name = None;
+    request.version = None;
+    client.queue_run(&request).await.unwrap();
+    let bodies = received.lock().unwrap().clone();
+    assert_eq!(
+        bodies[0],
+        serde_json::json!({
+            "templateParameters": {"environment": "staging"},
+            "resources": {"repositories": {"self": {"refName": "refs/heads/release/1.0", "version": "abc123"}}},
+        })
+    );
+    // Neither branch nor commit: the pipeline's default branch at its head, as ADO decides.
+    assert_eq!(
+        bodies[1],
+        serde_json::json!({"templateParameters": {"environment": "staging"}})
+    );
+}

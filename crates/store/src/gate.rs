@@ -325,6 +325,8 @@ pub type CallbackJob<'a> = &'a (dyn Fn(&Approval, &GateDecision) -> Option<NewJo
 pub struct DecisionFilter {
     pub environment: Option<String>,
     pub since: Option<OffsetDateTime>,
+    /// Only decisions about this run (the ADO run/build id).
+    pub run_id: Option<u64>,
     pub limit: u32,
 }
 

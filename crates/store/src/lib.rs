@@ -5,11 +5,13 @@
 //! (`sqlx::query`), one implementation per backend; see docs/adr/0002-store-per-backend.md.
 
 mod audit;
+pub mod deployments;
 pub mod gate;
 mod keys;
 mod migrate;
 mod postgres;
 mod postgres_audit;
+mod postgres_deployments;
 mod postgres_findings;
 mod postgres_gate;
 mod postgres_keys;
@@ -17,6 +19,7 @@ mod postgres_queue;
 mod queue;
 mod sqlite;
 mod sqlite_audit;
+mod sqlite_deployments;
 mod sqlite_findings;
 mod sqlite_gate;
 mod sqlite_keys;
@@ -32,6 +35,7 @@ use tollgate_domain::{InventoryItem, ResourceKind, SyncRunId, TenantId};
 pub use audit::{
     AuditDraft, AuditStore, EncodedLeaf, LeafEncoder, LeafFilter, StoredCheckpoint, StoredLeaf,
 };
+pub use deployments::DeploymentStore;
 pub use gate::GateStore;
 pub use keys::{ApiKeyStore, StoredApiKey};
 pub use postgres::PostgresStore;

@@ -54,6 +54,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "gate_checked_runs",
         sql: include_str!("../migrations/sqlite/0009_gate_checked_runs.sql"),
     },
+    Migration {
+        version: 10,
+        name: "deployments",
+        sql: include_str!("../migrations/sqlite/0010_deployments.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -97,6 +102,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "gate_checked_runs",
         sql: include_str!("../migrations/postgres/0008_gate_checked_runs.sql"),
     },
+    Migration {
+        version: 9,
+        name: "deployments",
+        sql: include_str!("../migrations/postgres/0009_deployments.sql"),
+    },
 ];
 
 /// Every PostgreSQL table that holds tenant rows: each has `tenant_id` and row-level security
@@ -115,6 +125,7 @@ pub(crate) const POSTGRES_TENANT_TABLES: &[&str] = &[
     "audit_leaves",
     "gate_decisions",
     "approvals",
+    "deployments",
     "audit_checkpoints",
     "audit_sink_cursors",
 ];

@@ -162,11 +162,15 @@ impl GateStore for PostgresStore {
         let rows: Vec<String> = sqlx::query_scalar(
             "SELECT document::text FROM gate_decisions \
              WHERE ($1::text IS NULL OR environment = $1) AND ($2::timestamptz IS NULL OR decided_at >= $2) \
+             AND ($4::text IS NULL OR document->>'run_id' = $4) \
              ORDER BY decided_at DESC, id DESC LIMIT $3",
         )
         .bind(&filter.environment)
         .bind(filter.since)
         .bind(i64::from(filter.limit.max(1)))
+        // Compared as text: the document holds the id as a JSON number, `->>` renders it
+        // in its shortest decimal form, as `to_string` does.
+        .bind(filter.run_id.map(|id| id.to_string()))
         .fetch_all(&mut *transaction)
         .await?;
         transaction.commit().await?;

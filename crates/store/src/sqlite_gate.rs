@@ -147,9 +147,14 @@ impl GateStore for SqliteStore {
         filter: &DecisionFilter,
     ) -> Result<Vec<GateDecision>, StoreError> {
         let since = filter.since.map(stamp).transpose()?;
+        let run_id = filter.run_id.and_then(|id| i64::try_from(id).ok());
+        if filter.run_id.is_some() && run_id.is_none() {
+            return Ok(Vec::new());
+        }
         let rows: Vec<String> = sqlx::query_scalar(
             "SELECT document FROM gate_decisions WHERE tenant_id = ? \
              AND (? IS NULL OR environment = ?) AND (? IS NULL OR decided_at >= ?) \
+             AND (? IS NULL OR json_extract(document, '$.run_id') = ?) \
              ORDER BY decided_at DESC, id DESC LIMIT ?",
         )
         .bind(tenant.as_str())
@@ -157,6 +162,8 @@ impl GateStore for SqliteStore {
         .bind(&filter.environment)
         .bind(&since)
         .bind(&since)
+        .bind(run_id)
+        .bind(run_id)
         .bind(i64::from(filter.limit.max(1)))
         .fetch_all(self.pool())
         .await?;
