@@ -49,6 +49,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "gate",
         sql: include_str!("../migrations/sqlite/0008_gate.sql"),
     },
+    Migration {
+        version: 9,
+        name: "tenancy",
+        sql: include_str!("../migrations/sqlite/0009_tenancy.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -87,6 +92,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "gate",
         sql: include_str!("../migrations/postgres/0007_gate.sql"),
     },
+    Migration {
+        version: 8,
+        name: "tenancy",
+        sql: include_str!("../migrations/postgres/0008_tenancy.sql"),
+    },
 ];
 
 /// Every PostgreSQL table that holds tenant rows: each has `tenant_id` and row-level security
@@ -107,4 +117,6 @@ pub(crate) const POSTGRES_TENANT_TABLES: &[&str] = &[
     "approvals",
     "audit_checkpoints",
     "audit_sink_cursors",
+    "tenants",
+    "memberships",
 ];

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::Connection;
 use tollgate_store::{
     ApiKeyStore, AuditStore, EventStore, FindingStore, GateStore, InventoryStore, JobStore,
-    LeafEncoder, PostgresStore, SqliteStore, StoreError,
+    LeafEncoder, PostgresStore, SqliteStore, StoreError, TenancyStore,
 };
 
 pub const APP_URL: &str = "TOLLGATE_TEST_POSTGRES_URL";
@@ -27,7 +27,14 @@ pub const SUPERUSER_URL: &str = "TOLLGATE_TEST_POSTGRES_SUPERUSER_URL";
 
 /// Every store trait, so a scenario is written once for both backends.
 pub trait AnyStore:
-    InventoryStore + FindingStore + EventStore + JobStore + ApiKeyStore + AuditStore + GateStore
+    InventoryStore
+    + FindingStore
+    + EventStore
+    + JobStore
+    + ApiKeyStore
+    + AuditStore
+    + GateStore
+    + TenancyStore
 {
     fn set_leaf_encoder(&self, encoder: Arc<dyn LeafEncoder>) -> Result<(), StoreError>;
 }
