@@ -386,7 +386,7 @@ pub async fn schedule(
             next_full = now + full_every;
         }
         for kind in due {
-            for tenant in tenants.all().filter(|t| t.sync.is_some()) {
+            for tenant in tenants.all().into_iter().filter(|t| t.sync.is_some()) {
                 let scheduled = tenant
                     .capabilities
                     .get(&tenant.id, Capability::ScheduledSync)
