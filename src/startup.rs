@@ -606,19 +606,15 @@ async fn record_what_started(
     hashed.database.url = String::new();
     let serialized = serde_json::to_vec(&hashed).context("serialising the configuration")?;
     let digest = tollgate_audit::sha256_hex(&serialized);
-    let tenant_ids: Vec<String> = parts
-        .tenants
-        .ids()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let tenant_count = parts.tenants.ids().len();
     for tenant in parts.tenants.all() {
+        // Each log names its own tenant only: which other tenants exist is not its business.
         audit
             .record_if_changed(
                 &tenant.id,
                 crate::services::audit_events::AuditEvent::ConfigurationLoaded,
                 &digest,
-                serde_json::json!({ "tenants": tenant_ids }),
+                serde_json::json!({ "tenant": tenant.id.as_str(), "tenants": tenant_count }),
             )
             .await?;
         audit

@@ -119,7 +119,7 @@ audit_events! {
     JobDeadLettered => "job.dead", "inventory", "fail", High,
         "A job failed every attempt and stopped; its events are marked failed.";
     ConfigurationLoaded => "config.loaded", "configuration", "update", Medium,
-        "The effective configuration (its digest and tenants) a server started with, when it changed.";
+        "The effective configuration (its digest, and how many tenants it serves) a server started with, when it changed.";
     PolicySetLoaded => "policy.loaded", "policy", "update", Medium,
         "The policy bundle (digest, controls, settings, load problems) a server started with, when it changed.";
     TenantAdded => "tenant.added", "configuration", "create", Medium,
