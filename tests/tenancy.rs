@@ -834,3 +834,372 @@ async fn a_principal_of_a_can_neither_read_nor_change_bs_data_on_postgresql() {
         a_principal_of_a_can_neither_read_nor_change_bs_data(Some(url)).await;
     }
 }
+
+fn audit_types(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| record["event_type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_create_tenants_and_members_act_in_them_until_removed() {
+    let server = Server::start("").await;
+    let operator = Caller::new(&server, server.admin_key());
+    let operator_subject = operator.get("/api/v1/me").await["subject"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The operator tenant's admin creates a tenant; it exists at once, empty.
+    let created = operator
+        .json(
+            "POST",
+            "/api/v1/admin/tenants",
+            Some(&json!({"id": "contoso"})),
+        )
+        .await;
+    assert_eq!(created["id"], "contoso");
+    assert_eq!(created["registered"], true);
+    assert_eq!(created["configured"], false);
+    let (status, _) = operator
+        .send(
+            "POST",
+            "/api/v1/admin/tenants",
+            Some(&json!({"id": "contoso"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "a tenant is created once");
+    let (status, _) = operator
+        .send(
+            "POST",
+            "/api/v1/admin/tenants",
+            Some(&json!({"id": "Not A Tenant"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let listed = operator.get("/api/v1/admin/tenants").await;
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["contoso", "default"]);
+
+    // Not a member yet: the operator itself may not act in it (it may manage its members).
+    let (status, _) = operator
+        .acting_in("contoso")
+        .send("GET", "/api/v1/me", None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let put = operator
+        .json(
+            "PUT",
+            &format!("/api/v1/admin/tenants/contoso/members/{operator_subject}"),
+            Some(&json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(put["role"], "admin");
+    assert_eq!(put["previous_role"], Value::Null);
+    let in_contoso = operator.acting_in("contoso");
+    assert_eq!(in_contoso.get("/api/v1/me").await["role"], "admin");
+    let contoso_admin = in_contoso
+        .json(
+            "POST",
+            "/api/v1/api-keys",
+            Some(&json!({"name": "contoso admin", "role": "admin"})),
+        )
+        .await;
+    let contoso_admin = Caller::new(&server, contoso_admin["key"].as_str().unwrap());
+    let me = contoso_admin.get("/api/v1/me").await;
+    assert_eq!(
+        me["tenant"], "contoso",
+        "a key acts in the tenant it was issued in"
+    );
+    assert_eq!(me["home_tenant"], "contoso");
+
+    // Contoso's admin manages contoso's members, not the operator's, and no tenants.
+    let viewer_subject = "oidc:72f988bf-86f1-41af-91ab-2d7cd011db47:some-viewer";
+    let (status, _) = contoso_admin
+        .send(
+            "PUT",
+            &format!("/api/v1/admin/tenants/contoso/members/{viewer_subject}"),
+            Some(&json!({"role": "viewer"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = contoso_admin
+        .send(
+            "PUT",
+            &format!("/api/v1/admin/tenants/contoso/members/{viewer_subject}"),
+            Some(&json!({"role": "operator"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "a second put changes the role");
+    let (status, _) = contoso_admin
+        .send(
+            "PUT",
+            "/api/v1/admin/tenants/contoso/members/not-a-subject",
+            Some(&json!({"role": "viewer"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    for (method, path) in [
+        ("GET", "/api/v1/admin/tenants/default/members"),
+        ("GET", "/api/v1/admin/tenants"),
+        ("POST", "/api/v1/admin/tenants"),
+        ("DELETE", "/api/v1/admin/tenants/contoso"),
+    ] {
+        let (status, body) = contoso_admin
+            .send(method, path, Some(&json!({"id": "fabrikam"})))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
+    }
+    let members = contoso_admin
+        .get("/api/v1/admin/tenants/contoso/members")
+        .await;
+    let roles: Vec<(&str, &str)> = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["subject"].as_str().unwrap(), m["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            (operator_subject.as_str(), "admin"),
+            (viewer_subject, "operator")
+        ]
+    );
+    // The operator's home stays the operator tenant, and it may act in both.
+    let me = operator.get("/api/v1/me").await;
+    assert_eq!(me["tenant"], "default");
+    assert_eq!(
+        me["tenants"],
+        json!([{"tenant": "contoso", "role": "admin"}, {"tenant": "default", "role": "admin"}])
+    );
+
+    // Contoso's log holds its creation and its membership changes.
+    let contoso_log = audit_types(&in_contoso.get("/api/v1/audit/records?limit=1000").await);
+    assert_eq!(
+        contoso_log
+            .iter()
+            .filter(|t| !t.starts_with("auth.") && *t != "log.genesis")
+            .collect::<Vec<_>>(),
+        [
+            "tenant.added",
+            "membership.changed",
+            "api_key.created",
+            "membership.changed",
+            "membership.changed"
+        ],
+        "{contoso_log:?}"
+    );
+
+    // Configured tenants and the operator tenant cannot be removed through the API.
+    let (status, _) = operator
+        .send("DELETE", "/api/v1/admin/tenants/default", None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = operator
+        .send("DELETE", "/api/v1/admin/tenants/nowhere", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Removing contoso ends every way in: memberships and keys.
+    let removed = operator
+        .json("DELETE", "/api/v1/admin/tenants/contoso", None)
+        .await;
+    assert_eq!(removed["memberships_removed"], 2);
+    assert_eq!(removed["api_keys_revoked"], 1);
+    let (status, _) = contoso_admin.send("GET", "/api/v1/me", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "its keys are revoked");
+    let (status, _) = in_contoso.send("GET", "/api/v1/me", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "its members are gone");
+
+    // Every step is in the logs: contoso's own, and the operator tenant's.
+    let operator_memberships = audit_types(
+        &operator
+            .get("/api/v1/audit/records?type=membership.changed")
+            .await,
+    );
+    assert!(
+        operator_memberships.is_empty(),
+        "membership changes stay in their tenant's log"
+    );
+    let operator_log = audit_types(&operator.get("/api/v1/audit/records?limit=1000").await);
+    assert!(
+        operator_log.contains(&"tenant.added".to_owned())
+            && operator_log.contains(&"tenant.removed".to_owned()),
+        "{operator_log:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_tenant_is_served_after_a_restart() {
+    let server = Server::start("").await;
+    let operator = Caller::new(&server, server.admin_key());
+    operator
+        .json(
+            "POST",
+            "/api/v1/admin/tenants",
+            Some(&json!({"id": "contoso"})),
+        )
+        .await;
+    let subject = operator.get("/api/v1/me").await["subject"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    operator
+        .json(
+            "PUT",
+            &format!("/api/v1/admin/tenants/contoso/members/{subject}"),
+            Some(&json!({"role": "viewer"})),
+        )
+        .await;
+    let key = server.admin_key().to_owned();
+    let dir = {
+        let Server { mut child, dir, .. } = server;
+        child.kill().await.unwrap();
+        dir
+    };
+    let config = dir.path().join("tollgate.toml");
+    let server = Server::spawn(dir, config, &[]).await;
+    let in_contoso = Caller::new(&server, &key).acting_in("contoso");
+    let inventory = in_contoso.get("/api/v1/inventory").await;
+    assert_eq!(inventory["tenant"], "contoso");
+    // A viewer there: reading yes, administering no.
+    let (status, _) = in_contoso.send("GET", "/api/v1/api-keys", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let records = in_contoso.send("GET", "/api/v1/audit/records", None).await;
+    assert_eq!(
+        records.0,
+        StatusCode::FORBIDDEN,
+        "audit.read is an operator's"
+    );
+    server.stop().await;
+}
+
+#[test]
+fn members_are_managed_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tollgate.toml"),
+        "[database]\nurl = \"t.db\"\n",
+    )
+    .unwrap();
+    let tollgate = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .current_dir(dir.path())
+            .env_remove("TOLLGATE_DB")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let subject = "oidc:72f988bf-86f1-41af-91ab-2d7cd011db47:alice";
+    let (code, stdout, stderr) = tollgate(&[
+        "tenant",
+        "members",
+        "add",
+        "--tenant",
+        "default",
+        "--subject",
+        subject,
+        "--role",
+        "operator",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("now a member"), "{stdout}");
+    let (code, stdout, _) = tollgate(&[
+        "tenant",
+        "members",
+        "add",
+        "--tenant",
+        "default",
+        "--subject",
+        subject,
+        "--role",
+        "admin",
+    ]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("(was operator)"), "{stdout}");
+    let (code, stdout, _) = tollgate(&["tenant", "members", "list", "--tenant", "default"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.starts_with(&format!("{subject}\tadmin\t")),
+        "{stdout}"
+    );
+    // Bad input is refused with the reason, and changes nothing.
+    for (args, reason) in [
+        (
+            vec![
+                "--tenant",
+                "default",
+                "--subject",
+                "alice",
+                "--role",
+                "admin",
+            ],
+            "is not a subject",
+        ),
+        (
+            vec![
+                "--tenant",
+                "default",
+                "--subject",
+                subject,
+                "--role",
+                "root",
+            ],
+            "unknown role",
+        ),
+        (
+            vec![
+                "--tenant",
+                "nowhere",
+                "--subject",
+                subject,
+                "--role",
+                "admin",
+            ],
+            "no tenant nowhere",
+        ),
+    ] {
+        let mut full = vec!["tenant", "members", "add"];
+        full.extend(args);
+        let (code, _, stderr) = tollgate(&full);
+        assert_ne!(code, 0);
+        assert!(stderr.contains(reason), "{reason}: {stderr}");
+    }
+    let (code, _, stderr) = tollgate(&[
+        "tenant",
+        "members",
+        "remove",
+        "--tenant",
+        "default",
+        "--subject",
+        subject,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = tollgate(&[
+        "tenant",
+        "members",
+        "remove",
+        "--tenant",
+        "default",
+        "--subject",
+        subject,
+    ]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("is not a member"), "{stderr}");
+    let (_, stdout, _) = tollgate(&["tenant", "members", "list", "--tenant", "default"]);
+    assert!(stdout.contains("no members"), "{stdout}");
+}
