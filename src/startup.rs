@@ -635,7 +635,7 @@ async fn record_what_started(
 /// Audit retention, daily: payloads older than `days` are withheld (hashes stay).
 async fn withhold_periodically(
     audit: Arc<AuditService>,
-    tenants: Vec<TenantId>,
+    tenants: Arc<crate::services::tenant::Tenants>,
     days: u64,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -644,7 +644,7 @@ async fn withhold_periodically(
     }
     loop {
         let cutoff = time::OffsetDateTime::now_utc() - time::Duration::days(days as i64);
-        for tenant in &tenants {
+        for tenant in &tenants.ids() {
             match audit
                 .withhold_before(tenant, cutoff, &format!("retention_days = {days}"))
                 .await
@@ -840,7 +840,7 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
         let exporter = Arc::new(crate::services::siem::SiemExporter {
             store: parts.store.clone(),
             sinks,
-            tenants: parts.tenants.ids(),
+            tenants: parts.tenants.clone(),
             origin_prefix: config.audit.origin_prefix.clone(),
             metrics: parts.metrics.clone(),
             poll: Duration::from_secs(1),
@@ -849,7 +849,7 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
     }
     background.push(tokio::spawn(withhold_periodically(
         audit.clone(),
-        parts.tenants.ids(),
+        parts.tenants.clone(),
         config.audit.retention_days,
         shutdown.clone(),
     )));
