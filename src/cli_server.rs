@@ -56,8 +56,49 @@ Secrets are referenced by file, never written into tollgate.toml. ADO's service 
     },
     /// List configured tenants (no secrets).
     List,
-    /// Remove a tenant from the configuration file (its stored data stays).
+    /// Remove a tenant from the configuration file: its memberships are deleted and its API
+    /// keys revoked (its stored data stays).
     Remove { id: String },
+    /// Who may act in a tenant, with which role.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  tollgate tenant members add --tenant contoso --subject oidc:72f988bf-86f1-41af-91ab-2d7cd011db47:5e0c… --role admin\n  tollgate tenant members list --tenant contoso\n  tollgate tenant members remove --tenant contoso --subject apikey:AbCdEf123456\n\n\
+A subject is what GET /api/v1/me shows: oidc:{tid}:{oid} for a token, apikey:{key id} for an API key."
+    )]
+    Members(MembersAction),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MembersAction {
+    /// List a tenant's members and their roles.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Give a principal a role in a tenant, or change its role there.
+    Add {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        tenant: String,
+        /// oidc:{tid}:{oid} or apikey:{key id}
+        #[arg(long)]
+        subject: String,
+        /// admin, release_manager, operator, developer or viewer
+        #[arg(long)]
+        role: String,
+    },
+    /// Take a principal's role in a tenant away.
+    Remove {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        subject: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,20 +225,102 @@ pub async fn tenant(config_file: Option<&Path>, action: TenantAction) -> Result<
         }
         TenantAction::Remove { id } => {
             let path = config_path(config_file);
+            let tenant = TenantId::parse(&id)?;
             let found = config::remove_tenant(&path, &id)?;
             if !found {
                 bail!("no tenant {id:?} in {}", path.display());
             }
-            record_tenant_change(
-                config_file,
-                &TenantId::parse(&id)?,
-                AuditEvent::TenantRemoved,
-            )
-            .await?;
+            let tenancy = tenancy(config_file, None).await?;
+            let removed = tenancy
+                .end_access(&tenant, &Actor::local())
+                .await
+                .context("ending the tenant's memberships and API keys")?;
             println!(
-                "tenant {id} removed from {}; its stored data stays in the database",
-                path.display()
+                "tenant {id} removed from {}; {} membership(s) deleted, {} API key(s) revoked; its stored data stays in the database",
+                path.display(),
+                removed.memberships_removed,
+                removed.api_keys_revoked,
             );
+        }
+        TenantAction::Members(action) => return members(config_file, action).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Tenant administration over the configured store.
+async fn tenancy(
+    config_file: Option<&Path>,
+    db: Option<String>,
+) -> Result<crate::services::tenancy::TenancyService> {
+    let loaded = config::load(
+        config_file,
+        &Overrides {
+            db,
+            ..Overrides::default()
+        },
+    )?;
+    let store = startup::configured_store(&loaded.config).await?;
+    let audit = std::sync::Arc::new(startup::audit_service(&loaded.config, store.clone()).await?);
+    startup::tenancy_service(&loaded.config, store, audit)
+}
+
+async fn members(config_file: Option<&Path>, action: MembersAction) -> Result<ExitCode> {
+    match action {
+        MembersAction::List { db, tenant } => {
+            let tenant = TenantId::parse(&tenant)?;
+            let tenancy = tenancy(config_file, db.db).await?;
+            if !tenancy.exists(&tenant).await? {
+                bail!("no tenant {tenant}; `tollgate tenant list` shows the configured ones");
+            }
+            let members = tenancy.members(&tenant).await?;
+            if members.is_empty() {
+                println!("tenant {tenant} has no members; `tollgate tenant members add` adds one");
+            }
+            for member in members {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    member.subject,
+                    member.role,
+                    member.created_at.format(&Rfc3339).unwrap_or_default(),
+                    member.created_by
+                );
+            }
+        }
+        MembersAction::Add {
+            db,
+            tenant,
+            subject,
+            role,
+        } => {
+            let tenant = TenantId::parse(&tenant)?;
+            let role = role
+                .parse::<crate::auth::Role>()
+                .map_err(|error| anyhow::anyhow!("--role: {error}"))?;
+            let tenancy = tenancy(config_file, db.db).await?;
+            let put = tenancy
+                .put_member(&tenant, &subject, role, &Actor::local())
+                .await?;
+            match put.previous {
+                Some(previous) => {
+                    println!("{subject} is now {role} in tenant {tenant} (was {previous})")
+                }
+                None => println!("{subject} is now a member of tenant {tenant} as {role}"),
+            }
+        }
+        MembersAction::Remove {
+            db,
+            tenant,
+            subject,
+        } => {
+            let tenant = TenantId::parse(&tenant)?;
+            let tenancy = tenancy(config_file, db.db).await?;
+            if !tenancy
+                .remove_member(&tenant, &subject, &Actor::local())
+                .await?
+            {
+                bail!("{subject} is not a member of tenant {tenant}");
+            }
+            println!("{subject} may no longer act in tenant {tenant}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -9,7 +9,7 @@ use tollgate_domain::TenantId;
 use tollgate_domain::ado_api::AdoHost;
 use tollgate_store::{
     ApiKeyStore, AuditStore, DeploymentStore, EventStore, FindingStore, GateStore, InventoryStore,
-    JobStore, LeafEncoder, PostgresStore, SqliteStore,
+    JobStore, LeafEncoder, PostgresStore, SqliteStore, TenancyStore,
 };
 
 use crate::config::Config;
@@ -31,6 +31,7 @@ pub trait Store:
     + AuditStore
     + GateStore
     + DeploymentStore
+    + TenancyStore
 {
     /// Whether the database answers and carries this binary's schema (`/readyz`).
     async fn ready(&self) -> Result<(), tollgate_store::StoreError>;
@@ -291,6 +292,15 @@ pub fn tenant_contexts(
     policies: Arc<tollgate_policy::PolicySet>,
     problems: &[String],
 ) -> Result<Vec<TenantContext>> {
+    let factory = ContextFactory::new(config, store, policies, problems)?;
+    configured_tenants(config)
+        .iter()
+        .map(|tenant| factory.build(tenant))
+        .collect()
+}
+
+/// The tenants the configuration names (`default` alone when it names none).
+fn configured_tenants(config: &Config) -> Vec<crate::config::TenantConfig> {
     let mut configured = config.tenants();
     if configured.is_empty() {
         configured.push(crate::config::TenantConfig {
@@ -300,15 +310,66 @@ pub fn tenant_contexts(
             gate: config.gate.credential.clone(),
         });
     }
-    let gate_settings = config.gate.settings()?;
-    let capabilities = Arc::new(crate::services::capabilities::Capabilities::new(
-        store.clone(),
-        store.clone(),
-    ));
-    let notifications = Arc::new(notifications(config)?);
-    let clock = gate_clock()?;
-    let mut contexts = Vec::new();
-    for tenant in configured {
+    configured
+}
+
+/// Builds tenant contexts over one store, policy set, notifier and clock: the configured ones
+/// at start, registered ones when they are created or first acted in.
+struct ContextFactory {
+    config: Config,
+    store: Arc<dyn Store>,
+    policies: Arc<tollgate_policy::PolicySet>,
+    problems: Vec<String>,
+    gate_settings: crate::services::gate::GateSettings,
+    capabilities: Arc<crate::services::capabilities::Capabilities>,
+    notifications: Arc<crate::services::notify::Notifications>,
+    clock: crate::services::gate::Clock,
+}
+
+impl ContextFactory {
+    fn new(
+        config: &Config,
+        store: Arc<dyn Store>,
+        policies: Arc<tollgate_policy::PolicySet>,
+        problems: &[String],
+    ) -> Result<Self> {
+        Ok(Self {
+            gate_settings: config.gate.settings()?,
+            capabilities: Arc::new(crate::services::capabilities::Capabilities::new(
+                store.clone(),
+                store.clone(),
+            )),
+            notifications: Arc::new(notifications(config)?),
+            clock: gate_clock()?,
+            config: config.clone(),
+            store,
+            policies,
+            problems: problems.to_vec(),
+        })
+    }
+
+    /// A registered tenant the configuration does not name: no organisation, webhook secret
+    /// or gate credential (a `[[tenants]]` entry with its id adds them at the next start).
+    fn build_registered(&self, id: &TenantId) -> Result<TenantContext> {
+        self.build(&crate::config::TenantConfig {
+            id: id.to_string(),
+            ado: crate::config::AdoConfig {
+                org_url: None,
+                ..self.config.ado.clone()
+            },
+            webhook: crate::config::WebhookConfig {
+                secret: None,
+                secret_file: None,
+                ..self.config.webhook.clone()
+            },
+            gate: crate::config::GateCredentialConfig::default(),
+        })
+    }
+
+    fn build(&self, tenant: &crate::config::TenantConfig) -> Result<TenantContext> {
+        let config = &self.config;
+        let store = &self.store;
+        let policies = &self.policies;
         let id = TenantId::parse(&tenant.id)?;
         let mut gate_client: Option<Arc<dyn tollgate_ado::AdoClient>> = None;
         let mut registered_org: Option<String> = None;
@@ -343,7 +404,7 @@ pub fn tenant_contexts(
             store.clone(),
             store.clone(),
             policies.clone(),
-            problems.to_vec(),
+            self.problems.clone(),
             id.clone(),
             scan_options(config),
         )?
@@ -367,10 +428,10 @@ pub fn tenant_contexts(
             gate_store: store.clone(),
             audit: store.clone(),
             ado: gate_client.clone(),
-            settings: gate_settings.clone(),
-            capabilities: capabilities.clone(),
-            notifications: notifications.clone(),
-            clock: clock.clone(),
+            settings: self.gate_settings.clone(),
+            capabilities: self.capabilities.clone(),
+            notifications: self.notifications.clone(),
+            clock: self.clock.clone(),
         };
         let gate_credential = tenant
             .gate
@@ -386,11 +447,11 @@ pub fn tenant_contexts(
             ado: gate_client,
             clock: crate::services::gate::system_clock(),
         };
-        contexts.push(TenantContext {
+        Ok(TenantContext {
             gate,
             deployments: Arc::new(deployments),
             gate_credential,
-            capabilities: capabilities.clone(),
+            capabilities: self.capabilities.clone(),
             id,
             org_url: tenant.ado.org_url.clone(),
             inventory: store.clone(),
@@ -400,9 +461,8 @@ pub fn tenant_contexts(
             sync,
             webhook,
             refresh_lock: tokio::sync::Mutex::new(()),
-        });
+        })
     }
-    Ok(contexts)
 }
 
 /// The gate's clock: the system clock, or a fixed instant from `TOLLGATE_FAKE_NOW` (RFC 3339)
@@ -439,10 +499,32 @@ async fn server_parts(config: &Config) -> Result<ServerParts> {
             "a policy file did not load; the rest of the catalog runs"
         );
     }
-    let contexts = tenant_contexts(config, store.clone(), policies, &problems)?;
+    let factory = Arc::new(ContextFactory::new(
+        config,
+        store.clone(),
+        policies,
+        &problems,
+    )?);
+    let contexts = configured_tenants(config)
+        .iter()
+        .map(|tenant| factory.build(tenant))
+        .collect::<Result<Vec<_>>>()?;
+    let opener = factory.clone();
+    let tenants = crate::services::tenant::Tenants::with_opener(
+        contexts,
+        Box::new(move |id: &TenantId| opener.build_registered(id)),
+    );
+    // Registered tenants are served from the start, alongside the configured ones.
+    for registered in store
+        .registered_tenants()
+        .await
+        .context("reading the registered tenants")?
+    {
+        tenants.open(&registered.tenant)?;
+    }
     Ok(ServerParts {
         store,
-        tenants: Arc::new(crate::services::tenant::Tenants::new(contexts)),
+        tenants: Arc::new(tenants),
         metrics: Arc::new(crate::telemetry::Metrics::new()),
         wake: Arc::new(tokio::sync::Notify::new()),
     })
@@ -545,19 +627,15 @@ async fn record_what_started(
     hashed.database.url = String::new();
     let serialized = serde_json::to_vec(&hashed).context("serialising the configuration")?;
     let digest = tollgate_audit::sha256_hex(&serialized);
-    let tenant_ids: Vec<String> = parts
-        .tenants
-        .ids()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let tenant_count = parts.tenants.ids().len();
     for tenant in parts.tenants.all() {
+        // Each log names its own tenant only: which other tenants exist is not its business.
         audit
             .record_if_changed(
                 &tenant.id,
                 crate::services::audit_events::AuditEvent::ConfigurationLoaded,
                 &digest,
-                serde_json::json!({ "tenants": tenant_ids }),
+                serde_json::json!({ "tenant": tenant.id.as_str(), "tenants": tenant_count }),
             )
             .await?;
         audit
@@ -578,7 +656,7 @@ async fn record_what_started(
 /// Audit retention, daily: payloads older than `days` are withheld (hashes stay).
 async fn withhold_periodically(
     audit: Arc<AuditService>,
-    tenants: Vec<TenantId>,
+    tenants: Arc<crate::services::tenant::Tenants>,
     days: u64,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -587,7 +665,7 @@ async fn withhold_periodically(
     }
     loop {
         let cutoff = time::OffsetDateTime::now_utc() - time::Duration::days(days as i64);
-        for tenant in &tenants {
+        for tenant in &tenants.ids() {
             match audit
                 .withhold_before(tenant, cutoff, &format!("retention_days = {days}"))
                 .await
@@ -612,7 +690,7 @@ async fn withhold_periodically(
 /// as an hourly heartbeat; a last one on shutdown, so every record is covered.
 async fn checkpoint_periodically(
     audit: Arc<AuditService>,
-    tenants: Vec<TenantId>,
+    tenants: Arc<crate::services::tenant::Tenants>,
     interval: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -621,7 +699,8 @@ async fn checkpoint_periodically(
             () = tokio::time::sleep(interval) => false,
             _ = shutdown.changed() => *shutdown.borrow(),
         };
-        for tenant in &tenants {
+        // Read each time: tenants created through the API are checkpointed too.
+        for tenant in &tenants.ids() {
             if let Err(error) = audit.checkpoint(tenant).await {
                 tracing::error!(%tenant, error = %format!("{error:#}"), "signing an audit checkpoint failed");
             }
@@ -630,6 +709,21 @@ async fn checkpoint_periodically(
             return;
         }
     }
+}
+
+/// Tenant administration over the store; `config` says which tenants the file names.
+pub fn tenancy_service(
+    config: &Config,
+    store: Arc<dyn Store>,
+    audit: Arc<AuditService>,
+) -> Result<crate::services::tenancy::TenancyService> {
+    let configured = configured_tenants(config)
+        .iter()
+        .map(|tenant| TenantId::parse(&tenant.id))
+        .collect::<Result<_, _>>()?;
+    Ok(crate::services::tenancy::TenancyService::new(
+        store, audit, configured,
+    ))
 }
 
 /// The authenticator: API keys always, OIDC bearer tokens when `[auth.oidc]` is set. With
@@ -642,7 +736,7 @@ async fn authenticator(
     Arc<crate::auth::authenticator::Authenticator>,
     Arc<crate::auth::api_keys::ApiKeyService>,
 )> {
-    let api_keys = crate::auth::api_keys::ApiKeyService::new(store);
+    let api_keys = crate::auth::api_keys::ApiKeyService::new(store.clone());
     let oidc = match &config.auth.oidc {
         None => None,
         Some(settings) => {
@@ -673,10 +767,10 @@ Create named keys with POST /api/v1/api-keys and revoke `bootstrap`."
         );
     }
     Ok((
-        Arc::new(crate::auth::authenticator::Authenticator::new(
-            oidc,
-            api_keys.clone(),
-        )),
+        Arc::new(
+            crate::auth::authenticator::Authenticator::new(oidc, api_keys.clone())
+                .with_memberships(store),
+        ),
         Arc::new(api_keys),
     ))
 }
@@ -729,7 +823,9 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
     ));
     let audit = Arc::new(audit_service(config, parts.store.clone()).await?);
     record_what_started(config, &parts, &audit).await?;
+    let tenancy = Arc::new(tenancy_service(config, parts.store.clone(), audit.clone())?);
     let state = crate::http::AppState {
+        tenancy,
         tenants: parts.tenants.clone(),
         authenticator: authenticator.0,
         api_keys: authenticator.1,
@@ -783,7 +879,7 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
     }
     background.push(tokio::spawn(checkpoint_periodically(
         audit.clone(),
-        parts.tenants.ids(),
+        parts.tenants.clone(),
         Duration::from_secs(config.audit.checkpoint_interval_secs.max(1)),
         shutdown.clone(),
     )));
@@ -796,7 +892,7 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
         let exporter = Arc::new(crate::services::siem::SiemExporter {
             store: parts.store.clone(),
             sinks,
-            tenants: parts.tenants.ids(),
+            tenants: parts.tenants.clone(),
             origin_prefix: config.audit.origin_prefix.clone(),
             metrics: parts.metrics.clone(),
             poll: Duration::from_secs(1),
@@ -805,7 +901,7 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
     }
     background.push(tokio::spawn(withhold_periodically(
         audit.clone(),
-        parts.tenants.ids(),
+        parts.tenants.clone(),
         config.audit.retention_days,
         shutdown.clone(),
     )));

@@ -6,9 +6,14 @@
 
 use time::OffsetDateTime;
 
-use super::Principal;
+use std::sync::Arc;
+
+use tollgate_store::TenancyStore;
+
 use super::api_keys::{API_KEY_PREFIX, ApiKeyService};
 use super::oidc::{MAX_TOKEN_BYTES, OidcValidator};
+use super::tenancy::TenantRoles;
+use super::{Credential, Principal};
 
 /// Why a request is not authenticated. Reasons are short machine words for logs and the
 /// `WWW-Authenticate` header; none of them contains any part of the credential.
@@ -94,11 +99,22 @@ impl AuthError {
 }
 
 /// Authenticates requests by bearer token or API key.
-#[derive(Debug)]
 pub struct Authenticator {
     /// `None` when no identity provider is configured: bearer JWTs are then refused.
     pub oidc: Option<OidcValidator>,
     pub api_keys: ApiKeyService,
+    /// Membership rows; `None`: every principal acts in its home tenant only.
+    pub memberships: Option<Arc<dyn TenancyStore>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("oidc", &self.oidc)
+            .field("api_keys", &self.api_keys)
+            .field("memberships", &self.memberships.is_some())
+            .finish()
+    }
 }
 
 /// The credential in an `Authorization` header value.
@@ -129,17 +145,42 @@ fn bearer_token(authorization: &str) -> Result<&str, AuthError> {
 
 impl Authenticator {
     pub fn new(oidc: Option<OidcValidator>, api_keys: ApiKeyService) -> Self {
-        Self { oidc, api_keys }
+        Self {
+            oidc,
+            api_keys,
+            memberships: None,
+        }
     }
 
-    /// Who the request's credential proves, from the raw `Authorization` and `X-Api-Key`
-    /// header values. Presenting both is refused (RFC 6750 §3.1: one method per request).
+    /// Principals may also act in the tenants they have membership rows in.
+    #[must_use]
+    pub fn with_memberships(mut self, store: Arc<dyn TenancyStore>) -> Self {
+        self.memberships = Some(store);
+        self
+    }
+
+    /// Who the request's credential proves, acting in its home tenant, from the raw
+    /// `Authorization` and `X-Api-Key` header values. Presenting both is refused (RFC 6750
+    /// §3.1: one method per request).
     pub async fn authenticate(
         &self,
         authorization: Option<&str>,
         x_api_key: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<Principal, AuthError> {
+        Ok(self
+            .authenticate_with_tenants(authorization, x_api_key, now)
+            .await?
+            .0)
+    }
+
+    /// Like [`Authenticator::authenticate`], with every tenant the principal may act in.
+    pub async fn authenticate_with_tenants(
+        &self,
+        authorization: Option<&str>,
+        x_api_key: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<(Principal, TenantRoles), AuthError> {
         let credential = match (authorization, x_api_key) {
             (Some(_), Some(_)) => {
                 return Err(AuthError::Invalid {
@@ -166,14 +207,51 @@ impl Authenticator {
             }
         };
         if credential.starts_with(API_KEY_PREFIX) {
-            return self.api_keys.verify(credential, now).await;
+            let principal = self.api_keys.verify(credential, now).await?;
+            let rows = self.memberships_of(&principal.subject).await?;
+            let roles = TenantRoles::for_api_key(principal.tenant.clone(), principal.role, &rows);
+            return Ok((principal, roles));
         }
-        match &self.oidc {
-            Some(oidc) => oidc.validate(credential, now).await,
-            None => Err(AuthError::Invalid {
+        let Some(oidc) = &self.oidc else {
+            return Err(AuthError::Invalid {
                 reason: "oidc_not_configured",
-            }),
-        }
+            });
+        };
+        let identity = oidc.identify(credential, now).await?;
+        let rows = self.memberships_of(&identity.subject).await?;
+        let Some(roles) = TenantRoles::for_token(oidc.tenant(), identity.role, &rows) else {
+            return Err(AuthError::NoRole {
+                subject: identity.subject,
+                reason: identity.no_role_reason,
+            });
+        };
+        let home = roles.home().clone();
+        let principal = Principal {
+            role: roles.role_in(&home).ok_or(AuthError::NoRole {
+                subject: identity.subject.clone(),
+                reason: identity.no_role_reason,
+            })?,
+            tenant: home,
+            subject: identity.subject,
+            display_name: identity.display_name,
+            credential: Credential::Token,
+        };
+        Ok((principal, roles))
+    }
+
+    async fn memberships_of(
+        &self,
+        subject: &str,
+    ) -> Result<Vec<tollgate_store::StoredMembership>, AuthError> {
+        let Some(store) = &self.memberships else {
+            return Ok(Vec::new());
+        };
+        store.memberships_of(subject).await.map_err(|error| {
+            tracing::warn!(%error, "membership lookup failed");
+            AuthError::Unavailable {
+                reason: "membership_store_unavailable",
+            }
+        })
     }
 }
 

@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod authenticator;
 pub mod jwks_http;
 pub mod oidc;
+pub mod tenancy;
 
 use std::fmt;
 use std::str::FromStr;

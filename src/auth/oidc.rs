@@ -356,6 +356,18 @@ struct KeyCache {
     attempted_at: Option<OffsetDateTime>,
 }
 
+/// A validated token's identity, before tenants are considered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OidcIdentity {
+    /// `oidc:{tid}:{oid}`.
+    pub subject: String,
+    pub display_name: String,
+    /// The role the configured groups, app roles or default role give, in the configured tenant.
+    pub role: Option<Role>,
+    /// Why `role` is `None`: `no_role`, or `groups_overage` (too many groups for the token).
+    pub no_role_reason: &'static str,
+}
+
 /// Validates bearer JWTs from the configured issuer and turns them into principals.
 pub struct OidcValidator {
     settings: OidcSettings,
@@ -480,8 +492,37 @@ impl OidcValidator {
         &self.settings
     }
 
-    /// Validate a bearer token (without the `Bearer ` prefix) at `now`.
+    /// Validate a bearer token (without the `Bearer ` prefix) at `now`: a principal acting in
+    /// the configured tenant with the mapped role, or [`AuthError::NoRole`] when none maps.
     pub async fn validate(&self, token: &str, now: OffsetDateTime) -> Result<Principal, AuthError> {
+        let identity = self.identify(token, now).await?;
+        match identity.role {
+            Some(role) => Ok(Principal {
+                subject: identity.subject,
+                display_name: identity.display_name,
+                tenant: self.settings.tenant.clone(),
+                role,
+                credential: Credential::Token,
+            }),
+            None => Err(AuthError::NoRole {
+                subject: identity.subject,
+                reason: identity.no_role_reason,
+            }),
+        }
+    }
+
+    /// The tenant a mapped role applies in (`tenant` in `[auth.oidc]`).
+    pub fn tenant(&self) -> &TenantId {
+        &self.settings.tenant
+    }
+
+    /// Who a valid bearer token proves, and the role the configured mapping gives it (if
+    /// any): memberships may grant roles the mapping does not (see `auth::tenancy`).
+    pub async fn identify(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<OidcIdentity, AuthError> {
         let header = read_header(token)?;
         let alg = match header.alg {
             Some(Value::String(alg)) => SigningAlgorithm::from_header(&alg)
@@ -524,23 +565,16 @@ impl OidcValidator {
             })
             .find(|name| !name.trim().is_empty())
             .unwrap_or_else(|| subject.clone());
-        let Some(role) = self.role_for(&claims) else {
-            // Entra replaces `groups` by a pointer when a user is in too many groups.
-            let overage = claims
-                .get("_claim_names")
-                .and_then(|names| names.get("groups"))
-                .is_some();
-            return Err(AuthError::NoRole {
-                subject,
-                reason: if overage { "groups_overage" } else { "no_role" },
-            });
-        };
-        Ok(Principal {
+        // Entra replaces `groups` by a pointer when a user is in too many groups.
+        let overage = claims
+            .get("_claim_names")
+            .and_then(|names| names.get("groups"))
+            .is_some();
+        Ok(OidcIdentity {
             subject,
             display_name,
-            tenant: self.settings.tenant.clone(),
-            role,
-            credential: Credential::Token,
+            role: self.role_for(&claims),
+            no_role_reason: if overage { "groups_overage" } else { "no_role" },
         })
     }
 

@@ -59,14 +59,29 @@ fn parse_kind(raw: &str) -> ApiResult<ResourceKind> {
 pub struct Me {
     pub subject: String,
     pub display_name: String,
+    /// The tenant this request acts in (`X-Tollgate-Tenant`, else the home tenant).
     pub tenant: String,
+    /// The role in that tenant.
     pub role: Role,
     pub permissions: Vec<Permission>,
+    /// The tenant requests act in without `X-Tollgate-Tenant`.
+    pub home_tenant: String,
+    /// Every tenant the caller may act in, with its role there.
+    pub tenants: Vec<TenantRole>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TenantRole {
+    pub tenant: String,
+    pub role: Role,
 }
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "identity",
     responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
-pub async fn me(Extension(principal): Extension<Principal>) -> Json<Me> {
+pub async fn me(
+    Extension(principal): Extension<Principal>,
+    Extension(roles): Extension<crate::auth::tenancy::TenantRoles>,
+) -> Json<Me> {
     Json(Me {
         subject: principal.subject.clone(),
         display_name: principal.display_name.clone(),
@@ -75,6 +90,14 @@ pub async fn me(Extension(principal): Extension<Principal>) -> Json<Me> {
         permissions: Permission::ALL
             .into_iter()
             .filter(|p| principal.may(*p))
+            .collect(),
+        home_tenant: roles.home().to_string(),
+        tenants: roles
+            .iter()
+            .map(|(tenant, role)| TenantRole {
+                tenant: tenant.to_string(),
+                role,
+            })
             .collect(),
     })
 }

@@ -169,13 +169,23 @@ pub struct TenantView {
     pub webhook_path: String,
 }
 
+/// The tenants this instance serves that the caller may act in (every one for an admin of the
+/// operator tenant): another tenant's organisation is that tenant's business.
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "administration",
     responses((status = 200, body = Vec<TenantView>)))]
-pub async fn tenants(State(state): State<AppState>) -> Json<Vec<TenantView>> {
+pub async fn tenants(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(roles): Extension<crate::auth::tenancy::TenantRoles>,
+) -> Json<Vec<TenantView>> {
+    let operator = principal.tenant == crate::auth::tenancy::operator_tenant()
+        && principal.may(crate::auth::Permission::ConfigManage);
     Json(
         state
             .tenants
             .all()
+            .into_iter()
+            .filter(|tenant| operator || roles.role_in(&tenant.id).is_some())
             .map(|tenant| TenantView {
                 id: tenant.id.to_string(),
                 org_url: tenant.org_url.clone(),

@@ -15,7 +15,9 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::error::ApiError;
 use super::routes::{self, Access};
+use crate::auth::Principal;
 use crate::auth::authenticator::AuthFailure;
+use crate::auth::tenancy::{TENANT_HEADER, TenantRoles};
 use crate::telemetry::{RequestLabels, RouteLabels};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -194,12 +196,12 @@ pub async fn authorize(
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok());
             let api_key = headers.get(&API_KEY).and_then(|v| v.to_str().ok());
-            let principal = match state
+            let (home, tenant_roles) = match state
                 .authenticator
-                .authenticate(authorization, api_key, time::OffsetDateTime::now_utc())
+                .authenticate_with_tenants(authorization, api_key, time::OffsetDateTime::now_utc())
                 .await
             {
-                Ok(principal) => principal,
+                Ok(authenticated) => authenticated,
                 Err(error) => {
                     tracing::info!(route, reason = error.reason(), "authentication failed");
                     if !matches!(error.failure(), AuthFailure::Unavailable) {
@@ -240,7 +242,7 @@ pub async fn authorize(
                     return with_route(response.into_response(), None);
                 }
             };
-            let subject = principal.subject.clone();
+            let subject = home.subject.clone();
             if let Some(retry_after) = state.rate_limiter.check(&subject) {
                 return with_route(
                     ApiError {
@@ -255,6 +257,20 @@ pub async fn authorize(
                     Some(subject),
                 );
             }
+            let requested = request.headers().get(TENANT_HEADER).cloned();
+            let method = request.method().clone();
+            let principal = match acting_principal(
+                &state,
+                requested.as_ref(),
+                &format!("{method} {route}"),
+                home,
+                &tenant_roles,
+            )
+            .await
+            {
+                Ok(principal) => principal,
+                Err(response) => return with_route(*response, Some(subject)),
+            };
             if let Access::Requires(permission) = spec.access
                 && !principal.may(permission)
             {
@@ -282,9 +298,81 @@ pub async fn authorize(
                 );
             }
             request.extensions_mut().insert(principal);
+            request.extensions_mut().insert(tenant_roles);
             with_route(next.run(request).await, Some(subject))
         }
     }
+}
+
+/// The principal acting in the tenant `X-Tollgate-Tenant` names (its home tenant without
+/// the header), or the refusal: 400 for a header that cannot name a tenant, 403 for a tenant
+/// the principal may not act in — the same answer whether or not that tenant exists.
+async fn acting_principal(
+    state: &AppState,
+    requested: Option<&HeaderValue>,
+    route: &str,
+    home: Principal,
+    tenant_roles: &TenantRoles,
+) -> Result<Principal, Box<Response>> {
+    let requested = match requested {
+        None => None,
+        Some(raw) => {
+            let parsed = raw
+                .to_str()
+                .ok()
+                .and_then(|raw| TenantId::parse(raw.trim()).ok());
+            match parsed {
+                Some(tenant) => Some(tenant),
+                None => {
+                    return Err(Box::new(
+                        ApiError::bad_request(
+                            "X-Tollgate-Tenant must be a tenant id: lowercase letters, digits, '-' and '_'",
+                        )
+                        .into_response(),
+                    ));
+                }
+            }
+        }
+    };
+    let Some(principal) = tenant_roles.act(&home, requested.as_ref()) else {
+        let requested = requested.unwrap_or_else(|| home.tenant.clone());
+        tracing::info!(route, subject = %home.subject, tenant = %requested, "not a member of the requested tenant");
+        // Recorded in the principal's own log: the requested tenant may not exist.
+        let record = Record::new(
+            AuditEvent::AccessDenied,
+            &Actor::principal(&home),
+            time::OffsetDateTime::now_utc(),
+        )
+        .failure()
+        .reason(format!("no membership in tenant {requested}"))
+        .target(Target::new("route", route))
+        .draft();
+        record_quietly(state, &home.tenant, record).await;
+        return Err(Box::new(
+            ApiError::forbidden(format!(
+                "you may not act in tenant {requested}; GET /api/v1/me lists the tenants you may act in"
+            ))
+            .into_response(),
+        ));
+    };
+    // A tenant registered through another replica (or after this one started) is opened
+    // when someone first acts in it.
+    if state.tenants.get(&principal.tenant).is_none() {
+        match state.tenancy.is_registered(&principal.tenant).await {
+            Ok(true) => {
+                if let Err(error) = state.tenants.open(&principal.tenant) {
+                    return Err(Box::new(ApiError::internal(&error).into_response()));
+                }
+            }
+            Ok(false) => {}
+            Err(error) => {
+                return Err(Box::new(
+                    ApiError::internal(&anyhow::Error::new(error)).into_response(),
+                ));
+            }
+        }
+    }
+    Ok(principal)
 }
 
 /// Append a security record; the answer does not wait on the audit log being healthy (a

@@ -9,6 +9,7 @@ pub mod api_backtest;
 pub mod api_deployments;
 pub mod api_events;
 pub mod api_gate;
+pub mod api_tenancy;
 pub mod error;
 pub mod gate;
 pub mod hooks;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub max_attempts: u32,
     /// Records authentication failures and denials (and serves the audit API).
     pub audit: Arc<crate::services::audit::AuditService>,
+    /// Tenants and memberships (`/api/v1/admin/tenants…`).
+    pub tenancy: Arc<crate::services::tenancy::TenancyService>,
 }
 
 impl AppState {
@@ -150,6 +153,22 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/api-keys/{id}", delete(api_admin::revoke_api_key))
         .route("/api/v1/tenants", get(api_admin::tenants))
+        .route(
+            "/api/v1/admin/tenants",
+            get(api_tenancy::admin_tenants).post(api_tenancy::create_tenant),
+        )
+        .route(
+            "/api/v1/admin/tenants/{id}",
+            delete(api_tenancy::remove_tenant),
+        )
+        .route(
+            "/api/v1/admin/tenants/{id}/members",
+            get(api_tenancy::members),
+        )
+        .route(
+            "/api/v1/admin/tenants/{id}/members/{subject}",
+            axum::routing::put(api_tenancy::put_member).delete(api_tenancy::remove_member),
+        )
         .route("/api/v1/deployments/validate", post(api_gate::validate))
         .route(
             "/api/v1/deployments",
@@ -225,11 +244,13 @@ pub fn router(state: AppState) -> Router {
                 .allow_methods([
                     axum::http::Method::GET,
                     axum::http::Method::POST,
+                    axum::http::Method::PUT,
                     axum::http::Method::DELETE,
                 ])
                 .allow_headers([
                     axum::http::header::AUTHORIZATION,
                     axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderName::from_static(crate::auth::tenancy::TENANT_HEADER),
                 ]),
         );
     }

@@ -7,8 +7,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::{
-    api, api_admin, api_audit, api_backtest, api_deployments, api_events, api_gate, error, gate,
-    hooks, ops,
+    api, api_admin, api_audit, api_backtest, api_deployments, api_events, api_gate, api_tenancy,
+    error, gate, hooks, ops,
 };
 
 struct Security;
@@ -49,6 +49,8 @@ impl Modify for Security {
         api_events::jobs, api_events::job, api_events::retry_job,
         api_audit::records, api_audit::inclusion_proof, api_audit::checkpoints, api_audit::consistency_proof,
         api_admin::api_keys, api_admin::create_api_key, api_admin::revoke_api_key, api_admin::tenants,
+        api_tenancy::admin_tenants, api_tenancy::create_tenant, api_tenancy::remove_tenant,
+        api_tenancy::members, api_tenancy::put_member, api_tenancy::remove_member,
         api_gate::validate, api_gate::decisions, api_gate::approvals, api_gate::approval,
         api_gate::approve, api_gate::reject, api_gate::cancel,
         api_gate::capabilities, api_gate::set_capability, api_backtest::backtest,

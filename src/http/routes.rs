@@ -87,6 +87,30 @@ pub const ROUTES: &[RouteSpec] = &[
     route("POST", "/api/v1/api-keys", Requires(ConfigManage)),
     route("DELETE", "/api/v1/api-keys/{id}", Requires(ConfigManage)),
     route("GET", "/api/v1/tenants", Requires(ConfigManage)),
+    // Tenants: admins of the operator tenant (the handlers check); members: the tenant's
+    // admins or the operator tenant's (docs/TENANCY.md).
+    route("GET", "/api/v1/admin/tenants", Requires(ConfigManage)),
+    route("POST", "/api/v1/admin/tenants", Requires(ConfigManage)),
+    route(
+        "DELETE",
+        "/api/v1/admin/tenants/{id}",
+        Requires(ConfigManage),
+    ),
+    route(
+        "GET",
+        "/api/v1/admin/tenants/{id}/members",
+        Requires(ConfigManage),
+    ),
+    route(
+        "PUT",
+        "/api/v1/admin/tenants/{id}/members/{subject}",
+        Requires(ConfigManage),
+    ),
+    route(
+        "DELETE",
+        "/api/v1/admin/tenants/{id}/members/{subject}",
+        Requires(ConfigManage),
+    ),
     route("POST", "/gate/ado/{tenant}", WebhookSecret),
     route(
         "POST",

@@ -178,10 +178,17 @@ impl Worker {
         }
     }
 
+    /// A job's tenant. Jobs are only queued for tenants that exist, so one this process does
+    /// not serve yet was registered after it started (through another replica's API) and is
+    /// opened now.
     fn tenant(&self, id: &TenantId) -> Result<Arc<TenantContext>> {
-        self.tenants
-            .get(id)
-            .ok_or_else(|| anyhow!("tenant {id} is not configured in this process"))
+        match self.tenants.get(id) {
+            Some(tenant) => Ok(tenant),
+            None => self
+                .tenants
+                .open(id)
+                .map_err(|error| anyhow!("tenant {id} is not served by this process: {error:#}")),
+        }
     }
 
     async fn handle(&self, job: &Job) -> Result<()> {
@@ -415,7 +422,7 @@ pub async fn schedule(
             next_full = now + full_every;
         }
         for (kind, every) in due {
-            for tenant in tenants.all().filter(|t| t.sync.is_some()) {
+            for tenant in tenants.all().into_iter().filter(|t| t.sync.is_some()) {
                 let scheduled = tenant
                     .capabilities
                     .get(&tenant.id, Capability::ScheduledSync)

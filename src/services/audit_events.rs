@@ -119,13 +119,15 @@ audit_events! {
     JobDeadLettered => "job.dead", "inventory", "fail", High,
         "A job failed every attempt and stopped; its events are marked failed.";
     ConfigurationLoaded => "config.loaded", "configuration", "update", Medium,
-        "The effective configuration (its digest and tenants) a server started with, when it changed.";
+        "The effective configuration (its digest, and how many tenants it serves) a server started with, when it changed.";
     PolicySetLoaded => "policy.loaded", "policy", "update", Medium,
         "The policy bundle (digest, controls, settings, load problems) a server started with, when it changed.";
     TenantAdded => "tenant.added", "configuration", "create", Medium,
-        "A tenant was added to the configuration.";
+        "A tenant was added to the configuration, or created through the API or the command line (recorded in its own log and the operator tenant's).";
     TenantRemoved => "tenant.removed", "configuration", "delete", High,
-        "A tenant was removed from the configuration.";
+        "A tenant was removed from the configuration or through the API: its memberships were deleted and its API keys revoked (its data stays).";
+    MembershipChanged => "membership.changed", "authorization", "update", High,
+        "A principal was given a role in a tenant, its role there changed, or its membership was removed (before and after).";
     AuditExported => "audit.exported", "integrity", "read", Low,
         "The audit log was exported as a bundle (range and checkpoint).";
     GateDecided => "gate.decided", "deployment", "execute", Medium,

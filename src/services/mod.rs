@@ -16,4 +16,5 @@ pub mod scan;
 pub mod settings;
 pub mod siem;
 pub mod sync;
+pub mod tenancy;
 pub mod tenant;

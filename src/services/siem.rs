@@ -47,7 +47,8 @@ const BATCH: u32 = 500;
 pub struct SiemExporter {
     pub store: Arc<dyn AuditStore>,
     pub sinks: Vec<Arc<dyn Sink>>,
-    pub tenants: Vec<TenantId>,
+    /// Read each round: tenants created through the API are exported too.
+    pub tenants: Arc<crate::services::tenant::Tenants>,
     pub origin_prefix: String,
     pub metrics: Arc<Metrics>,
     pub poll: Duration,
@@ -73,7 +74,7 @@ impl SiemExporter {
         let mut backoff = self.poll;
         loop {
             let mut failed = false;
-            for tenant in &self.tenants {
+            for tenant in &self.tenants.ids() {
                 let labels = SinkLabels {
                     sink: sink.name().to_owned(),
                     tenant: tenant.to_string(),

@@ -219,31 +219,89 @@ impl TenantContext {
     }
 }
 
-/// The tenants this process serves.
+/// Builds the context of a tenant that has no configuration of its own (registered through
+/// the API or the command line): no organisation, webhook secret or gate credential until
+/// `[[tenants]]` names it, but its stored data, members, keys and audit log are served.
+pub type TenantOpener = Box<dyn Fn(&TenantId) -> Result<TenantContext> + Send + Sync>;
+
+/// The tenants this process serves: those the configuration names, and registered ones,
+/// opened at start or when first acted in (another replica may have registered them).
 #[derive(Default)]
 pub struct Tenants {
-    by_id: BTreeMap<TenantId, Arc<TenantContext>>,
+    by_id: std::sync::RwLock<BTreeMap<TenantId, Arc<TenantContext>>>,
+    configured: std::collections::BTreeSet<TenantId>,
+    opener: Option<TenantOpener>,
 }
 
 impl Tenants {
+    /// The configured tenants; registered ones cannot be opened.
     pub fn new(contexts: Vec<TenantContext>) -> Self {
+        let configured = contexts.iter().map(|c| c.id.clone()).collect();
         Self {
-            by_id: contexts
-                .into_iter()
-                .map(|c| (c.id.clone(), Arc::new(c)))
-                .collect(),
+            by_id: std::sync::RwLock::new(
+                contexts
+                    .into_iter()
+                    .map(|c| (c.id.clone(), Arc::new(c)))
+                    .collect(),
+            ),
+            configured,
+            opener: None,
         }
     }
 
-    pub fn get(&self, id: &TenantId) -> Option<Arc<TenantContext>> {
-        self.by_id.get(id).cloned()
+    /// The configured tenants, and `opener` for registered ones.
+    pub fn with_opener(contexts: Vec<TenantContext>, opener: TenantOpener) -> Self {
+        Self {
+            opener: Some(opener),
+            ..Self::new(contexts)
+        }
     }
 
-    pub fn all(&self) -> impl Iterator<Item = &Arc<TenantContext>> {
-        self.by_id.values()
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<TenantId, Arc<TenantContext>>> {
+        self.by_id
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<TenantId, Arc<TenantContext>>> {
+        self.by_id
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn get(&self, id: &TenantId) -> Option<Arc<TenantContext>> {
+        self.read().get(id).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<TenantContext>> {
+        self.read().values().cloned().collect()
     }
 
     pub fn ids(&self) -> Vec<TenantId> {
-        self.by_id.keys().cloned().collect()
+        self.read().keys().cloned().collect()
+    }
+
+    /// Whether the configuration file names this tenant (it then cannot be removed through
+    /// the API: the next start would bring it back).
+    pub fn is_configured(&self, id: &TenantId) -> bool {
+        self.configured.contains(id)
+    }
+
+    /// Serve a registered tenant (no-op when it is served already). Only for tenants known
+    /// to be registered: this does not look.
+    pub fn open(&self, id: &TenantId) -> Result<Arc<TenantContext>> {
+        if let Some(served) = self.get(id) {
+            return Ok(served);
+        }
+        let Some(opener) = &self.opener else {
+            bail!("tenant {id} is not served by this instance");
+        };
+        let context = Arc::new(opener(id).with_context(|| format!("opening tenant {id}"))?);
+        Ok(self.write().entry(id.clone()).or_insert(context).clone())
+    }
+
+    /// Stop serving a removed tenant (its data stays in the store).
+    pub fn close(&self, id: &TenantId) {
+        self.write().remove(id);
     }
 }

@@ -16,6 +16,7 @@ mod postgres_findings;
 mod postgres_gate;
 mod postgres_keys;
 mod postgres_queue;
+mod postgres_tenancy;
 mod queue;
 mod sqlite;
 mod sqlite_audit;
@@ -24,6 +25,8 @@ mod sqlite_findings;
 mod sqlite_gate;
 mod sqlite_keys;
 mod sqlite_queue;
+mod sqlite_tenancy;
+mod tenancy;
 
 use std::collections::BTreeMap;
 
@@ -45,6 +48,7 @@ pub use queue::{
     Retry, StoredEvent,
 };
 pub use sqlite::{SqliteStore, SynchronousLevels};
+pub use tenancy::{RemovedTenant, StoredMembership, StoredTenant, TenancyStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

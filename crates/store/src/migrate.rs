@@ -59,6 +59,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "deployments",
         sql: include_str!("../migrations/sqlite/0010_deployments.sql"),
     },
+    Migration {
+        version: 11,
+        name: "tenancy",
+        sql: include_str!("../migrations/sqlite/0011_tenancy.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -107,6 +112,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "deployments",
         sql: include_str!("../migrations/postgres/0009_deployments.sql"),
     },
+    Migration {
+        version: 10,
+        name: "tenancy",
+        sql: include_str!("../migrations/postgres/0010_tenancy.sql"),
+    },
 ];
 
 /// Every PostgreSQL table that holds tenant rows: each has `tenant_id` and row-level security
@@ -128,4 +138,6 @@ pub(crate) const POSTGRES_TENANT_TABLES: &[&str] = &[
     "deployments",
     "audit_checkpoints",
     "audit_sink_cursors",
+    "tenants",
+    "memberships",
 ];

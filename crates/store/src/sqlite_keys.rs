@@ -16,7 +16,7 @@ use crate::StoreError;
 use crate::keys::{ApiKeyStore, StoredApiKey};
 use crate::sqlite::SqliteStore;
 
-fn text(time: OffsetDateTime) -> Result<String, StoreError> {
+pub(crate) fn text(time: OffsetDateTime) -> Result<String, StoreError> {
     time.format(&Rfc3339).map_err(|error| {
         StoreError::Corrupt(format!("timestamp {time} cannot be written: {error}"))
     })
@@ -26,7 +26,7 @@ fn optional_text(time: Option<OffsetDateTime>) -> Result<Option<String>, StoreEr
     time.map(text).transpose()
 }
 
-fn parse_time(raw: &str) -> Result<OffsetDateTime, StoreError> {
+pub(crate) fn parse_time(raw: &str) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::parse(raw, &Rfc3339)
         .map_err(|error| StoreError::Corrupt(format!("timestamp {raw:?}: {error}")))
 }

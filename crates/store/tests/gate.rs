@@ -491,13 +491,16 @@ async fn the_migration_fills_run_and_source_of_earlier_decisions(fixture: Fixtur
         .record_decision(&contoso, &new, &[])
         .await
         .unwrap();
-    // Back to the schema before the migration, as a database of the previous release has it.
+    // Back to the schema before the migration, as a database of the previous release has it:
+    // without this migration and the ones after it (migrations apply above the highest
+    // version recorded).
     let undo = |version: u32| {
         format!(
-            "DROP INDEX gate_decisions_by_source; \
+            "DROP TABLE deployments; DROP TABLE memberships; DROP TABLE tenants; \
+             DROP INDEX gate_decisions_by_source; \
              ALTER TABLE gate_decisions DROP COLUMN source; \
              ALTER TABLE gate_decisions DROP COLUMN run_id; \
-             DELETE FROM schema_migrations WHERE version = {version};"
+             DELETE FROM schema_migrations WHERE version >= {version};"
         )
     };
     fixture

@@ -22,7 +22,8 @@ use tollgate_store::{
     StoredApiKey, SyncMode,
 };
 
-/// Every table that holds tenant rows.
+/// Every table that holds tenant rows (`every_table_is_in_the_row_level_security_tests` checks
+/// the database has no other).
 const TENANT_TABLES: &[&str] = &[
     "inventory",
     "inventory_staging",
@@ -37,6 +38,11 @@ const TENANT_TABLES: &[&str] = &[
     "audit_leaves",
     "audit_checkpoints",
     "audit_sink_cursors",
+    "gate_decisions",
+    "approvals",
+    "tenants",
+    "memberships",
+    "deployments",
 ];
 
 struct PlainEncoder;
@@ -206,6 +212,132 @@ async fn fill(fixture: &Fixture, tenant: &TenantId) {
         .await
         .unwrap();
     store.set_sink_cursor(tenant, "syslog", 1).await.unwrap();
+    let decision = tollgate_store::gate::GateDecision {
+        id: format!("{tenant}-decision"),
+        key: "ado:1".into(),
+        source: "ado-check".into(),
+        mode: "sync".into(),
+        verdict: tollgate_store::gate::Verdict::Approval,
+        project: "p".into(),
+        environment: "production".into(),
+        pipeline: None,
+        run_id: None,
+        requested_by: None,
+        findings: json!([]),
+        input: json!({}),
+        callback: None,
+        callback_state: None,
+        approval_id: Some(format!("{tenant}-approval")),
+        decided_at: datetime!(2026-05-04 12:00 UTC),
+    };
+    let approval = tollgate_store::gate::Approval {
+        id: format!("{tenant}-approval"),
+        decision_id: decision.id.clone(),
+        state: tollgate_store::gate::ApprovalState::Pending,
+        project: "p".into(),
+        environment: "production".into(),
+        pipeline: None,
+        run_id: None,
+        requested_by: None,
+        reasons: Vec::new(),
+        quorum: 1,
+        approver_role: "release_manager".into(),
+        votes: Vec::new(),
+        created_at: datetime!(2026-05-04 12:00 UTC),
+        expires_at: datetime!(2030-01-01 0:00 UTC),
+        closed_at: None,
+        closed_by: None,
+    };
+    store
+        .record_decision(
+            tenant,
+            &tollgate_store::gate::NewDecision {
+                decision,
+                callback_token: None,
+                approval: Some(approval),
+                callback_job: None,
+            },
+            &[],
+        )
+        .await
+        .unwrap();
+    store
+        .register_tenant(
+            &tollgate_store::StoredTenant {
+                tenant: tenant.clone(),
+                created_at: datetime!(2026-05-04 12:00 UTC),
+                created_by: "test".into(),
+            },
+            &[],
+        )
+        .await
+        .unwrap();
+    store
+        .put_membership(
+            &tollgate_store::StoredMembership {
+                tenant: tenant.clone(),
+                subject: "oidc:t:someone".into(),
+                role: "viewer".into(),
+                created_at: datetime!(2026-05-04 12:00 UTC),
+                created_by: "test".into(),
+            },
+            &[],
+        )
+        .await
+        .unwrap();
+    store
+        .record_deployment(
+            tenant,
+            &tollgate_store::deployments::Deployment {
+                id: format!("dp_{tenant}"),
+                kind: tollgate_store::deployments::DeploymentKind::Deploy,
+                project: "p".into(),
+                project_id: None,
+                pipeline_id: 1,
+                pipeline: None,
+                environment: "production".into(),
+                ref_name: None,
+                version: None,
+                source_version: None,
+                parameters: Default::default(),
+                run_id: 1,
+                run_name: None,
+                run_url: None,
+                rollback_of: None,
+                requested_by: "test".into(),
+                decision_id: None,
+                verdict: tollgate_store::gate::Verdict::Allow,
+                state: tollgate_store::deployments::RunState::InProgress,
+                result: None,
+                created_at: datetime!(2026-05-04 12:00 UTC),
+                updated_at: datetime!(2026-05-04 12:00 UTC),
+                finished_at: None,
+            },
+            &[],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn every_table_is_in_the_row_level_security_tests() {
+    let Some(fixture) = Fixture::postgres("every_table").await else {
+        return;
+    };
+    let mut connection = PgConnection::connect(owner_url(&fixture)).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() \
+         AND tablename <> 'schema_migrations' ORDER BY tablename",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .unwrap();
+    let mut listed: Vec<String> = TENANT_TABLES.iter().map(|t| (*t).to_owned()).collect();
+    listed.sort();
+    assert_eq!(
+        tables, listed,
+        "a table the row-level security tests do not fill and query"
+    );
 }
 
 /// Row counts per table as the app role sees them in one transaction, after `setup` ran in it.
@@ -332,6 +464,12 @@ async fn row_level_security_refuses_writes_to_another_tenant() {
         "DELETE FROM audit_leaves",
         "DELETE FROM events",
         "UPDATE jobs SET status = 'dead'",
+        "UPDATE approvals SET state = 'approved'",
+        "DELETE FROM gate_decisions",
+        "UPDATE memberships SET role = 'admin'",
+        "DELETE FROM memberships",
+        "DELETE FROM tenants",
+        "UPDATE deployments SET state = 'completed'",
     ] {
         let touched = sqlx::query(statement)
             .execute(&mut *transaction)
@@ -370,6 +508,52 @@ async fn row_level_security_refuses_writes_to_another_tenant() {
     .await
     .unwrap_err();
     assert!(error.to_string().contains("row-level security"), "{error}");
+    transaction.rollback().await.unwrap();
+
+    // Nor does the lookup of memberships by subject, which reads across tenants: an admin of
+    // a cannot grant itself a role in b.
+    let mut transaction = connection.begin().await.unwrap();
+    sqlx::query(
+        "SELECT set_config('app.tenant_id', 'tenant-a', true), set_config('app.across_tenants', 'on', true)",
+    )
+    .execute(&mut *transaction)
+    .await
+    .unwrap();
+    for statement in [
+        "INSERT INTO memberships (tenant_id, subject, role, created_at, created_by) \
+         VALUES ('tenant-b', 'oidc:t:mallory', 'admin', now(), 'mallory')",
+        "INSERT INTO tenants (tenant_id, created_at, created_by) VALUES ('tenant-c', now(), 'mallory')",
+    ] {
+        let error = sqlx::query(statement)
+            .execute(&mut *transaction)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("row-level security"), "{error}");
+        transaction.rollback().await.unwrap();
+        transaction = connection.begin().await.unwrap();
+        sqlx::query(
+            "SELECT set_config('app.tenant_id', 'tenant-a', true), set_config('app.across_tenants', 'on', true)",
+        )
+        .execute(&mut *transaction)
+        .await
+        .unwrap();
+    }
+    for statement in [
+        "UPDATE memberships SET role = 'admin'",
+        "DELETE FROM memberships",
+        "DELETE FROM tenants",
+        "UPDATE deployments SET state = 'completed'",
+    ] {
+        let touched = sqlx::query(statement)
+            .execute(&mut *transaction)
+            .await
+            .unwrap()
+            .rows_affected();
+        assert_eq!(
+            touched, 0,
+            "{statement} reached tenant b's rows across tenants"
+        );
+    }
     transaction.rollback().await.unwrap();
 
     let untouched = visible_rows(

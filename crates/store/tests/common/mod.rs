@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::Connection;
 use tollgate_store::{
     ApiKeyStore, AuditStore, DeploymentStore, EventStore, FindingStore, GateStore, InventoryStore,
-    JobStore, LeafEncoder, PostgresStore, SqliteStore, StoreError,
+    JobStore, LeafEncoder, PostgresStore, SqliteStore, StoreError, TenancyStore,
 };
 
 pub const APP_URL: &str = "TOLLGATE_TEST_POSTGRES_URL";
@@ -35,6 +35,7 @@ pub trait AnyStore:
     + AuditStore
     + GateStore
     + DeploymentStore
+    + TenancyStore
 {
     fn set_leaf_encoder(&self, encoder: Arc<dyn LeafEncoder>) -> Result<(), StoreError>;
 }
