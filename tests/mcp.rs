@@ -198,6 +198,9 @@ async fn assert_lists_the_tools(client: &McpClient) {
         listed,
         [
             ("validate", "deployments.validate"),
+            ("deploy", "deployments.execute"),
+            ("status", "inventory.read"),
+            ("rollback", "deployments.execute"),
             ("findings", "findings.read"),
             ("approvals", "deployments.validate"),
             ("approval_decide", "approvals.decide"),
@@ -228,7 +231,7 @@ async fn me(setup_client: &Client, server: &Server, key: &str) -> Value {
 async fn audit_records(client: &Client, server: &Server, event_type: &str) -> Vec<Value> {
     let page: Value = client
         .get(server.url(&format!(
-            "/api/v1/audit/records?limit=1000&event_type={event_type}"
+            "/api/v1/audit/records?limit=1000&type={event_type}"
         )))
         .bearer_auth(server.admin_key())
         .send()
@@ -553,7 +556,7 @@ async fn a_missing_or_invalid_key_is_refused_over_http_and_over_stdio() {
         .unwrap();
     assert_eq!(
         listed["result"]["tools"].as_array().unwrap().len(),
-        4,
+        7,
         "{listed}"
     );
     let called: Value = client
@@ -662,4 +665,121 @@ async fn a_missing_or_invalid_key_is_refused_over_http_and_over_stdio() {
         "{failures:?}"
     );
     server.stop().await;
+}
+
+/// The simulator run behind a deployment, once it has finished.
+async fn finished_status(client: &McpClient, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let result = call(client, "status", json!({"id": id})).await;
+        assert_eq!(result.is_error, Some(false), "{result:?}");
+        let status = structured(&result).clone();
+        if status["deployment"]["state"] == "completed" {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_status_and_rollback_run_under_the_callers_role() {
+    let setup = setup(TUESDAY).await;
+    let pipelines: Value = setup
+        .client
+        .get(setup.server.url(&format!(
+            "/api/v1/inventory/pipelines?project={}&limit=1000",
+            setup.project_id
+        )))
+        .bearer_auth(setup.server.admin_key())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pipeline = pipelines["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["resource"]["configuration"]["type"] == "yaml")
+        .expect("a YAML pipeline")["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deployment = json!({"project": setup.project_id, "pipeline": pipeline,
+                            "environment": "test", "version": "1.4.2"});
+
+    // A developer may validate but not deploy: the error names the permission, nothing runs.
+    let developer = setup.server.key_for(&setup.client, "developer").await;
+    let as_developer = http_client(&setup.server, &developer).await;
+    let refused = call(&as_developer, "deploy", deployment.clone()).await;
+    assert_eq!(refused.is_error, Some(true));
+    assert!(
+        format!("{refused:?}").contains("deployments.execute"),
+        "{refused:?}"
+    );
+    let runs: Value = setup
+        .client
+        .get(format!("{}/_sim/runs", setup.sim.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(runs["count"], 0, "nothing was queued: {runs}");
+    as_developer.cancel().await.unwrap();
+
+    // A release manager deploys over stdio, follows the run, deploys again and rolls back.
+    let manager = setup.server.key_for(&setup.client, "release_manager").await;
+    let client = stdio_client(&setup.server, &manager, Some(setup.now)).await;
+    let mut ids = Vec::new();
+    // Two commits: the branch's head, then another branch's, so there is one to go back to.
+    for (version, branch) in [("1.4.2", "main"), ("1.4.3", "release/1.4.3")] {
+        let mut request = deployment.clone();
+        request["version"] = json!(version);
+        request["branch"] = json!(branch);
+        let result = call(&client, "deploy", request).await;
+        assert_eq!(result.is_error, Some(false), "{result:?}");
+        let queued = structured(&result);
+        assert_eq!(queued["outcome"], "allowed", "{queued}");
+        let id = queued["deployment"]["id"].as_str().unwrap().to_owned();
+        let status = finished_status(&client, &id).await;
+        assert_eq!(status["deployment"]["result"], "succeeded", "{status}");
+        ids.push(id);
+    }
+    let result = call(
+        &client,
+        "rollback",
+        json!({"project": setup.project_id, "pipeline": pipeline, "environment": "test"}),
+    )
+    .await;
+    assert_eq!(result.is_error, Some(false), "{result:?}");
+    let rolled_back = structured(&result);
+    assert_eq!(
+        rolled_back["deployment"]["kind"], "rollback",
+        "{rolled_back}"
+    );
+    let unknown = call(&client, "status", json!({"id": "dp_nothing"})).await;
+    assert_eq!(unknown.is_error, Some(true));
+    assert!(format!("{unknown:?}").contains("not_found"), "{unknown:?}");
+    client.cancel().await.unwrap();
+
+    // Each queued run is audited under the release manager, with source mcp.
+    let subject = me(&setup.client, &setup.server, &manager).await["subject"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let records = audit_records(&setup.client, &setup.server, "deployment.queued").await;
+    assert_eq!(records.len(), 3, "{records:?}");
+    for record in &records {
+        assert_eq!(record["actor"]["id"], subject.as_str(), "{record}");
+    }
+    assert!(
+        records.iter().all(|r| r.to_string().contains("mcp")),
+        "{records:?}"
+    );
+    drop(setup.sim);
+    setup.server.stop().await;
 }

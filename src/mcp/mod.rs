@@ -12,6 +12,7 @@
 //! caller's role first and answers a missing one with an error result naming it.
 
 pub mod approvals;
+pub mod deployments;
 pub mod findings;
 pub mod http;
 pub mod tools;

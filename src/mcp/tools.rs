@@ -13,11 +13,14 @@ use crate::auth::{Permission, Principal};
 use crate::services::audit_events::Actor;
 use crate::services::tenant::TenantContext;
 
-use super::{approvals, findings, validate};
+use super::{approvals, deployments, findings, validate};
 
 /// Every tool, in the order `tools/list` returns them.
 pub const TOOLS: &[ToolSpec] = &[
     validate::TOOL,
+    deployments::DEPLOY,
+    deployments::STATUS,
+    deployments::ROLLBACK,
     findings::TOOL,
     approvals::LIST,
     approvals::DECIDE,
