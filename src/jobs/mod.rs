@@ -371,7 +371,6 @@ async fn take_turn(jobs: &dyn JobStore, tenant: &TenantId, kind: &str, every: Du
 /// Enqueue the periodic jobs of every tenant — syncs for those with an organisation,
 /// approval expiry for all — once per period across replicas (see [`take_turn`]); the queue's
 /// coalescing also merges a copy still queued.
-
 pub async fn schedule(
     jobs: Arc<dyn JobStore>,
     tenants: Arc<Tenants>,
