@@ -201,7 +201,7 @@ struct Worker {
 /// Drive `url` with `connections` keep-alive connections, one request in flight on each, for
 /// warm-up + window; count what completes inside the window.
 async fn drive(
-    url: &str,
+    urls: &[String],
     settings: &Settings,
     templates: &Arc<Vec<Template>>,
     ids: &Arc<Ids>,
@@ -218,7 +218,8 @@ async fn drive(
     });
     let mut tasks = Vec::with_capacity(settings.connections);
     for connection in 0..settings.connections {
-        let url = url.to_owned();
+        // Connections spread over the replicas, as a load balancer would.
+        let url = urls[connection % urls.len()].clone();
         let templates = Arc::clone(templates);
         let ids = Arc::clone(ids);
         tasks.push(tokio::spawn(async move {
@@ -410,10 +411,97 @@ fn start_tollgate(workers: bool) -> Tollgate {
         ),
     )
     .unwrap();
+    spawn_tollgate(dir, &config, workers)
+}
+
+/// The app role's URL of a new, migrated database on the PostgreSQL test cluster, or `None`
+/// when none is configured (`eval "$(scripts/pg-test-cluster.sh start)"`).
+fn postgres_database(load: &tokio::runtime::Runtime) -> Option<String> {
+    use sqlx::Connection as _;
+    use std::str::FromStr as _;
+    let app = std::env::var("TOLLGATE_TEST_POSTGRES_URL").ok()?;
+    let owner = std::env::var("TOLLGATE_TEST_POSTGRES_OWNER_URL").ok()?;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = format!(
+        "tg_webhook_bench_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    load.block_on(async {
+        let mut admin = sqlx::PgConnection::connect(&owner).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    });
+    let role = sqlx::postgres::PgConnectOptions::from_str(&app)
+        .unwrap()
+        .get_username()
+        .to_owned();
+    let with_database = |url: &str| {
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let authority = base.find("://").map_or(0, |i| i + 3);
+        let root = base[authority..]
+            .find('/')
+            .map_or(base, |slash| &base[..authority + slash]);
+        if query.is_empty() {
+            format!("{root}/{name}")
+        } else {
+            format!("{root}/{name}?{query}")
+        }
+    };
+    let mut migrate = Command::new(tollgate_binary());
+    for (variable, _) in std::env::vars_os() {
+        if variable.to_string_lossy().starts_with("TOLLGATE_") {
+            migrate.env_remove(variable);
+        }
+    }
+    let migrated = migrate
+        .args([
+            "migrate",
+            "--db",
+            &with_database(&owner),
+            "--app-role",
+            &role,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    Some(with_database(&app))
+}
+
+/// `replicas` servers (workers on) sharing one PostgreSQL database and one audit key.
+fn start_tollgate_postgres(database: &str, replicas: usize) -> Vec<Tollgate> {
+    let shared = scratch_dir();
+    let secret_file = shared.path().join("webhook-secret");
+    std::fs::write(&secret_file, WEBHOOK_SECRET).unwrap();
+    let text = format!(
+        "[database]\nurl = \"{database}\"\n\n[webhook]\nsecret_file = \"{}\"\n\n\
+         [audit]\nkey_file = \"{}\"\n",
+        secret_file.display(),
+        shared.path().join("audit.key").display()
+    );
+    let mut servers = Vec::new();
+    for _ in 0..replicas {
+        let dir = scratch_dir();
+        let config = dir.path().join("tollgate.toml");
+        std::fs::write(&config, &text).unwrap();
+        servers.push(spawn_tollgate(dir, &config, true));
+    }
+    // The shared directory lives as long as the first replica.
+    std::mem::forget(shared);
+    servers
+}
+
+fn spawn_tollgate(dir: tempfile::TempDir, config: &Path, workers: bool) -> Tollgate {
     let mut command = Command::new(tollgate_binary());
     command
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .args(["serve", "--listen", "127.0.0.1:0"]);
     if !workers {
         command.arg("--no-workers");
@@ -716,16 +804,32 @@ enum Setup {
     ProbeGroupCommit,
     ProbeCommitPerRequest,
     ProbeStoreIngest,
+    PostgresOneReplica,
+    PostgresTwoReplicas,
 }
 
 impl Setup {
-    const ALL: [Setup; 5] = [
+    const ALL: [Setup; 7] = [
         Setup::Tollgate,
         Setup::TollgateNoWorkers,
         Setup::ProbeGroupCommit,
         Setup::ProbeCommitPerRequest,
         Setup::ProbeStoreIngest,
+        Setup::PostgresOneReplica,
+        Setup::PostgresTwoReplicas,
     ];
+
+    /// The setups this machine can run: the PostgreSQL ones need the test cluster.
+    fn available() -> Vec<Setup> {
+        let postgres = std::env::var_os("TOLLGATE_TEST_POSTGRES_URL").is_some()
+            && std::env::var_os("TOLLGATE_TEST_POSTGRES_OWNER_URL").is_some();
+        Setup::ALL
+            .into_iter()
+            .filter(|s| {
+                postgres || !matches!(s, Setup::PostgresOneReplica | Setup::PostgresTwoReplicas)
+            })
+            .collect()
+    }
 
     fn label(self) -> &'static str {
         match self {
@@ -734,6 +838,8 @@ impl Setup {
             Setup::ProbeGroupCommit => "probe, group commit",
             Setup::ProbeCommitPerRequest => "probe, one commit per request",
             Setup::ProbeStoreIngest => "probe + tollgate's store.ingest",
+            Setup::PostgresOneReplica => "tollgate serve on PostgreSQL, 1 replica",
+            Setup::PostgresTwoReplicas => "tollgate serve on PostgreSQL, 2 replicas",
         }
     }
 }
@@ -753,9 +859,36 @@ fn measure(
             let clock: CpuClock = Box::new(move || cpu_of_stat(&stat));
             load.block_on(async {
                 check_accepts(&url, templates, ids).await;
-                let mut measurement = drive(&url, settings, templates, ids, clock).await;
+                let mut measurement =
+                    drive(std::slice::from_ref(&url), settings, templates, ids, clock).await;
                 measurement.mean_batch = tollgate_mean_batch(&server.base).await;
                 measurement
+            })
+        }
+        Setup::PostgresOneReplica | Setup::PostgresTwoReplicas => {
+            let replicas = if setup == Setup::PostgresOneReplica {
+                1
+            } else {
+                2
+            };
+            let database = postgres_database(load).expect("the PostgreSQL test cluster");
+            let servers = start_tollgate_postgres(&database, replicas);
+            let urls: Vec<String> = servers
+                .iter()
+                .map(|server| format!("{}/hooks/ado/default", server.base))
+                .collect();
+            let stats: Vec<PathBuf> = servers
+                .iter()
+                .map(|server| PathBuf::from(format!("/proc/{}/stat", server.child.id())))
+                .collect();
+            // The replicas' CPU together (PostgreSQL's own is not counted).
+            let clock: CpuClock =
+                Box::new(move || stats.iter().map(|stat| cpu_of_stat(stat)).sum());
+            load.block_on(async {
+                for url in &urls {
+                    check_accepts(url, templates, ids).await;
+                }
+                drive(&urls, settings, templates, ids, clock).await
             })
         }
         Setup::ProbeGroupCommit | Setup::ProbeCommitPerRequest | Setup::ProbeStoreIngest => {
@@ -767,7 +900,7 @@ fn measure(
             let mut measurement = load.block_on(async {
                 check_accepts(&probe.url, templates, ids).await;
                 drive(
-                    &probe.url,
+                    std::slice::from_ref(&probe.url),
                     settings,
                     templates,
                     ids,
@@ -822,8 +955,10 @@ fn main() {
         templates.len(),
         tollgate_binary().display()
     );
-    let mut results: Vec<(Setup, Vec<Measurement>)> =
-        Setup::ALL.iter().map(|s| (*s, Vec::new())).collect();
+    let mut results: Vec<(Setup, Vec<Measurement>)> = Setup::available()
+        .into_iter()
+        .map(|s| (s, Vec::new()))
+        .collect();
     for run in 1..=settings.runs {
         for (setup, measurements) in &mut results {
             let m = measure(*setup, &load, &settings, &templates, &ids);
@@ -874,7 +1009,7 @@ fn main() {
         "| setup | events/s | p50 | p99 | server CPU per event | events per commit | refused |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for setup in Setup::ALL {
+    for setup in Setup::available() {
         let s = summary(setup);
         println!(
             "| {} | {:.0} | {:.2} ms | {:.2} ms | {:.0} µs | {} | {} |",
@@ -901,6 +1036,19 @@ fn main() {
             setup.label(),
             s.rate / probe.rate,
             s.p99 / probe.p99,
+            s.p99
+        );
+    }
+    let sqlite = summary(Setup::Tollgate);
+    for setup in [Setup::PostgresOneReplica, Setup::PostgresTwoReplicas] {
+        if !Setup::available().contains(&setup) {
+            continue;
+        }
+        let s = summary(setup);
+        println!(
+            "{}: throughput {:.2}× SQLite's (tollgate serve, workers on), p99 {:.2} ms",
+            setup.label(),
+            s.rate / sqlite.rate,
             s.p99
         );
     }

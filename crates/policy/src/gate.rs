@@ -19,7 +19,8 @@ use crate::{PolicyError, PolicySet, Source};
 
 pub const GATE_PACKAGE_PREFIX: &str = "tollgate.gate.";
 pub(crate) const AGGREGATE_FILE: &str = "generated/gate.rego";
-const AGGREGATE_RULE: &str = "data.tollgate.gate_all.outcomes";
+/// The rule that holds every gate rule's outcomes for one deployment.
+pub const AGGREGATE_RULE: &str = "data.tollgate.gate_all.outcomes";
 
 /// What a rule asks of the run, weakest first (so the strongest effect is the maximum).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -120,8 +121,10 @@ pub(crate) fn defined_effects(text: &str) -> Vec<GateEffect> {
         .collect()
 }
 
-/// The generated module that gathers every rule's `deny`, `approval` and `warn` sets.
-pub(crate) fn aggregate_module(rules: &[GateRuleMeta]) -> String {
+/// The generated module that gathers every rule's `deny`, `approval` and `warn` sets into
+/// `data.tollgate.gate_all.outcomes` (public so a benchmark can load the very same text into a
+/// bare regorus engine).
+pub fn aggregate_module(rules: &[GateRuleMeta]) -> String {
     let mut module = String::from("package tollgate.gate_all\n\noutcomes := []\n");
     if rules.is_empty() {
         return module;
