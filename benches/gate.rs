@@ -127,6 +127,9 @@ struct InProcess {
     decision: Vec<Duration>,
     our_evaluation: Vec<Duration>,
     bare: Vec<Duration>,
+    /// Each rule's sets evaluated on their own (bare regorus, median), costliest first.
+    per_rule: Vec<(String, Duration)>,
+    input_bytes: usize,
     rules: usize,
 }
 
@@ -197,6 +200,26 @@ async fn in_process(target: &Target, scratch: &Path, rounds: usize) -> InProcess
         }
         std::hint::black_box(outcomes);
     }
+    // Where the bare evaluation's time goes: each rule's sets on their own.
+    let mut per_rule = Vec::new();
+    for rule in policies.gate_rules() {
+        let mut took = Vec::with_capacity(200);
+        for _ in 0..200 {
+            let started = Instant::now();
+            engine.set_input(regorus::Value::deserialize(&input).unwrap());
+            for effect in &rule.effects {
+                std::hint::black_box(
+                    engine
+                        .eval_rule(format!("data.{}.{}", rule.package, effect.as_str()))
+                        .unwrap(),
+                );
+            }
+            took.push(started.elapsed());
+        }
+        took.sort();
+        per_rule.push((rule.id.clone(), percentile(&took, 50.0)));
+    }
+    per_rule.sort_by_key(|(_, took)| std::cmp::Reverse(*took));
     for series in [&mut decision, &mut our_evaluation, &mut bare] {
         series.sort();
     }
@@ -204,6 +227,8 @@ async fn in_process(target: &Target, scratch: &Path, rounds: usize) -> InProcess
         decision,
         our_evaluation,
         bare,
+        per_rule,
+        input_bytes: input.to_string().len(),
         rules: policies.gate_rules().len(),
     }
 }
@@ -634,6 +659,16 @@ async fn main() {
         );
     }
     println!();
+    println!(
+        "The input the rules judged: {} bytes of JSON. Each rule alone (bare regorus, median): {}\n",
+        local.input_bytes,
+        local
+            .per_rule
+            .iter()
+            .map(|(id, took)| format!("{id} {:.0} µs", us(*took)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 
     let mut loads: Vec<Load> = rates.into_iter().map(Load::Rate).collect();
     loads.push(Load::Concurrent(concurrency));
