@@ -264,10 +264,13 @@ async fn two_replicas_schedule_each_periodic_sync_once() {
         .spawn("127.0.0.1:0")
         .await
         .unwrap();
+    let shared = tempfile::tempdir().unwrap();
     let config_text = format!(
         "[database]\nurl = \"{app_db}\"\n\n[ado]\norg_url = \"{}\"\npat = \"test-pat\"\n\n\
+         [audit]\nkey_file = \"{}\"\n\n\
          [worker]\npoll_interval_ms = 50\nincremental_sync_every_secs = {PERIOD_SECS}\nfull_sync_every_secs = 0\n",
-        sim.org_url()
+        sim.org_url(),
+        shared.path().join("audit.key").display(),
     );
     let mut replicas = Vec::new();
     for _ in 0..2 {
