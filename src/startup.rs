@@ -530,6 +530,12 @@ async fn server_parts(config: &Config) -> Result<ServerParts> {
     })
 }
 
+/// This process among the replicas (`hostname:pid`), in leases it holds.
+fn replica_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
 fn worker_for(config: &Config, parts: &ServerParts, index: usize) -> crate::jobs::Worker {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
     crate::jobs::Worker {
@@ -688,12 +694,17 @@ async fn withhold_periodically(
 
 /// Sign each tenant's audit checkpoint when records arrived (at most every `interval`) and
 /// as an hourly heartbeat; a last one on shutdown, so every record is covered.
+/// One replica at a time signs a tenant's checkpoints (a lease renewed every round, lost a few
+/// intervals after that replica stops); the last round on shutdown signs regardless, so what
+/// this replica wrote is covered before it exits.
 async fn checkpoint_periodically(
     audit: Arc<AuditService>,
+    leases: Arc<dyn Store>,
     tenants: Arc<crate::services::tenant::Tenants>,
     interval: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let replica = replica_name();
     loop {
         let stopping = tokio::select! {
             () = tokio::time::sleep(interval) => false,
@@ -701,8 +712,37 @@ async fn checkpoint_periodically(
         };
         // Read each time: tenants created through the API are checkpointed too.
         for tenant in &tenants.ids() {
+            let mine = stopping
+                || leases
+                    .claim_lease(
+                        tenant,
+                        "checkpoint",
+                        &replica,
+                        time::OffsetDateTime::now_utc(),
+                        (interval * 3).max(Duration::from_secs(10)),
+                    )
+                    .await
+                    .unwrap_or_else(|error| {
+                        tracing::warn!(%tenant, %error, "the checkpoint lease could not be claimed");
+                        false
+                    });
+            if !mine {
+                continue;
+            }
             if let Err(error) = audit.checkpoint(tenant).await {
                 tracing::error!(%tenant, error = %format!("{error:#}"), "signing an audit checkpoint failed");
+            }
+            if stopping {
+                // Hand the lease on at once: a lease of no time has expired already.
+                let _ = leases
+                    .claim_lease(
+                        tenant,
+                        "checkpoint",
+                        &replica,
+                        time::OffsetDateTime::now_utc(),
+                        Duration::ZERO,
+                    )
+                    .await;
             }
         }
         if stopping {
@@ -879,6 +919,7 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
     }
     background.push(tokio::spawn(checkpoint_periodically(
         audit.clone(),
+        parts.store.clone(),
         parts.tenants.clone(),
         Duration::from_secs(config.audit.checkpoint_interval_secs.max(1)),
         shutdown.clone(),
@@ -891,6 +932,8 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
     if !sinks.is_empty() {
         let exporter = Arc::new(crate::services::siem::SiemExporter {
             store: parts.store.clone(),
+            leases: parts.store.clone(),
+            replica: replica_name(),
             sinks,
             tenants: parts.tenants.clone(),
             origin_prefix: config.audit.origin_prefix.clone(),

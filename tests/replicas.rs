@@ -92,9 +92,13 @@ async fn two_replicas_on_postgresql_store_and_process_every_event_once() {
     let config_text = format!(
         "[database]\nurl = \"{app_db}\"\n\n[webhook]\nsecret_file = \"{}\"\n\n\
          [audit]\nkey_file = \"{}\"\ncheckpoint_interval_secs = 1\n\n\
-         [worker]\ndebounce_ms = 10\npoll_interval_ms = 50\n",
+         [worker]\ndebounce_ms = 10\npoll_interval_ms = 50\n\n\
+         [[audit.sinks]]\nkind = \"file\"\nname = \"archive\"\npath = \"{}\"\n",
         secret_file.display(),
         shared.path().join("audit.key").display(),
+        // One file both replicas can write, as a shared volume would be: the export lease
+        // lets one replica at a time deliver, so no record lands twice.
+        shared.path().join("siem.jsonl").display(),
     );
     let mut replicas = Vec::new();
     for _ in 0..2 {
@@ -208,6 +212,34 @@ async fn two_replicas_on_postgresql_store_and_process_every_event_once() {
         "{jobs:?}"
     );
 
+    // The export follows the log: wait until it has caught up with what is logged now.
+    let logged: Value = client
+        .get(replicas[0].url("/api/v1/audit/records?limit=1000"))
+        .bearer_auth(&admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let logged = logged["items"].as_array().unwrap().len();
+    let exported_records = || {
+        std::fs::read_to_string(shared.path().join("siem.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains("\"type\":\"record\""))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while exported_records() < logged {
+        assert!(
+            Instant::now() < deadline,
+            "the export did not catch up: {} of {logged}",
+            exported_records()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // One audit log, gap-free across both writers, that verifies.
     for replica in replicas {
         replica.stop().await;
@@ -250,6 +282,22 @@ async fn two_replicas_on_postgresql_store_and_process_every_event_once() {
         2 * EVENTS,
         "every delivery's receipt is in the log"
     );
+
+    // The SIEM export: records from both replicas' writes, none delivered twice.
+    let exported: Vec<String> = std::fs::read_to_string(shared.path().join("siem.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|line| line["type"] == "record")
+        .map(|line| line["record"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    let unique: std::collections::BTreeSet<&String> = exported.iter().collect();
+    assert!(
+        exported.len() >= logged,
+        "the log was exported: {}",
+        exported.len()
+    );
+    assert_eq!(unique.len(), exported.len(), "a record was exported twice");
 }
 
 /// Each replica runs the scheduler on its own timer, started at its own moment; the periodic

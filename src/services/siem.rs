@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 use time::OffsetDateTime;
 use tollgate_domain::TenantId;
-use tollgate_store::{AuditStore, LeafFilter};
+use tollgate_store::{AuditStore, JobStore, LeafFilter};
 
 use crate::services::audit::hex;
 use crate::telemetry::{Metrics, SinkLabels};
@@ -44,8 +44,16 @@ pub trait Sink: Send + Sync {
 /// Records per delivery.
 const BATCH: u32 = 500;
 
+/// How long a replica's hold on a tenant's export to a sink lasts without renewal.
+const EXPORT_LEASE: Duration = Duration::from_secs(60);
+
 pub struct SiemExporter {
     pub store: Arc<dyn AuditStore>,
+    /// Leases: one replica at a time delivers a tenant's records to a sink, so replicas do
+    /// not send the same records twice.
+    pub leases: Arc<dyn JobStore>,
+    /// This replica's name in those leases.
+    pub replica: String,
     pub sinks: Vec<Arc<dyn Sink>>,
     /// Read each round: tenants created through the API are exported too.
     pub tenants: Arc<crate::services::tenant::Tenants>,
@@ -75,6 +83,26 @@ impl SiemExporter {
         loop {
             let mut failed = false;
             for tenant in &self.tenants.ids() {
+                // Held while this replica keeps delivering (renewed every round); another
+                // replica takes over a minute after this one stops.
+                match self
+                    .leases
+                    .claim_lease(
+                        tenant,
+                        &format!("export:{}", sink.name()),
+                        &self.replica,
+                        OffsetDateTime::now_utc(),
+                        EXPORT_LEASE.max(self.poll * 3),
+                    )
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(error) => {
+                        tracing::warn!(sink = sink.name(), %tenant, %error, "the export lease could not be claimed; skipping this round");
+                        continue;
+                    }
+                }
                 let labels = SinkLabels {
                     sink: sink.name().to_owned(),
                     tenant: tenant.to_string(),
@@ -98,6 +126,19 @@ impl SiemExporter {
                 _ = shutdown.changed() => *shutdown.borrow(),
             };
             if stopping {
+                // Hand the leases on at once: a lease of no time has expired already.
+                for tenant in &self.tenants.ids() {
+                    let _ = self
+                        .leases
+                        .claim_lease(
+                            tenant,
+                            &format!("export:{}", sink.name()),
+                            &self.replica,
+                            OffsetDateTime::now_utc(),
+                            Duration::ZERO,
+                        )
+                        .await;
+                }
                 return;
             }
         }

@@ -785,6 +785,34 @@ impl JobStore for PostgresStore {
         Ok(claimed.rows_affected() == 1)
     }
 
+    async fn claim_lease(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        lease: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let until = crate::queue::lease_until(now, lease);
+        let mut transaction = self.begin_for(tenant).await?;
+        let claimed = sqlx::query(
+            "INSERT INTO watermarks (tenant_id, name, value, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, name) DO UPDATE SET value = excluded.value, \
+             updated_at = excluded.updated_at \
+             WHERE substr(watermarks.value, 1, 20) <= $5 OR substr(watermarks.value, 22) = $6",
+        )
+        .bind(tenant.as_str())
+        .bind(crate::queue::lease_watermark(name))
+        .bind(crate::queue::lease_value(holder, until))
+        .bind(now)
+        .bind(crate::queue::schedule_stamp(now))
+        .bind(holder)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
     async fn queue_stats(&self, now: OffsetDateTime) -> Result<QueueStats, StoreError> {
         let mut transaction = self.begin_across_tenants().await?;
         // One statement, one snapshot: the counts add up.

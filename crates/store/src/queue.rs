@@ -436,6 +436,19 @@ pub trait JobStore: Send + Sync {
         every: std::time::Duration,
     ) -> Result<bool, StoreError>;
 
+    /// Hold the lease `name` (a long-running task such as a SIEM export) for a tenant until
+    /// `now + lease`: true when it was free, expired, or already `holder`'s (then renewed);
+    /// false while another holder's lease runs. Atomic across replicas: one holder at a time,
+    /// and a holder that dies loses the lease when it expires.
+    async fn claim_lease(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        lease: std::time::Duration,
+    ) -> Result<bool, StoreError>;
+
     /// Depth and lag across tenants.
     async fn queue_stats(&self, now: OffsetDateTime) -> Result<QueueStats, StoreError>;
 
@@ -461,4 +474,20 @@ pub(crate) fn schedule_threshold(now: OffsetDateTime, every: std::time::Duration
     let every =
         time::Duration::try_from(every.saturating_sub(slack)).unwrap_or(time::Duration::MAX);
     schedule_stamp(now.checked_sub(every).unwrap_or(now))
+}
+
+/// A lease is kept in the tenant's watermarks under `lease:{name}` as `{until}|{holder}`, the
+/// expiry first as zero-padded Unix milliseconds (20 characters), so that both backends can
+/// compare its expiry as text (`substr(value, 1, 20)`) and its holder (`substr(value, 22)`).
+pub(crate) fn lease_watermark(name: &str) -> String {
+    format!("lease:{name}")
+}
+
+pub(crate) fn lease_value(holder: &str, until: OffsetDateTime) -> String {
+    format!("{}|{holder}", schedule_stamp(until))
+}
+
+pub(crate) fn lease_until(now: OffsetDateTime, lease: std::time::Duration) -> OffsetDateTime {
+    now.checked_add(time::Duration::try_from(lease).unwrap_or(time::Duration::MAX))
+        .unwrap_or(now)
 }

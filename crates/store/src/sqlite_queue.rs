@@ -864,6 +864,32 @@ impl JobStore for SqliteStore {
         Ok(claimed.rows_affected() == 1)
     }
 
+    async fn claim_lease(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        lease: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let until = crate::queue::lease_until(now, lease);
+        let claimed = sqlx::query(
+            "INSERT INTO watermarks (tenant_id, name, value, updated_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, name) DO UPDATE SET value = excluded.value, \
+             updated_at = excluded.updated_at \
+             WHERE substr(watermarks.value, 1, 20) <= ? OR substr(watermarks.value, 22) = ?",
+        )
+        .bind(tenant.as_str())
+        .bind(crate::queue::lease_watermark(name))
+        .bind(crate::queue::lease_value(holder, until))
+        .bind(stamp(now)?)
+        .bind(crate::queue::schedule_stamp(now))
+        .bind(holder)
+        .execute(self.pool())
+        .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
     async fn queue_stats(&self, now: OffsetDateTime) -> Result<QueueStats, StoreError> {
         let now = stamp(now)?;
         let mut stats = QueueStats::default();

@@ -304,6 +304,19 @@ async fn events_and_jobs_are_per_tenant(fixture: Fixture) {
             .await
             .unwrap()
     );
+    // Likewise leases: B's holder does not keep A's from being taken.
+    assert!(
+        store
+            .claim_lease(&b(), "export:x", "replica-b", AT, every)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_lease(&a(), "export:x", "replica-a", AT, every)
+            .await
+            .unwrap()
+    );
     let outcome = store
         .ingest(
             &[NewEvent {

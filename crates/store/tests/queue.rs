@@ -1398,6 +1398,71 @@ async fn a_scheduled_turn_is_taken_once_per_period_across_replicas(fixture: Fixt
     );
 }
 
+async fn a_lease_has_one_holder_until_it_expires(fixture: Fixture) {
+    const LEASE_FOR: StdDuration = StdDuration::from_secs(30);
+    let store = fixture.store.clone();
+    let claimers: Vec<_> = (0..8)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let holder = format!("replica-{n}");
+                store
+                    .claim_lease(&acme(), "export:archive", &holder, at(0), LEASE_FOR)
+                    .await
+                    .unwrap()
+                    .then_some(holder)
+            })
+        })
+        .collect();
+    let mut holders = Vec::new();
+    for claimer in claimers {
+        holders.extend(claimer.await.unwrap());
+    }
+    assert_eq!(holders.len(), 1, "one holder: {holders:?}");
+    let holder = holders[0].clone();
+    let other = if holder == "replica-0" {
+        "replica-1"
+    } else {
+        "replica-0"
+    };
+    let store = &*fixture.store;
+    assert!(
+        !store
+            .claim_lease(&acme(), "export:archive", other, at(29), LEASE_FOR)
+            .await
+            .unwrap(),
+        "not while it runs"
+    );
+    assert!(
+        store
+            .claim_lease(&acme(), "export:archive", &holder, at(29), LEASE_FOR)
+            .await
+            .unwrap(),
+        "the holder renews it"
+    );
+    assert!(
+        !store
+            .claim_lease(&acme(), "export:archive", other, at(58), LEASE_FOR)
+            .await
+            .unwrap(),
+        "renewed until 59"
+    );
+    assert!(
+        store
+            .claim_lease(&acme(), "export:archive", other, at(59), LEASE_FOR)
+            .await
+            .unwrap(),
+        "an expired lease goes to whoever asks"
+    );
+    assert!(
+        store
+            .claim_lease(&globex(), "export:archive", &holder, at(59), LEASE_FOR)
+            .await
+            .unwrap(),
+        "each tenant has its own"
+    );
+}
+
 on_both_backends!(
     redelivered_events_are_stored_once_and_counted,
     stored_events_keep_every_field_and_the_exact_body,
@@ -1422,4 +1487,5 @@ on_both_backends!(
     a_batch_joins_one_coalesced_job_per_tenant_and_key,
     a_batch_of_redeliveries_leaves_no_job_behind,
     a_scheduled_turn_is_taken_once_per_period_across_replicas,
+    a_lease_has_one_holder_until_it_expires,
 );
