@@ -719,7 +719,7 @@ async fn checkpoint_periodically(
                         "checkpoint",
                         &replica,
                         time::OffsetDateTime::now_utc(),
-                        (interval * 3).max(Duration::from_secs(10)),
+                        (interval * 3).max(Duration::from_secs(5)),
                     )
                     .await
                     .unwrap_or_else(|error| {

@@ -44,8 +44,9 @@ pub trait Sink: Send + Sync {
 /// Records per delivery.
 const BATCH: u32 = 500;
 
-/// How long a replica's hold on a tenant's export to a sink lasts without renewal.
-const EXPORT_LEASE: Duration = Duration::from_secs(60);
+/// How long a replica's hold on a tenant's export to a sink lasts without renewal: the pause
+/// before another replica (or this one restarted after a crash) takes over.
+const EXPORT_LEASE: Duration = Duration::from_secs(10);
 
 pub struct SiemExporter {
     pub store: Arc<dyn AuditStore>,
