@@ -603,6 +603,27 @@ async fn prune_periodically(
 ) {
     loop {
         let now = time::OffsetDateTime::now_utc();
+        // Pruning spans tenants; the operator tenant's turn stands for the whole database, so
+        // one replica prunes per hour.
+        let turn = store
+            .claim_schedule(
+                &TenantId::default_tenant(),
+                "prune",
+                now,
+                Duration::from_secs(3600),
+            )
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "claiming the pruning turn failed");
+                false
+            });
+        if !turn {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                _ = shutdown.changed() => if *shutdown.borrow() { return; },
+            }
+            continue;
+        }
         let events_before =
             now - time::Duration::try_from(retention).unwrap_or(time::Duration::days(7));
         match store.prune_events(events_before).await {
@@ -662,6 +683,7 @@ async fn record_what_started(
 /// Audit retention, daily: payloads older than `days` are withheld (hashes stay).
 async fn withhold_periodically(
     audit: Arc<AuditService>,
+    turns: Arc<dyn Store>,
     tenants: Arc<crate::services::tenant::Tenants>,
     days: u64,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -669,9 +691,23 @@ async fn withhold_periodically(
     if days == 0 {
         return;
     }
+    let every = Duration::from_secs(24 * 3600);
     loop {
-        let cutoff = time::OffsetDateTime::now_utc() - time::Duration::days(days as i64);
+        let now = time::OffsetDateTime::now_utc();
+        let cutoff = now - time::Duration::days(days as i64);
         for tenant in &tenants.ids() {
+            // One replica per tenant and day.
+            match turns
+                .claim_schedule(tenant, "audit.retention", now, every)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(error) => {
+                    tracing::warn!(%tenant, %error, "claiming the audit retention turn failed");
+                    continue;
+                }
+            }
             match audit
                 .withhold_before(tenant, cutoff, &format!("retention_days = {days}"))
                 .await
@@ -944,6 +980,7 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
     }
     background.push(tokio::spawn(withhold_periodically(
         audit.clone(),
+        parts.store.clone(),
         parts.tenants.clone(),
         config.audit.retention_days,
         shutdown.clone(),
