@@ -617,22 +617,17 @@ async fn prune_periodically(
                 tracing::warn!(%error, "claiming the pruning turn failed");
                 false
             });
-        if !turn {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(3600)) => {}
-                _ = shutdown.changed() => if *shutdown.borrow() { return; },
+        if turn {
+            let events_before =
+                now - time::Duration::try_from(retention).unwrap_or(time::Duration::days(7));
+            match store.prune_events(events_before).await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "old service-hook events pruned"),
+                Err(error) => tracing::warn!(%error, "pruning events failed"),
             }
-            continue;
-        }
-        let events_before =
-            now - time::Duration::try_from(retention).unwrap_or(time::Duration::days(7));
-        match store.prune_events(events_before).await {
-            Ok(0) => {}
-            Ok(pruned) => tracing::info!(pruned, "old service-hook events pruned"),
-            Err(error) => tracing::warn!(%error, "pruning events failed"),
-        }
-        if let Err(error) = store.prune_jobs(now - time::Duration::days(7)).await {
-            tracing::warn!(%error, "pruning finished jobs failed");
+            if let Err(error) = store.prune_jobs(now - time::Duration::days(7)).await {
+                tracing::warn!(%error, "pruning finished jobs failed");
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(3600)) => {}
