@@ -530,11 +530,26 @@ async fn server_parts(config: &Config) -> Result<ServerParts> {
     })
 }
 
-/// This process among the replicas (`hostname:pid`), in leases it holds.
+/// This process among the replicas, in leases it holds: `hostname:pid:random`, chosen once. The
+/// random part keeps two processes apart where the host name is not exported or the pid is the
+/// same (containers run as pid 1).
 fn replica_name() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
-    format!("{host}:{}", std::process::id())
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        use rand::RngCore as _;
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
+        format!(
+            "{host}:{}:{:016x}",
+            std::process::id(),
+            rand::thread_rng().next_u64()
+        )
+    })
+    .clone()
 }
+
+/// How soon a periodic task asks again for its turn: often, so a replica that lost a turn to
+/// one that then stopped does not wait a whole period (the claim keeps it once per period).
+const TURN_RETRY: Duration = Duration::from_secs(300);
 
 fn worker_for(config: &Config, parts: &ServerParts, index: usize) -> crate::jobs::Worker {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
@@ -594,7 +609,7 @@ impl crate::http::Readiness for StoreReadiness {
     }
 }
 
-/// Prune what retention allows, hourly: events past their retention (never under 36 h,
+/// Prune what retention allows, hourly (one replica's turn): events past their retention (never under 36 h,
 /// so redeliveries are still recognised) and finished jobs after a week.
 async fn prune_periodically(
     store: Arc<dyn Store>,
@@ -630,7 +645,7 @@ async fn prune_periodically(
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            () = tokio::time::sleep(TURN_RETRY) => {}
             _ = shutdown.changed() => if *shutdown.borrow() { return; },
         }
     }
@@ -675,7 +690,7 @@ async fn record_what_started(
     Ok(())
 }
 
-/// Audit retention, daily: payloads older than `days` are withheld (hashes stay).
+/// Audit retention, daily per tenant (one replica's turn): payloads older than `days` are withheld (hashes stay).
 async fn withhold_periodically(
     audit: Arc<AuditService>,
     turns: Arc<dyn Store>,
@@ -717,7 +732,7 @@ async fn withhold_periodically(
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(24 * 3600)) => {}
+            () = tokio::time::sleep(TURN_RETRY) => {}
             _ = shutdown.changed() => if *shutdown.borrow() { return; },
         }
     }

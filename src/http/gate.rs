@@ -72,13 +72,15 @@ fn deployment_from_check_body(body: &Value) -> Result<DeploymentRequest, String>
         Ok(None)
     };
     let id = |names: &[&str]| -> Result<Option<u64>, String> {
-        match text(names)? {
-            None => Ok(None),
-            Some(digits) => digits
-                .parse()
-                .map(Some)
-                .map_err(|_| format!("`{}` must be a number, not {digits:?}", names[0])),
+        for name in names {
+            if let Some(digits) = text(&[name])? {
+                return digits
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| format!("`{name}` must be a number, not {digits:?}"));
+            }
         }
+        Ok(None)
     };
     let work_items = match fields.get("workItems") {
         None | Some(Value::Null) => Vec::new(),
@@ -96,7 +98,7 @@ fn deployment_from_check_body(body: &Value) -> Result<DeploymentRequest, String>
         // `$(…)` variables can only give a string: "12, 34".
         Some(Value::String(list)) if list.trim().starts_with("$(") => Vec::new(),
         Some(Value::String(list)) => list
-            .split([',', ';', ' '])
+            .split(|c: char| c == ',' || c == ';' || c.is_whitespace())
             .filter(|part| !part.is_empty())
             .map(|part| {
                 part.trim_start_matches('#')
@@ -348,7 +350,7 @@ mod tests {
             "environment": "production", "stage": "deploy_prod", "runId": "4711",
             "pipelineId": "12", "requestedFor": "ana@fabrikam.example",
             "sourceBranch": "refs/heads/main", "sourceVersion": "83efc98",
-            "repository": "payments-api", "workItems": "101, #102"
+            "repository": "payments-api", "workItems": "101,\t#102\n"
         }))
         .unwrap();
         assert_eq!(request.environment, "production");
@@ -397,6 +399,7 @@ mod tests {
             (json!({"environment": {"name": "x"}}), "environment"),
             (json!({"workItems": [true]}), "workItems"),
             (json!({"workItems": "12,x"}), "workItems"),
+            (json!({"buildId": "x"}), "buildId"),
         ] {
             let error = deployment_from_check_body(&body).unwrap_err();
             assert!(error.contains(field), "{error}");

@@ -355,11 +355,14 @@ const APPROVAL_EXPIRY_EVERY: Duration = Duration::from_secs(30);
 /// runs this scheduler on its own timer; the claim (one row per tenant and job kind, taken
 /// atomically) lets one of them per period enqueue, so offset timers do not sync twice. A
 /// claim that cannot be checked skips the turn: the next period tries again.
-async fn take_turn(jobs: &dyn JobStore, tenant: &TenantId, kind: &str, every: Duration) -> bool {
-    match jobs
-        .claim_schedule(tenant, kind, OffsetDateTime::now_utc(), every)
-        .await
-    {
+async fn take_turn(
+    jobs: &dyn JobStore,
+    tenant: &TenantId,
+    kind: &str,
+    at: OffsetDateTime,
+    every: Duration,
+) -> bool {
+    match jobs.claim_schedule(tenant, kind, at, every).await {
         Ok(taken) => taken,
         Err(error) => {
             tracing::warn!(%tenant, kind, %error, "claiming a scheduled turn failed");
@@ -385,6 +388,9 @@ pub async fn schedule(
     let mut next_expiry = Instant::now();
     loop {
         let now = Instant::now();
+        // One reading of the wall clock for every claim of this round, so a replica's claims
+        // stay a period apart however long the round took to reach each tenant.
+        let wall = OffsetDateTime::now_utc();
         if now >= next_expiry {
             next_expiry = now + APPROVAL_EXPIRY_EVERY;
             for tenant in tenants.all() {
@@ -392,6 +398,7 @@ pub async fn schedule(
                     &*jobs,
                     &tenant.id,
                     JOB_APPROVALS_EXPIRE,
+                    wall,
                     APPROVAL_EXPIRY_EVERY,
                 )
                 .await
@@ -426,7 +433,7 @@ pub async fn schedule(
                     .capabilities
                     .get(&tenant.id, Capability::ScheduledSync)
                     .await;
-                if !scheduled.enabled || !take_turn(&*jobs, &tenant.id, kind, every).await {
+                if !scheduled.enabled || !take_turn(&*jobs, &tenant.id, kind, wall, every).await {
                     continue;
                 }
                 let job = NewJob {

@@ -124,7 +124,10 @@ fn tool_error(error: DeploymentError) -> ToolError {
         DeploymentError::Ado {
             failure: AdoFailure::Unavailable,
             ..
-        } => ToolError::Conflict(format!("{error}; nothing was queued, try again later")),
+        } => ToolError::Conflict(format!(
+            "{error}; the run may or may not have been queued — check the deployments (or Azure \
+DevOps) before trying again"
+        )),
         error @ DeploymentError::Ado { .. } => ToolError::Conflict(error.to_string()),
         DeploymentError::Other(error) => ToolError::Internal(error),
     }

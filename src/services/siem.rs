@@ -44,9 +44,10 @@ pub trait Sink: Send + Sync {
 /// Records per delivery.
 const BATCH: u32 = 500;
 
-/// How long a replica's hold on a tenant's export to a sink lasts without renewal: the pause
-/// before another replica (or this one restarted after a crash) takes over.
-const EXPORT_LEASE: Duration = Duration::from_secs(10);
+/// How long a replica's hold on a tenant's export to a sink lasts without renewal: longer than
+/// one batch can take (the HTTP sinks give up after 30 s), renewed before every batch. It is
+/// also the pause before another replica (or this one restarted after a crash) takes over.
+const EXPORT_LEASE: Duration = Duration::from_secs(45);
 
 pub struct SiemExporter {
     pub store: Arc<dyn AuditStore>,
@@ -84,19 +85,9 @@ impl SiemExporter {
         loop {
             let mut failed = false;
             for tenant in &self.tenants.ids() {
-                // Held while this replica keeps delivering (renewed every round); another
-                // replica takes over a minute after this one stops.
-                match self
-                    .leases
-                    .claim_lease(
-                        tenant,
-                        &format!("export:{}", sink.name()),
-                        &self.replica,
-                        OffsetDateTime::now_utc(),
-                        EXPORT_LEASE.max(self.poll * 3),
-                    )
-                    .await
-                {
+                // Held while this replica keeps delivering (renewed every round and batch);
+                // another replica takes over when it lapses.
+                match self.hold_export(sink.as_ref(), tenant).await {
                     Ok(true) => {}
                     Ok(false) => continue,
                     Err(error) => {
@@ -145,7 +136,22 @@ impl SiemExporter {
         }
     }
 
-    /// Deliver everything pending for one tenant; returns how many records went.
+    /// Take or renew this replica's lease on a tenant's export to `sink`.
+    async fn hold_export(&self, sink: &dyn Sink, tenant: &TenantId) -> Result<bool> {
+        Ok(self
+            .leases
+            .claim_lease(
+                tenant,
+                &format!("export:{}", sink.name()),
+                &self.replica,
+                OffsetDateTime::now_utc(),
+                EXPORT_LEASE.max(self.poll * 3),
+            )
+            .await?)
+    }
+
+    /// Deliver everything pending for one tenant; returns how many records went. The export
+    /// lease is renewed before each batch; if another replica holds it by then, this one stops.
     pub async fn deliver(
         &self,
         sink: &dyn Sink,
@@ -154,6 +160,9 @@ impl SiemExporter {
     ) -> Result<u64> {
         let mut delivered = 0;
         loop {
+            if delivered > 0 && !self.hold_export(sink, tenant).await? {
+                break;
+            }
             let next = self.store.sink_cursor(tenant, sink.name()).await?;
             let size = self.store.audit_size(tenant).await?;
             self.metrics
