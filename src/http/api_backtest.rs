@@ -51,11 +51,8 @@ pub async fn backtest(
         )));
     }
     let context = tenant_of(&state, &principal)?;
-    let until = context
-        .gate
-        .now()
-        .replace_nanosecond(0)
-        .unwrap_or(context.gate.now());
+    // Now, to the nanosecond: a deployment that started earlier this second is in the window.
+    let until = context.gate.now();
     let query = BacktestQuery {
         since: since.start(until),
         until,
