@@ -326,29 +326,6 @@ async fn a_backtest_reports_what_the_gate_would_have_stopped_as_gate_check_judge
     assert_eq!(output.status.code(), Some(1));
 }
 
-async fn wait_for_job(client: &Client, server: &Server, job: &Value) {
-    let id = job["job"].as_i64().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let state: Value = client
-            .get(server.url(&format!("/api/v1/jobs/{id}")))
-            .bearer_auth(server.admin_key())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        match state["status"].as_str().unwrap() {
-            "done" => return,
-            "dead" => panic!("job {id} died: {state}"),
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "job {id} did not finish");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 struct Sim {
     http: Client,
     sim: tollgate_sim::RunningSimulator,
@@ -440,7 +417,9 @@ async fn sync(client: &Client, server: &Server, mode: &str) {
         .json()
         .await
         .unwrap();
-    wait_for_job(client, server, &queued).await;
+    server
+        .wait_for_job(client, queued["job"].as_i64().unwrap())
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -86,25 +86,6 @@ async fn sim_runs(setup: &Setup) -> Vec<Value> {
         .clone()
 }
 
-async fn wait_for_job(setup: &Setup, job: i64) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (_, state) = get(
-            setup,
-            &format!("/api/v1/jobs/{job}"),
-            setup.server.admin_key(),
-        )
-        .await;
-        match state["status"].as_str().unwrap() {
-            "done" => return,
-            "dead" => panic!("job {job} died: {state}"),
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "job {job} did not finish");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn setup(now: &str) -> Setup {
     let sim = Simulator::new(SimConfig {
         seed: 7,
@@ -137,7 +118,10 @@ async fn setup(now: &str) -> Setup {
     )
     .await;
     assert_eq!(status, 202, "{queued}");
-    wait_for_job(&setup, queued["job"].as_i64().unwrap()).await;
+    setup
+        .server
+        .wait_for_job(&setup.client, queued["job"].as_i64().unwrap())
+        .await;
     let (_, projects) = get(
         &setup,
         "/api/v1/inventory/projects",

@@ -26,28 +26,6 @@ const GATE_PASSWORD: &str = "gate-password-for-tests";
 const SATURDAY: &str = "2026-11-28T10:00:00Z";
 const TUESDAY: &str = "2026-11-24T10:00:00Z";
 
-async fn wait_for_job(client: &Client, server: &Server, job: i64) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let state: Value = client
-            .get(server.url(&format!("/api/v1/jobs/{job}")))
-            .bearer_auth(server.admin_key())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        match state["status"].as_str().unwrap() {
-            "done" => return,
-            "dead" => panic!("job {job} died: {state}"),
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "job {job} did not finish");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 struct Setup {
     sim: tollgate_sim::RunningSimulator,
     server: Server,
@@ -86,7 +64,9 @@ async fn setup_with(now: &str, extra: &str) -> Setup {
         .json()
         .await
         .unwrap();
-    wait_for_job(&client, &server, queued["job"].as_i64().unwrap()).await;
+    server
+        .wait_for_job(&client, queued["job"].as_i64().unwrap())
+        .await;
     let projects: Value = client
         .get(server.url("/api/v1/inventory/projects"))
         .bearer_auth(server.admin_key())

@@ -90,7 +90,9 @@ async fn pipeline_at(now: &str) -> Pipeline {
         .json()
         .await
         .unwrap();
-    wait_for_job(&client, &server, queued["job"].as_i64().unwrap()).await;
+    server
+        .wait_for_job(&client, queued["job"].as_i64().unwrap())
+        .await;
 
     let org = sim.org_url();
     let projects = sim_get(&client, &format!("{org}/_apis/projects?api-version=7.1")).await;
@@ -144,28 +146,6 @@ async fn pipeline_at(now: &str) -> Pipeline {
         client,
         project,
         pipeline,
-    }
-}
-
-async fn wait_for_job(client: &Client, server: &Server, job: i64) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let state = get(
-            client,
-            &server.url(&format!("/api/v1/jobs/{job}")),
-            server.admin_key(),
-        )
-        .await;
-        match state["status"].as_str() {
-            Some("done") => return,
-            Some("dead") => panic!("job {job} failed: {state}"),
-            _ => {}
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {job} did not finish: {state}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -42,28 +42,6 @@ struct Setup {
     now: &'static str,
 }
 
-async fn wait_for_job(client: &Client, server: &Server, job: i64) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let state: Value = client
-            .get(server.url(&format!("/api/v1/jobs/{job}")))
-            .bearer_auth(server.admin_key())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        match state["status"].as_str().unwrap() {
-            "done" => return,
-            "dead" => panic!("job {job} died: {state}"),
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "job {job} did not finish");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// A server with the gate configured (production needs a release manager's approval),
 /// judging at `now`, that synced a small simulated organisation.
 async fn setup(now: &'static str) -> Setup {
@@ -93,7 +71,9 @@ async fn setup(now: &'static str) -> Setup {
         .json()
         .await
         .unwrap();
-    wait_for_job(&client, &server, queued["job"].as_i64().unwrap()).await;
+    server
+        .wait_for_job(&client, queued["job"].as_i64().unwrap())
+        .await;
     let projects: Value = client
         .get(server.url("/api/v1/inventory/projects"))
         .bearer_auth(server.admin_key())
@@ -669,7 +649,7 @@ async fn a_missing_or_invalid_key_is_refused_over_http_and_over_stdio() {
 
 /// The simulator run behind a deployment, once it has finished.
 async fn finished_status(client: &McpClient, id: &str) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let result = call(client, "status", json!({"id": id})).await;
         assert_eq!(result.is_error, Some(false), "{result:?}");
@@ -677,8 +657,8 @@ async fn finished_status(client: &McpClient, id: &str) -> Value {
         if status["deployment"]["state"] == "completed" {
             return status;
         }
-        assert!(std::time::Instant::now() < deadline, "{status}");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

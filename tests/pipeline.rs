@@ -33,23 +33,6 @@ async fn get(client: &Client, server: &Server, path: &str) -> Value {
         .unwrap()
 }
 
-async fn wait_for_job(client: &Client, server: &Server, job: i64) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let state = get(client, server, &format!("/api/v1/jobs/{job}")).await;
-        match state["status"].as_str().unwrap() {
-            "done" => return,
-            "dead" => panic!("job {job} died: {state}"),
-            _ => {}
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {job} did not finish: {state}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_weakened_branch_policy_opens_a_finding_through_the_webhook() {
     let sim = Simulator::new(SimConfig {
@@ -78,7 +61,9 @@ async fn a_weakened_branch_policy_opens_a_finding_through_the_webhook() {
         .json()
         .await
         .unwrap();
-    wait_for_job(&client, &server, queued["job"].as_i64().unwrap()).await;
+    server
+        .wait_for_job(&client, queued["job"].as_i64().unwrap())
+        .await;
     let syncs_before = get(&client, &server, "/api/v1/syncs").await["items"]
         .as_array()
         .unwrap()

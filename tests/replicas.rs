@@ -9,75 +9,21 @@
     reason = "a test reports failure by panicking"
 )]
 
+#[path = "support/postgres.rs"]
+mod postgres;
 #[path = "support/server.rs"]
 mod server;
 
 use std::process::Command;
-use std::str::FromStr as _;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use postgres::migrated_database;
 use reqwest::Client;
 use serde_json::Value;
 use server::{Server, WEBHOOK_SECRET};
-use sqlx::Connection as _;
 
 const EVENTS: usize = 120;
-
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let root = base[authority..]
-        .find('/')
-        .map_or(base, |slash| &base[..authority + slash]);
-    if query.is_empty() {
-        format!("{root}/{database}")
-    } else {
-        format!("{root}/{database}?{query}")
-    }
-}
-
-/// A new, migrated database on the test cluster: the app role's URL for it. `None` (after a
-/// notice) when no cluster is configured, which CI does not allow.
-async fn migrated_database(name: &str) -> Option<String> {
-    let (Ok(app), Ok(owner)) = (
-        std::env::var("TOLLGATE_TEST_POSTGRES_URL"),
-        std::env::var("TOLLGATE_TEST_POSTGRES_OWNER_URL"),
-    ) else {
-        eprintln!("SKIPPED: no PostgreSQL (eval \"$(scripts/pg-test-cluster.sh start)\")");
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs the PostgreSQL tests"
-        );
-        return None;
-    };
-    let app_role = sqlx::postgres::PgConnectOptions::from_str(&app)
-        .unwrap()
-        .get_username()
-        .to_owned();
-    let database = format!("tg_{name}_{}", std::process::id());
-    let mut admin = sqlx::PgConnection::connect(&owner).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let migrated = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args([
-            "migrate",
-            "--db",
-            &with_database(&owner, &database),
-            "--app-role",
-            &app_role,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        migrated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&migrated.stderr)
-    );
-    Some(with_database(&app, &database))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_postgresql_store_and_process_every_event_once() {

@@ -16,19 +16,20 @@
     reason = "a test reports failure by panicking"
 )]
 
+#[path = "support/postgres.rs"]
+mod postgres;
 #[path = "support/server.rs"]
 mod server;
 
 use std::path::Path;
 use std::process::Command;
-use std::str::FromStr as _;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use postgres::migrated_database;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use server::{Server, WEBHOOK_SECRET};
-use sqlx::Connection as _;
 use tollgate::http::routes::{Access, ROUTES, RouteSpec};
 use tollgate_sim::{Profile, SimConfig, Simulator};
 
@@ -72,62 +73,6 @@ fn config_text(dir: &Path, database_url: &str, org_a: &str, org_b: &str) -> Stri
         dir.join("webhook-secret").display(),
         dir.join("audit.key").display(),
     )
-}
-
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let root = base[authority..]
-        .find('/')
-        .map_or(base, |slash| &base[..authority + slash]);
-    if query.is_empty() {
-        format!("{root}/{database}")
-    } else {
-        format!("{root}/{database}?{query}")
-    }
-}
-
-/// A migrated database of its own on the test cluster, as the app role's URL; `None` without
-/// PostgreSQL.
-async fn postgres_database(label: &str) -> Option<String> {
-    let (Ok(app), Ok(owner)) = (
-        std::env::var("TOLLGATE_TEST_POSTGRES_URL"),
-        std::env::var("TOLLGATE_TEST_POSTGRES_OWNER_URL"),
-    ) else {
-        eprintln!("SKIPPED on PostgreSQL: eval \"$(scripts/pg-test-cluster.sh start)\"");
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs the PostgreSQL tests"
-        );
-        return None;
-    };
-    let database = format!("tg_{label}_{}", std::process::id());
-    let mut connection = sqlx::PgConnection::connect(&owner).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
-        .execute(&mut connection)
-        .await
-        .unwrap();
-    connection.close().await.unwrap();
-    let app_role = sqlx::postgres::PgConnectOptions::from_str(&app)
-        .unwrap()
-        .get_username()
-        .to_owned();
-    let migrated = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args([
-            "migrate",
-            "--db",
-            &with_database(&owner, &database),
-            "--app-role",
-            &app_role,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        migrated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&migrated.stderr)
-    );
-    Some(with_database(&app, &database))
 }
 
 /// A client acting with one key, optionally naming the tenant to act in.
@@ -897,7 +842,7 @@ async fn a_principal_of_a_can_neither_read_nor_change_bs_data_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_principal_of_a_can_neither_read_nor_change_bs_data_on_postgresql() {
-    if let Some(url) = postgres_database("tenancy").await {
+    if let Some(url) = migrated_database("tenancy").await {
         a_principal_of_a_can_neither_read_nor_change_bs_data(Some(url)).await;
     }
 }

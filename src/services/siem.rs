@@ -87,7 +87,10 @@ impl SiemExporter {
             for tenant in &self.tenants.ids() {
                 // Held while this replica keeps delivering (renewed every round and batch);
                 // another replica takes over when it lapses.
-                match self.hold_export(sink.as_ref(), tenant).await {
+                match self
+                    .hold_export(sink.as_ref(), tenant, self.export_lease())
+                    .await
+                {
                     Ok(true) => {}
                     Ok(false) => continue,
                     Err(error) => {
@@ -118,17 +121,10 @@ impl SiemExporter {
                 _ = shutdown.changed() => *shutdown.borrow(),
             };
             if stopping {
-                // Hand the leases on at once: a lease of no time has expired already.
+                // Hand the leases on at once.
                 for tenant in &self.tenants.ids() {
                     let _ = self
-                        .leases
-                        .claim_lease(
-                            tenant,
-                            &format!("export:{}", sink.name()),
-                            &self.replica,
-                            OffsetDateTime::now_utc(),
-                            Duration::ZERO,
-                        )
+                        .hold_export(sink.as_ref(), tenant, Duration::ZERO)
                         .await;
                 }
                 return;
@@ -136,8 +132,14 @@ impl SiemExporter {
         }
     }
 
-    /// Take or renew this replica's lease on a tenant's export to `sink`.
-    async fn hold_export(&self, sink: &dyn Sink, tenant: &TenantId) -> Result<bool> {
+    /// Take or renew this replica's lease on a tenant's export to `sink` for `lease` (zero hands
+    /// a lease it holds on at once: a lease of no time has expired already).
+    async fn hold_export(
+        &self,
+        sink: &dyn Sink,
+        tenant: &TenantId,
+        lease: Duration,
+    ) -> Result<bool> {
         Ok(self
             .leases
             .claim_lease(
@@ -145,9 +147,14 @@ impl SiemExporter {
                 &format!("export:{}", sink.name()),
                 &self.replica,
                 OffsetDateTime::now_utc(),
-                EXPORT_LEASE.max(self.poll * 3),
+                lease,
             )
             .await?)
+    }
+
+    /// How long a hold lasts: longer than a batch can take, and than a few polls.
+    fn export_lease(&self) -> Duration {
+        EXPORT_LEASE.max(self.poll * 3)
     }
 
     /// Deliver everything pending for one tenant; returns how many records went. The export
@@ -160,7 +167,7 @@ impl SiemExporter {
     ) -> Result<u64> {
         let mut delivered = 0;
         loop {
-            if delivered > 0 && !self.hold_export(sink, tenant).await? {
+            if delivered > 0 && !self.hold_export(sink, tenant, self.export_lease()).await? {
                 break;
             }
             let next = self.store.sink_cursor(tenant, sink.name()).await?;

@@ -147,6 +147,33 @@ impl Server {
         body["key"].as_str().unwrap().to_owned()
     }
 
+    /// Wait (up to 2 minutes) until the queued job `job` is done; a job that died fails the
+    /// test, with its state.
+    pub async fn wait_for_job(&self, client: &reqwest::Client, job: i64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let state: serde_json::Value = client
+                .get(self.url(&format!("/api/v1/jobs/{job}")))
+                .bearer_auth(self.admin_key())
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            match state["status"].as_str() {
+                Some("done") => return,
+                Some("dead") => panic!("job {job} died: {state}"),
+                _ => {}
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {job} did not finish: {state}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
