@@ -125,6 +125,7 @@ async fn target(sim: &RunningSimulator) -> Target {
 
 struct InProcess {
     decision: Vec<Duration>,
+    remembered: Vec<Duration>,
     our_evaluation: Vec<Duration>,
     bare: Vec<Duration>,
     /// Each rule's sets evaluated on their own (bare regorus, median), costliest first.
@@ -160,13 +161,25 @@ async fn in_process(target: &Target, scratch: &Path, rounds: usize) -> InProcess
     let mut input = Value::Null;
     for round in 0..rounds + warmup {
         let started = Instant::now();
-        let (verdict, findings, evaluated) = gate.judge(&request, now).await.unwrap();
+        let (verdict, findings, evaluated) = gate.judge_afresh(&request, now).await.unwrap();
         let took = started.elapsed();
         std::hint::black_box((verdict, findings));
         if round >= warmup {
             decision.push(took);
         }
         input = evaluated;
+    }
+
+    // The same check again within the same second and inventory version: what a burst of
+    // checks about one run costs after its first.
+    let mut remembered = Vec::with_capacity(rounds);
+    gate.judge(&request, now).await.unwrap();
+    for round in 0..rounds + warmup {
+        let started = Instant::now();
+        std::hint::black_box(gate.judge(&request, now).await.unwrap());
+        if round >= warmup {
+            remembered.push(started.elapsed());
+        }
     }
 
     let mut our_evaluation = Vec::with_capacity(rounds);
@@ -220,11 +233,17 @@ async fn in_process(target: &Target, scratch: &Path, rounds: usize) -> InProcess
         per_rule.push((rule.id.clone(), percentile(&took, 50.0)));
     }
     per_rule.sort_by_key(|(_, took)| std::cmp::Reverse(*took));
-    for series in [&mut decision, &mut our_evaluation, &mut bare] {
+    for series in [
+        &mut decision,
+        &mut remembered,
+        &mut our_evaluation,
+        &mut bare,
+    ] {
         series.sort();
     }
     InProcess {
         decision,
+        remembered,
         our_evaluation,
         bare,
         per_rule,
@@ -639,8 +658,12 @@ async fn main() {
     let bare_p99 = percentile(&local.bare, 99.0);
     for (label, series) in [
         (
-            "one gate decision (`judge`: facts from the store + evaluation)",
+            "one gate decision (`judge_afresh`: facts from the store + evaluation)",
             &local.decision,
+        ),
+        (
+            "the same decision again (facts and verdict remembered: same run, inventory and second)",
+            &local.remembered,
         ),
         (
             "our evaluation alone (`evaluate_gate`: engine clone + evaluation + findings)",

@@ -432,6 +432,11 @@ impl ContextFactory {
             capabilities: self.capabilities.clone(),
             notifications: self.notifications.clone(),
             clock: self.clock.clone(),
+            writer: crate::services::decision_writer::DecisionWriter::new(
+                store.clone(),
+                id.clone(),
+            ),
+            memory: crate::services::gate::GateMemory::default(),
         };
         let gate_credential = tenant
             .gate

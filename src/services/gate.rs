@@ -19,13 +19,16 @@ use tollgate_domain::{InventoryItem, ResourceKind, SecretString, TenantId};
 use tollgate_policy::{GateEffect, GateFinding, PolicySet};
 use tollgate_store::gate::{
     Approval, ApprovalChange, ApprovalOutcome, ApprovalRefusal, ApprovalState, ApprovalVote,
-    CallbackState, CallbackTarget, DecisionFilter, GateDecision, GateStore, NewDecision, Verdict,
+    CallbackState, CallbackTarget, DecisionFilter, DecisionWrite, GateDecision, GateStore,
+    NewDecision, Verdict,
 };
-use tollgate_store::{AuditDraft, AuditStore, InventoryStore, NewJob};
+use tollgate_store::{AuditDraft, AuditStore, INVENTORY_VERSION, InventoryStore, NewJob};
 
 use crate::auth::{Principal, Role};
 use crate::services::audit_events::{Actor, AuditEvent, Record, Target, rfc3339};
 use crate::services::capabilities::{Capabilities, Capability, Fallback};
+use crate::services::decision_writer::DecisionWriter;
+use crate::services::memo::Memo;
 use crate::services::notify::{ApprovalNotice, NoticeKind, Notifications};
 use crate::services::settings::Action;
 
@@ -331,6 +334,20 @@ pub struct GateService {
     pub capabilities: Arc<Capabilities>,
     pub notifications: Arc<Notifications>,
     pub clock: Clock,
+    /// Stores decisions in batches: the gate's group commit.
+    pub writer: DecisionWriter,
+    /// What the gate keeps between checks (`GateMemory::default()`).
+    pub memory: GateMemory,
+}
+
+/// What one tenant's gate keeps between checks: each run's facts while the inventory's version
+/// stays the same, and each verdict for the same input within the same second. A burst of
+/// checks about one run is judged once; a change to the inventory or the next second is
+/// judged afresh.
+#[derive(Default)]
+pub struct GateMemory {
+    facts: Memo<Facts>,
+    verdicts: Memo<(Verdict, Vec<JudgedFinding>)>,
 }
 
 /// True when `plan_url` names the organisation at `registered` (same scheme, host, port and
@@ -445,6 +462,20 @@ impl GateService {
         let environment = self.settings.environment(&request.environment);
         let input = self.input(request, &environment, now).await?;
         let (verdict, findings) = self.evaluate(&input, &environment)?;
+        Ok((verdict, findings, input))
+    }
+
+    /// Judge as [`GateService::judge`] does, but read the facts and evaluate the rules even
+    /// when the gate remembers both (benchmarks: what a check about a new run costs).
+    pub async fn judge_afresh(
+        &self,
+        request: &DeploymentRequest,
+        now: OffsetDateTime,
+    ) -> Result<(Verdict, Vec<JudgedFinding>, Value)> {
+        let environment = self.settings.environment(&request.environment);
+        let facts = Facts::gather(&*self.inventory, &self.tenant, request).await?;
+        let input = self.input_from(&facts, request, &environment, now);
+        let (verdict, findings) = self.evaluate_afresh(&input, &environment)?;
         Ok((verdict, findings, input))
     }
 
@@ -636,8 +667,8 @@ impl GateService {
             callback_job,
         };
         let recorded = self
-            .gate_store
-            .record_decision(&self.tenant, &new, &audit)
+            .writer
+            .record(DecisionWrite { new, audit })
             .await
             .context("recording the gate decision")?;
         if recorded.created
@@ -664,8 +695,27 @@ impl GateService {
         })
     }
 
-    /// Apply the environment's actions to the rules' findings and reach a verdict.
+    /// Apply the environment's actions to the rules' findings and reach a verdict — or take
+    /// the verdict already reached for the very same input and environment (the input holds
+    /// the time to the second, so a verdict is kept within its second only).
     fn evaluate(
+        &self,
+        input: &Value,
+        environment: &EnvironmentGate,
+    ) -> Result<(Verdict, Vec<JudgedFinding>)> {
+        let second = input.get("now").and_then(Value::as_str).unwrap_or_default();
+        let key = format!("{}\n{input}", environment.pattern);
+        if let Some(kept) = self.memory.verdicts.get(second, &key) {
+            return Ok((*kept).clone());
+        }
+        let judged = self.evaluate_afresh(input, environment)?;
+        self.memory
+            .verdicts
+            .put(second, key, Arc::new(judged.clone()));
+        Ok(judged)
+    }
+
+    fn evaluate_afresh(
         &self,
         input: &Value,
         environment: &EnvironmentGate,
@@ -705,6 +755,34 @@ impl GateService {
         Ok((verdict, judged))
     }
 
+    /// The run's facts: read from the inventory, or kept from a check about the same run at
+    /// the inventory's current version. The version is read first, so kept facts are at
+    /// least as fresh as the version they are kept under.
+    async fn facts(&self, request: &DeploymentRequest) -> Result<Arc<Facts>> {
+        let version = self
+            .inventory
+            .watermark(&self.tenant, INVENTORY_VERSION)
+            .await
+            .context("reading the inventory's version")?;
+        // Everything of the request but where it goes: the facts do not depend on it.
+        let key = serde_json::to_string(&DeploymentRequest {
+            environment: String::new(),
+            stage: None,
+            ..request.clone()
+        })
+        .context("encoding the request")?;
+        if let Some(version) = &version
+            && let Some(kept) = self.memory.facts.get(version, &key)
+        {
+            return Ok(kept);
+        }
+        let facts = Arc::new(Facts::gather(&*self.inventory, &self.tenant, request).await?);
+        if let Some(version) = version {
+            self.memory.facts.put(&version, key, facts.clone());
+        }
+        Ok(facts)
+    }
+
     /// The rules' input: the request completed from the inventory.
     async fn input(
         &self,
@@ -712,7 +790,17 @@ impl GateService {
         environment: &EnvironmentGate,
         now: OffsetDateTime,
     ) -> Result<Value> {
-        let facts = Facts::gather(&*self.inventory, &self.tenant, request).await?;
+        let facts = self.facts(request).await?;
+        Ok(self.input_from(&facts, request, environment, now))
+    }
+
+    fn input_from(
+        &self,
+        facts: &Facts,
+        request: &DeploymentRequest,
+        environment: &EnvironmentGate,
+        now: OffsetDateTime,
+    ) -> Value {
         let mut params = Map::new();
         for rule in self.policies.gate_rules() {
             let mut merged: Map<String, Value> = rule
@@ -725,16 +813,18 @@ impl GateService {
             }
             params.insert(rule.id.clone(), Value::Object(merged));
         }
-        Ok(json!({
+        json!({
             "kind": "deployment",
-            "now": rfc3339(now),
+            // Whole seconds: the rules judge days, hours and windows, and a burst of checks
+            // within one second shares its verdicts (`GateMemory`).
+            "now": rfc3339(now.replace_nanosecond(0).unwrap_or(now)),
             "environment": {"name": request.environment, "stage": request.stage},
-            "run": facts.run,
-            "build": facts.build,
-            "pullRequests": facts.pull_requests,
-            "workItems": facts.work_items,
-            "alerts": facts.alerts,
-            "deployments": facts.deployments,
+            "run": facts.run.clone(),
+            "build": facts.build.clone(),
+            "pullRequests": facts.pull_requests.clone(),
+            "workItems": facts.work_items.clone(),
+            "alerts": facts.alerts.clone(),
+            "deployments": facts.deployments.clone(),
             "approvals": [],
             "calendar": {
                 "timezone": self.settings.timezone,
@@ -745,7 +835,7 @@ impl GateService {
                 })).collect::<Vec<_>>(),
             },
             "params": params,
-        }))
+        })
     }
 
     async fn notify(&self, approval: &Approval, kind: NoticeKind) {

@@ -299,6 +299,13 @@ pub struct NewDecision {
     pub callback_job: Option<NewJob>,
 }
 
+/// One decision of a batch, with the audit records to append if it is stored.
+#[derive(Clone, Debug)]
+pub struct DecisionWrite {
+    pub new: NewDecision,
+    pub audit: Vec<AuditDraft>,
+}
+
 /// What storing a decision did.
 #[derive(Clone, Debug)]
 pub struct RecordedDecision {
@@ -354,7 +361,26 @@ pub trait GateStore: Send + Sync {
         tenant: &TenantId,
         new: &NewDecision,
         audit: &[AuditDraft],
-    ) -> Result<RecordedDecision, StoreError>;
+    ) -> Result<RecordedDecision, StoreError> {
+        let batch = [DecisionWrite {
+            new: new.clone(),
+            audit: audit.to_vec(),
+        }];
+        self.record_decisions(tenant, &batch)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("a batch of one recorded nothing".to_owned()))
+    }
+
+    /// Store several decisions as [`GateStore::record_decision`] does, in one transaction (one
+    /// commit, one turn of the audit log's lock): the gate's group commit. The answers are in
+    /// the batch's order; a key met earlier in the batch counts as existing. Any failure
+    /// stores none of them.
+    async fn record_decisions(
+        &self,
+        tenant: &TenantId,
+        batch: &[DecisionWrite],
+    ) -> Result<Vec<RecordedDecision>, StoreError>;
 
     async fn decision(
         &self,

@@ -156,6 +156,20 @@ pub struct SyncRecord {
     pub summary: Option<Value>,
 }
 
+/// The watermark holding the inventory's version: replaced by every
+/// [`InventoryStore::commit_kind`] with a value never used before, so a cache of anything read
+/// from the inventory is valid while the version it was read at is current.
+pub const INVENTORY_VERSION: &str = "inventory.version";
+
+/// A new inventory version: the run, the kind, the time to the nanosecond and a count of this
+/// process's commits (versions are only compared for equality; replicas differ in time).
+pub(crate) fn inventory_version_token(run: SyncRunId, kind: ResourceKind) -> String {
+    static COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+    let count = COMMITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}.{}.{nanos}.{count}", run.0, kind.as_str())
+}
+
 /// The inventory of ADO objects per tenant.
 #[async_trait]
 pub trait InventoryStore: Send + Sync {

@@ -10,8 +10,8 @@ use tollgate_domain::TenantId;
 
 use crate::gate::{
     Approval, ApprovalAudit, ApprovalChange, ApprovalOutcome, ApprovalState, CallbackJob,
-    CallbackState, CheckDecision, DecisionFilter, GateDecision, GateStore, NewDecision,
-    RecordedDecision, SOURCE_ADO_CHECK, document, parse, run_column, verdict_column,
+    CallbackState, CheckDecision, DecisionFilter, DecisionWrite, GateDecision, GateStore,
+    NewDecision, RecordedDecision, SOURCE_ADO_CHECK, document, parse, run_column, verdict_column,
 };
 use crate::postgres::PostgresStore;
 use crate::postgres_queue::{PreparedJob, enqueue_in};
@@ -60,75 +60,91 @@ async fn write_decision(
     Ok(())
 }
 
+/// Insert one decision with its approval and callback job, unless its key is stored (then the
+/// stored decision is returned). ON CONFLICT DO NOTHING: two replicas receiving the same check
+/// at once both try; one row wins and the other returns it.
+async fn insert_decision(
+    connection: &mut PgConnection,
+    tenant: &TenantId,
+    new: &NewDecision,
+) -> Result<RecordedDecision, StoreError> {
+    let decision = &new.decision;
+    let inserted = sqlx::query(
+        "INSERT INTO gate_decisions (id, tenant_id, decision_key, decided_at, environment, \
+         verdict, approval_id, callback_state, callback_token, document, source, run_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12) \
+         ON CONFLICT (tenant_id, decision_key) DO NOTHING",
+    )
+    .bind(&decision.id)
+    .bind(tenant.as_str())
+    .bind(&decision.key)
+    .bind(decision.decided_at)
+    .bind(&decision.environment)
+    .bind(decision.verdict.as_str())
+    .bind(&decision.approval_id)
+    .bind(decision.callback_state.map(CallbackState::as_str))
+    .bind(&new.callback_token)
+    .bind(document(decision)?)
+    .bind(&decision.source)
+    .bind(decision.run_id.map(run_column).transpose()?)
+    .execute(&mut *connection)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        let existing = decision_where(connection, "decision_key", &decision.key, false)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("gate decision {} vanished", decision.key))
+            })?;
+        return Ok(RecordedDecision {
+            decision: existing,
+            created: false,
+        });
+    }
+    if let Some(approval) = &new.approval {
+        sqlx::query(
+            "INSERT INTO approvals (id, tenant_id, decision_id, state, created_at, expires_at, document) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+        )
+        .bind(&approval.id)
+        .bind(tenant.as_str())
+        .bind(&decision.id)
+        .bind(approval.state.as_str())
+        .bind(approval.created_at)
+        .bind(approval.expires_at)
+        .bind(document(approval)?)
+        .execute(&mut *connection)
+        .await?;
+    }
+    if let Some(job) = &new.callback_job {
+        enqueue(connection, tenant, job).await?;
+    }
+    Ok(RecordedDecision {
+        decision: decision.clone(),
+        created: true,
+    })
+}
+
 #[async_trait]
 impl GateStore for PostgresStore {
-    async fn record_decision(
+    async fn record_decisions(
         &self,
         tenant: &TenantId,
-        new: &NewDecision,
-        audit: &[AuditDraft],
-    ) -> Result<RecordedDecision, StoreError> {
-        let decision = &new.decision;
+        batch: &[DecisionWrite],
+    ) -> Result<Vec<RecordedDecision>, StoreError> {
         let mut transaction = self.begin_durable_for(tenant).await?;
-        // ON CONFLICT DO NOTHING: two replicas receiving the same check at once both try; one
-        // row wins and the other returns it.
-        let inserted = sqlx::query(
-            "INSERT INTO gate_decisions (id, tenant_id, decision_key, decided_at, environment, \
-             verdict, approval_id, callback_state, callback_token, document, source, run_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12) \
-             ON CONFLICT (tenant_id, decision_key) DO NOTHING",
-        )
-        .bind(&decision.id)
-        .bind(tenant.as_str())
-        .bind(&decision.key)
-        .bind(decision.decided_at)
-        .bind(&decision.environment)
-        .bind(decision.verdict.as_str())
-        .bind(&decision.approval_id)
-        .bind(decision.callback_state.map(CallbackState::as_str))
-        .bind(&new.callback_token)
-        .bind(document(decision)?)
-        .bind(&decision.source)
-        .bind(decision.run_id.map(run_column).transpose()?)
-        .execute(&mut *transaction)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            let existing = decision_where(&mut transaction, "decision_key", &decision.key, false)
-                .await?
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("gate decision {} vanished", decision.key))
-                })?;
-            transaction.commit().await?;
-            return Ok(RecordedDecision {
-                decision: existing,
-                created: false,
-            });
+        let mut recorded = Vec::with_capacity(batch.len());
+        let mut audit: Vec<AuditDraft> = Vec::new();
+        for write in batch {
+            let outcome = insert_decision(&mut transaction, tenant, &write.new).await?;
+            if outcome.created {
+                audit.extend(write.audit.iter().cloned());
+            }
+            recorded.push(outcome);
         }
-        if let Some(approval) = &new.approval {
-            sqlx::query(
-                "INSERT INTO approvals (id, tenant_id, decision_id, state, created_at, expires_at, document) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
-            )
-            .bind(&approval.id)
-            .bind(tenant.as_str())
-            .bind(&decision.id)
-            .bind(approval.state.as_str())
-            .bind(approval.created_at)
-            .bind(approval.expires_at)
-            .bind(document(approval)?)
-            .execute(&mut *transaction)
-            .await?;
-        }
-        if let Some(job) = &new.callback_job {
-            enqueue(&mut transaction, tenant, job).await?;
-        }
-        self.append_audit_in(&mut transaction, tenant, audit)
+        self.append_audit_in(&mut transaction, tenant, &audit)
             .await?;
         transaction.commit().await?;
-        Ok(RecordedDecision {
-            decision: decision.clone(),
-            created: true,
-        })
+        Ok(recorded)
     }
 
     async fn decision(

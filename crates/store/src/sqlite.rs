@@ -16,8 +16,8 @@ use tollgate_domain::{InventoryItem, ResourceKind, SyncRunId, TenantId};
 use crate::migrate::SQLITE as MIGRATIONS;
 use crate::sqlite_queue::BEGIN_WRITE;
 use crate::{
-    AuditDraft, InventoryChange, InventoryStore, LeafEncoder, Replace, StoreError, StoredKey,
-    SyncMode, SyncRecord,
+    AuditDraft, INVENTORY_VERSION, InventoryChange, InventoryStore, LeafEncoder, Replace,
+    StoreError, StoredKey, SyncMode, SyncRecord, inventory_version_token,
 };
 
 /// IN-lists are chunked well below SQLite's bound-parameter limit.
@@ -429,7 +429,13 @@ impl InventoryStore for SqliteStore {
         .bind(kind.as_str())
         .execute(&mut *transaction)
         .await?;
-        for (name, value) in watermarks {
+        // Every commit gives the inventory a new version, never used before, so what was
+        // computed from the inventory can be kept until it changes (the gate's facts).
+        let version = (
+            INVENTORY_VERSION.to_owned(),
+            inventory_version_token(run, kind),
+        );
+        for (name, value) in watermarks.iter().chain(std::iter::once(&version)) {
             sqlx::query(
                 "INSERT INTO watermarks (tenant_id, name, value, updated_at) VALUES (?, ?, ?, ?) \
                  ON CONFLICT (tenant_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",

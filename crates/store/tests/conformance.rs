@@ -13,7 +13,7 @@ mod common;
 use common::Fixture;
 use serde_json::json;
 use tollgate_domain::{InventoryItem, ResourceKind, SyncRunId, TenantId};
-use tollgate_store::{InventoryStore, Replace, SqliteStore, SyncMode};
+use tollgate_store::{INVENTORY_VERSION, InventoryStore, Replace, SqliteStore, SyncMode};
 
 fn item(kind: ResourceKind, scope: &str, project: &str, ado_id: &str, raw: &str) -> InventoryItem {
     InventoryItem {
@@ -171,11 +171,19 @@ async fn replace_by_scope_project_and_key_deletes_only_what_it_names(store: &dyn
     assert_eq!(left[0].raw, r#"{"new":true}"#);
 }
 
+async fn inventory_version(store: &dyn InventoryStore, tenant: &TenantId) -> Option<String> {
+    store
+        .watermark(tenant, INVENTORY_VERSION)
+        .await
+        .expect("version")
+}
+
 async fn upserts_replace_rows_with_the_same_key_and_watermarks_commit_with_them(
     store: &dyn InventoryStore,
 ) {
     let tenant = TenantId::default_tenant();
     let kind = ResourceKind::WorkItems;
+    let before = inventory_version(store, &tenant).await;
     let run = store
         .begin_sync(&tenant, SyncMode::Incremental)
         .await
@@ -185,10 +193,20 @@ async fn upserts_replace_rows_with_the_same_key_and_watermarks_commit_with_them(
         .stage(&tenant, run, &[item(kind, "p1", "p1", "7", r#"{"rev":1}"#)])
         .await
         .expect("stage");
+    assert_eq!(
+        inventory_version(store, &tenant).await,
+        before,
+        "staging changes nothing"
+    );
     store
         .commit_kind(&tenant, run, kind, &Replace::upsert_only(), &[])
         .await
         .expect("commit");
+    let first = inventory_version(store, &tenant).await;
+    assert!(
+        first.is_some() && first != before,
+        "a commit gives the inventory a new version: {before:?} → {first:?}"
+    );
     store
         .stage(&tenant, run, &[item(kind, "p1", "p1", "7", r#"{"rev":2}"#)])
         .await
@@ -201,6 +219,11 @@ async fn upserts_replace_rows_with_the_same_key_and_watermarks_commit_with_them(
         .commit_kind(&tenant, run, kind, &Replace::upsert_only(), &watermark)
         .await
         .expect("commit");
+    let second = inventory_version(store, &tenant).await;
+    assert!(
+        second.is_some() && second != first,
+        "every commit, even of the same run and kind, gives a new version: {first:?} → {second:?}"
+    );
     let items = store.items(&tenant, kind, None, 10).await.expect("items");
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].raw, r#"{"rev":2}"#);

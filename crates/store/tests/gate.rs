@@ -11,16 +11,19 @@
 #[macro_use]
 mod common;
 
+use std::sync::Arc;
+
 use common::Fixture;
-use serde_json::json;
+use serde_json::{Map, json};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 use tollgate_domain::TenantId;
 use tollgate_store::gate::{
     Approval, ApprovalChange, ApprovalOutcome, ApprovalRefusal, ApprovalState, ApprovalVote,
-    CallbackState, CallbackTarget, DecisionFilter, GateDecision, NewDecision, Verdict,
+    CallbackState, CallbackTarget, DecisionFilter, DecisionWrite, GateDecision, NewDecision,
+    Verdict,
 };
-use tollgate_store::{JobFilter, NewJob};
+use tollgate_store::{AuditDraft, EncodedLeaf, JobFilter, LeafEncoder, LeafFilter, NewJob};
 
 const NOW: OffsetDateTime = datetime!(2026-11-24 10:00:00 UTC);
 
@@ -520,7 +523,151 @@ async fn the_migration_fills_run_and_source_of_earlier_decisions(fixture: Fixtur
     assert_eq!(checks[0].verdict, Verdict::Deny);
 }
 
+/// Encodes a record as its type and fields; refuses the type `refuse.me`, as the real encoder
+/// refuses a record it cannot encode.
+struct PlainEncoder;
+
+impl LeafEncoder for PlainEncoder {
+    fn encode(
+        &self,
+        tenant: &TenantId,
+        draft: &AuditDraft,
+        seq: u64,
+        _logged: OffsetDateTime,
+    ) -> Result<EncodedLeaf, String> {
+        if draft.event_type == "refuse.me" {
+            return Err("not a valid record".to_owned());
+        }
+        let bytes = json!({"seq": seq, "type": draft.event_type, "fields": draft.fields})
+            .to_string()
+            .into_bytes();
+        let mut hash = [0u8; 32];
+        for (i, byte) in bytes.iter().enumerate() {
+            hash[i % 32] ^= byte;
+        }
+        Ok(EncodedLeaf {
+            record_id: format!("{tenant}-{seq}"),
+            bytes,
+            hash,
+        })
+    }
+}
+
+fn decided(event_type: &str) -> AuditDraft {
+    AuditDraft {
+        event_type: event_type.to_owned(),
+        time: NOW,
+        fields: Map::new(),
+        dedupe_key: None,
+    }
+}
+
+fn write(id: &str, key: &str, event_type: &str) -> DecisionWrite {
+    DecisionWrite {
+        new: NewDecision {
+            decision: GateDecision {
+                approval_id: None,
+                callback_state: Some(CallbackState::Queued),
+                ..decision(id, key, Verdict::Allow)
+            },
+            callback_token: Some(format!("token-{id}")),
+            approval: None,
+            callback_job: Some(NewJob {
+                kind: "gate.callback".into(),
+                payload: json!({"decision": id}),
+                dedupe_key: Some(format!("callback:{id}")),
+                run_after: NOW,
+                max_attempts: 5,
+            }),
+        },
+        audit: vec![decided(event_type)],
+    }
+}
+
+async fn audit_types(fixture: &Fixture) -> Vec<String> {
+    fixture
+        .store
+        .audit_leaves(
+            &tenant("contoso"),
+            &LeafFilter {
+                limit: 100,
+                ..LeafFilter::default()
+            },
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|leaf| leaf.event_type)
+        .collect()
+}
+
+/// The gate's group commit: a batch is stored in one transaction, in order, with the audit
+/// records of the decisions it created only; a key stored before or earlier in the batch is
+/// answered with the stored decision; one record that cannot be encoded stores nothing.
+async fn a_batch_of_decisions_is_stored_together_or_not_at_all(fixture: Fixture) {
+    fixture
+        .store
+        .set_leaf_encoder(Arc::new(PlainEncoder))
+        .unwrap();
+    let store = &*fixture.store;
+    let contoso = tenant("contoso");
+    let earlier = store
+        .record_decision(&contoso, &write("d0", "ado:k0", "d0").new, &[decided("d0")])
+        .await
+        .unwrap();
+    assert!(earlier.created);
+
+    let batch = [
+        write("d1", "ado:k1", "d1"),
+        write("d0-again", "ado:k0", "d0-again"),
+        write("d2", "ado:k2", "d2"),
+        write("d1-again", "ado:k1", "d1-again"),
+    ];
+    let recorded = store.record_decisions(&contoso, &batch).await.unwrap();
+    let created: Vec<bool> = recorded.iter().map(|r| r.created).collect();
+    assert_eq!(created, [true, false, true, false]);
+    let ids: Vec<&str> = recorded.iter().map(|r| r.decision.id.as_str()).collect();
+    assert_eq!(ids, ["d1", "d0", "d2", "d1"]);
+    assert_eq!(audit_types(&fixture).await, ["d0", "d1", "d2"]);
+    assert_eq!(callback_jobs(&fixture).await, 3);
+    for id in ["d1", "d2"] {
+        assert!(
+            store.decision(&contoso, id).await.unwrap().is_some(),
+            "{id}"
+        );
+    }
+    assert!(
+        store
+            .decision(&contoso, "d1-again")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let refused = [
+        write("d3", "ado:k3", "d3"),
+        write("d4", "ado:k4", "refuse.me"),
+    ];
+    assert!(store.record_decisions(&contoso, &refused).await.is_err());
+    for id in ["d3", "d4"] {
+        assert!(
+            store.decision(&contoso, id).await.unwrap().is_none(),
+            "{id}"
+        );
+    }
+    assert_eq!(audit_types(&fixture).await, ["d0", "d1", "d2"]);
+    assert_eq!(callback_jobs(&fixture).await, 3);
+    assert!(
+        store
+            .record_decisions(&contoso, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 on_both_backends!(
+    a_batch_of_decisions_is_stored_together_or_not_at_all,
     the_migration_fills_run_and_source_of_earlier_decisions,
     check_decisions_list_the_checks_answers_of_one_tenant,
     decisions_are_idempotent_and_keep_the_token_apart,

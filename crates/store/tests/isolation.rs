@@ -25,7 +25,7 @@ use tollgate_store::deployments::{
 };
 use tollgate_store::gate::{
     Approval, ApprovalChange, ApprovalOutcome, ApprovalState, ApprovalVote, CallbackState,
-    CallbackTarget, DecisionFilter, GateDecision, NewDecision, Verdict,
+    CallbackTarget, DecisionFilter, DecisionWrite, GateDecision, NewDecision, Verdict,
 };
 use tollgate_store::{
     AuditDraft, Coverage, EncodedLeaf, EventFilter, EventStatus, IngestOutcome, JobFilter,
@@ -655,6 +655,25 @@ async fn gate_is_per_tenant(fixture: Fixture) {
         .unwrap();
     assert!(own.created);
     assert_eq!(own.decision.id, "a-decision");
+    // So is one stored in a batch (the gate's group commit).
+    let batch = [DecisionWrite {
+        new: NewDecision {
+            decision: gate_decision("a-batched", "ado:b-batched"),
+            callback_token: None,
+            approval: None,
+            callback_job: None,
+        },
+        audit: Vec::new(),
+    }];
+    let batched = store.record_decisions(&a(), &batch).await.unwrap();
+    assert!(batched[0].created);
+    assert!(
+        store
+            .decision_by_key(&b(), "ado:b-batched")
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     assert_eq!(
         store.decisions(&b(), &filter).await.unwrap(),

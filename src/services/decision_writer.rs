@@ -1,0 +1,250 @@
+//! The gate's group commit: decisions judged at the same time are stored together.
+//!
+//! Every decision is stored durably with its audit records before the check is answered. One
+//! transaction per decision makes the database's commit (an fsync on SQLite, the audit log's
+//! per-tenant lock on PostgreSQL) the gate's ceiling: a burst of checks queues behind it one by
+//! one. Instead, a single writer task per tenant takes every decision that is waiting, stores
+//! them in one transaction and then answers each caller. Under light load a batch is one
+//! decision and nothing waits; under a burst the batches grow with the queue.
+
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::{mpsc, oneshot};
+use tollgate_domain::TenantId;
+use tollgate_store::StoreError;
+use tollgate_store::gate::{DecisionWrite, GateStore, RecordedDecision};
+
+/// At most this many decisions in one transaction (each holds its input and findings, a few
+/// kilobytes; a larger batch would only make its callers wait for each other longer).
+const MAX_BATCH: usize = 256;
+
+/// Decisions waiting for the writer at most; past that, callers wait to queue (back-pressure
+/// rather than unbounded memory).
+const QUEUE: usize = 4_096;
+
+struct Pending {
+    write: DecisionWrite,
+    reply: oneshot::Sender<Result<RecordedDecision, StoreError>>,
+}
+
+/// Stores a tenant's decisions in batches. The writer task starts with the first decision
+/// (so building a tenant's services needs no runtime) and ends when the service is dropped.
+pub struct DecisionWriter {
+    store: Arc<dyn GateStore>,
+    tenant: TenantId,
+    queue: OnceLock<mpsc::Sender<Pending>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the decision writer stopped before storing the decision")]
+    Stopped,
+}
+
+impl DecisionWriter {
+    pub fn new(store: Arc<dyn GateStore>, tenant: TenantId) -> Self {
+        Self {
+            store,
+            tenant,
+            queue: OnceLock::new(),
+        }
+    }
+
+    /// Store one decision (in a batch with whatever else is waiting) and return what storing
+    /// it did, once it is committed.
+    pub async fn record(&self, write: DecisionWrite) -> Result<RecordedDecision, WriteError> {
+        let queue = self.queue.get_or_init(|| {
+            let (sender, receiver) = mpsc::channel(QUEUE);
+            tokio::spawn(write_batches(
+                self.store.clone(),
+                self.tenant.clone(),
+                receiver,
+            ));
+            sender
+        });
+        let (reply, answer) = oneshot::channel();
+        queue
+            .send(Pending { write, reply })
+            .await
+            .map_err(|_| WriteError::Stopped)?;
+        answer
+            .await
+            .map_err(|_| WriteError::Stopped)?
+            .map_err(WriteError::from)
+    }
+}
+
+async fn write_batches(
+    store: Arc<dyn GateStore>,
+    tenant: TenantId,
+    mut receiver: mpsc::Receiver<Pending>,
+) {
+    let mut waiting = Vec::with_capacity(MAX_BATCH);
+    while receiver.recv_many(&mut waiting, MAX_BATCH).await > 0 {
+        let (writes, replies): (Vec<DecisionWrite>, Vec<_>) = waiting
+            .drain(..)
+            .map(|pending| (pending.write, pending.reply))
+            .unzip();
+        match store.record_decisions(&tenant, &writes).await {
+            Ok(recorded) => {
+                for (reply, outcome) in replies.into_iter().zip(recorded) {
+                    // A caller that gave up (its request was dropped) needs no answer; its
+                    // decision is stored all the same, as the check's retry will find.
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            // One bad decision (say, an audit record too large) must not fail the others that
+            // happened to share its transaction: each is tried alone and gets its own answer.
+            Err(error) if writes.len() > 1 => {
+                tracing::warn!(%tenant, batch = writes.len(), %error,
+                    "storing a batch of gate decisions failed; storing them one by one");
+                for (write, reply) in writes.into_iter().zip(replies) {
+                    let alone = store
+                        .record_decisions(&tenant, std::slice::from_ref(&write))
+                        .await
+                        .and_then(|mut recorded| {
+                            recorded.pop().ok_or_else(|| {
+                                StoreError::Corrupt("a batch of one recorded nothing".to_owned())
+                            })
+                        });
+                    let _ = reply.send(alone);
+                }
+            }
+            Err(error) => {
+                if let Some(reply) = replies.into_iter().next() {
+                    let _ = reply.send(Err(error));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test reports failure by panicking")]
+
+    use serde_json::{Map, json};
+    use time::OffsetDateTime;
+    use tollgate_store::gate::{GateDecision, NewDecision, Verdict};
+    use tollgate_store::{
+        AuditDraft, AuditStore, EncodedLeaf, LeafEncoder, LeafFilter, SqliteStore,
+    };
+
+    use super::*;
+
+    /// Encodes a record as its type; refuses `refuse.me` as the real encoder refuses a record
+    /// it cannot encode (too large, a float).
+    struct TypeEncoder;
+
+    impl LeafEncoder for TypeEncoder {
+        fn encode(
+            &self,
+            _tenant: &TenantId,
+            draft: &AuditDraft,
+            seq: u64,
+            _logged: OffsetDateTime,
+        ) -> Result<EncodedLeaf, String> {
+            if draft.event_type == "refuse.me" {
+                return Err("cannot encode".to_owned());
+            }
+            Ok(EncodedLeaf {
+                record_id: format!("r{seq}"),
+                bytes: draft.event_type.clone().into_bytes(),
+                hash: [seq as u8; 32],
+            })
+        }
+    }
+
+    fn write(n: usize, event_type: &str) -> DecisionWrite {
+        let now = OffsetDateTime::now_utc();
+        DecisionWrite {
+            new: NewDecision {
+                decision: GateDecision {
+                    id: format!("gd_{n}"),
+                    key: format!("ado:plan:job:{n}"),
+                    source: "ado-check".to_owned(),
+                    mode: "sync".to_owned(),
+                    verdict: Verdict::Allow,
+                    project: "Payments".to_owned(),
+                    environment: "production".to_owned(),
+                    pipeline: None,
+                    run_id: Some(n as u64),
+                    requested_by: None,
+                    findings: json!([]),
+                    input: json!({"n": n}),
+                    callback: None,
+                    callback_state: None,
+                    approval_id: None,
+                    decided_at: now,
+                },
+                callback_token: None,
+                approval: None,
+                callback_job: None,
+            },
+            audit: vec![AuditDraft {
+                event_type: event_type.to_owned(),
+                time: now,
+                fields: Map::new(),
+                dedupe_key: None,
+            }],
+        }
+    }
+
+    /// Many checks at once: each gets its own answer after its commit, a decision whose record
+    /// cannot be stored fails alone, and nothing is stored twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_decisions_are_stored_each_with_its_own_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("writer.db");
+        let store = Arc::new(SqliteStore::open(path.to_str().unwrap()).await.unwrap());
+        store.set_leaf_encoder(Arc::new(TypeEncoder)).unwrap();
+        let tenant = TenantId::default_tenant();
+        let writer = Arc::new(DecisionWriter::new(store.clone(), tenant.clone()));
+        let mut calls = tokio::task::JoinSet::new();
+        for n in 0..64 {
+            let writer = writer.clone();
+            let event_type = if n == 17 { "refuse.me" } else { "gate.decided" };
+            calls.spawn(async move { (n, writer.record(write(n, event_type)).await) });
+        }
+        let mut stored = 0;
+        while let Some(done) = calls.join_next().await {
+            let (n, outcome) = done.unwrap();
+            match outcome {
+                Ok(recorded) => {
+                    assert!(recorded.created, "{n}");
+                    assert_eq!(recorded.decision.id, format!("gd_{n}"));
+                    stored += 1;
+                }
+                Err(error) => {
+                    assert_eq!(n, 17, "only the refused record fails: {error}");
+                    assert!(error.to_string().contains("cannot encode"), "{error}");
+                }
+            }
+        }
+        assert_eq!(stored, 63);
+        let leaves = store
+            .audit_leaves(
+                &tenant,
+                &LeafFilter {
+                    limit: 1_000,
+                    ..LeafFilter::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(leaves.len(), 63);
+        assert!(
+            store
+                .decision_by_key(&tenant, "ado:plan:job:17")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // The same check again is answered with the stored decision, not stored twice.
+        let again = writer.record(write(3, "gate.decided")).await.unwrap();
+        assert!(!again.created);
+        assert_eq!(store.audit_size(&tenant).await.unwrap(), 63);
+    }
+}

@@ -1,0 +1,93 @@
+//! Values computed from something that changes as a whole — the inventory's version, the
+//! second the gate judges at — kept while it stays the same and forgotten as soon as it moves.
+//!
+//! The gate judges bursts of checks about the same run (ADO asks once per stage, job and
+//! retry; a deployment to many resources asks for each): the run's facts are the same until
+//! the inventory changes, and the same input gives the same verdict within the same second.
+//! A memo makes the second check of a burst cost a lookup instead of a store read and an
+//! evaluation. Only exact keys match, so a memo never answers for anything it did not see.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Entries a memo holds at most; past that it starts again (a burst is a handful of runs,
+/// never thousands).
+const CAPACITY: usize = 1_024;
+
+pub struct Memo<V> {
+    inner: Mutex<Entries<V>>,
+}
+
+struct Entries<V> {
+    generation: String,
+    values: HashMap<String, Arc<V>>,
+}
+
+impl<V> Default for Memo<V> {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::new(Entries {
+                generation: String::new(),
+                values: HashMap::new(),
+            }),
+        }
+    }
+}
+
+impl<V> Memo<V> {
+    /// The value kept for `key` in `generation`, if any.
+    pub fn get(&self, generation: &str, key: &str) -> Option<Arc<V>> {
+        // A panic elsewhere while holding the lock leaves at worst a missing entry.
+        let entries = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.generation != generation {
+            return None;
+        }
+        entries.values.get(key).cloned()
+    }
+
+    /// Keep `value` for `key` in `generation`; entries of any other generation are dropped.
+    pub fn put(&self, generation: &str, key: String, value: Arc<V>) {
+        let mut entries = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.generation != generation || entries.values.len() >= CAPACITY {
+            entries.values.clear();
+            generation.clone_into(&mut entries.generation);
+        }
+        entries.values.insert(key, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_is_kept_for_its_key_within_its_generation_only() {
+        let memo: Memo<u32> = Memo::default();
+        assert_eq!(memo.get("v1", "run 7"), None);
+        memo.put("v1", "run 7".to_owned(), Arc::new(7));
+        assert_eq!(memo.get("v1", "run 7").as_deref(), Some(&7));
+        assert_eq!(memo.get("v1", "run 8"), None, "another key");
+        assert_eq!(memo.get("v2", "run 7"), None, "another generation");
+    }
+
+    #[test]
+    fn a_new_generation_forgets_the_old_one() {
+        let memo: Memo<u32> = Memo::default();
+        memo.put("v1", "run 7".to_owned(), Arc::new(7));
+        memo.put("v2", "run 8".to_owned(), Arc::new(8));
+        assert_eq!(memo.get("v1", "run 7"), None);
+        assert_eq!(memo.get("v2", "run 8").as_deref(), Some(&8));
+    }
+
+    #[test]
+    fn a_full_memo_starts_again() {
+        let memo: Memo<usize> = Memo::default();
+        for n in 0..CAPACITY {
+            memo.put("v1", n.to_string(), Arc::new(n));
+        }
+        assert_eq!(memo.get("v1", "0").as_deref(), Some(&0));
+        memo.put("v1", "one more".to_owned(), Arc::new(0));
+        assert_eq!(memo.get("v1", "0"), None);
+        assert_eq!(memo.get("v1", "one more").as_deref(), Some(&0));
+    }
+}
