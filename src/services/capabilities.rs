@@ -127,6 +127,16 @@ fn key(capability: Capability) -> String {
     format!("capability:{}", capability.as_str())
 }
 
+/// The setting stored for a capability, or its default when unset or unreadable.
+fn setting(capability: Capability, stored: Option<String>) -> Setting {
+    stored
+        .and_then(|raw| serde_json::from_str::<Setting>(&raw).ok())
+        .unwrap_or(Setting {
+            enabled: true,
+            fallback: capability.default_fallback(),
+        })
+}
+
 impl Capabilities {
     pub fn new(store: Arc<dyn InventoryStore>, audit: Arc<dyn AuditStore>) -> Self {
         Self { store, audit }
@@ -140,12 +150,31 @@ impl Capabilities {
             .watermark(tenant, &key(capability))
             .await
             .ok()
-            .flatten()
-            .and_then(|raw| serde_json::from_str::<Setting>(&raw).ok());
-        stored.unwrap_or(Setting {
-            enabled: true,
-            fallback: capability.default_fallback(),
-        })
+            .flatten();
+        setting(capability, stored)
+    }
+
+    /// [`Capabilities::get`] and another of the tenant's watermarks, in one read: the gate
+    /// reads its capability and the inventory's version on every check. A store that cannot
+    /// be read yields the default setting and no watermark.
+    pub async fn get_with(
+        &self,
+        tenant: &TenantId,
+        capability: Capability,
+        watermark: &str,
+    ) -> (Setting, Option<String>) {
+        let (stored, other) = match self
+            .store
+            .watermarks(tenant, &[&key(capability), watermark])
+            .await
+        {
+            Ok(values) => {
+                let mut values = values.into_iter();
+                (values.next().flatten(), values.next().flatten())
+            }
+            Err(_) => (None, None),
+        };
+        (setting(capability, stored), other)
     }
 
     pub async fn list(&self, tenant: &TenantId) -> Vec<CapabilityView> {

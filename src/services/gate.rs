@@ -422,9 +422,9 @@ impl GateService {
             "ado:{}:{}:{}",
             context.target.plan_id, context.target.job_id, context.target.task_instance_id
         );
-        if let Some(existing) = self.gate_store.decision_by_key(&self.tenant, &key).await? {
-            return Ok(Ok(self.answer_for(existing, false).await?));
-        }
+        // A check ADO delivers again is judged again, but the store keeps the first decision
+        // under its key and returns it (with its approval's current state), so the answer is
+        // the same; not reading it first saves every new check a round trip to the store.
         let mode = if context.callback { "callback" } else { "sync" };
         let answer = self
             .decide(
@@ -520,12 +520,12 @@ impl GateService {
     ) -> Result<GateAnswer> {
         let now = self.now();
         let environment = self.settings.environment(&request.environment);
-        let evaluate = self
+        let (evaluate, version) = self
             .capabilities
-            .get(&self.tenant, Capability::GateEvaluate)
+            .get_with(&self.tenant, Capability::GateEvaluate, INVENTORY_VERSION)
             .await;
         let (mut verdict, mut findings, input) = if evaluate.enabled {
-            match self.input(&request, &environment, now).await {
+            match self.input_at(&request, &environment, now, version).await {
                 Ok(input) => {
                     let (verdict, findings) = self.evaluate(&input, &environment)?;
                     (verdict, findings, input)
@@ -756,14 +756,13 @@ impl GateService {
     }
 
     /// The run's facts: read from the inventory, or kept from a check about the same run at
-    /// the inventory's current version. The version is read first, so kept facts are at
-    /// least as fresh as the version they are kept under.
-    async fn facts(&self, request: &DeploymentRequest) -> Result<Arc<Facts>> {
-        let version = self
-            .inventory
-            .watermark(&self.tenant, INVENTORY_VERSION)
-            .await
-            .context("reading the inventory's version")?;
+    /// the inventory's `version` (read before the facts, so kept facts are at least as fresh
+    /// as the version they are kept under; no version, nothing kept).
+    async fn facts(
+        &self,
+        request: &DeploymentRequest,
+        version: Option<String>,
+    ) -> Result<Arc<Facts>> {
         // Everything of the request but where it goes: the facts do not depend on it.
         let key = serde_json::to_string(&DeploymentRequest {
             environment: String::new(),
@@ -790,7 +789,23 @@ impl GateService {
         environment: &EnvironmentGate,
         now: OffsetDateTime,
     ) -> Result<Value> {
-        let facts = self.facts(request).await?;
+        let version = self
+            .inventory
+            .watermark(&self.tenant, INVENTORY_VERSION)
+            .await
+            .context("reading the inventory's version")?;
+        self.input_at(request, environment, now, version).await
+    }
+
+    /// The rules' input, with the facts kept for the inventory's `version` if any.
+    async fn input_at(
+        &self,
+        request: &DeploymentRequest,
+        environment: &EnvironmentGate,
+        now: OffsetDateTime,
+        version: Option<String>,
+    ) -> Result<Value> {
+        let facts = self.facts(request, version).await?;
         Ok(self.input_from(&facts, request, environment, now))
     }
 

@@ -222,6 +222,14 @@ pub trait InventoryStore: Send + Sync {
 
     async fn watermark(&self, tenant: &TenantId, name: &str) -> Result<Option<String>, StoreError>;
 
+    /// Several watermarks in one read, in the order of `names` (`None` where unset): the
+    /// gate reads its capability and the inventory's version together.
+    async fn watermarks(
+        &self,
+        tenant: &TenantId,
+        names: &[&str],
+    ) -> Result<Vec<Option<String>>, StoreError>;
+
     /// The keys of a kind, optionally within one scope, ordered by key.
     async fn keys(
         &self,

@@ -715,6 +715,27 @@ impl InventoryStore for PostgresStore {
         Ok(value)
     }
 
+    async fn watermarks(
+        &self,
+        tenant: &TenantId,
+        names: &[&str],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut transaction = self.begin_for(tenant).await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, value FROM watermarks WHERE tenant_id = $1 AND name = ANY($2)",
+        )
+        .bind(tenant.as_str())
+        .bind(names)
+        .fetch_all(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        let found: std::collections::HashMap<String, String> = rows.into_iter().collect();
+        Ok(names.iter().map(|name| found.get(*name).cloned()).collect())
+    }
+
     async fn keys(
         &self,
         tenant: &TenantId,

@@ -3,6 +3,8 @@
 //! two replicas deciding the same approval at once apply their votes one after the other.
 //! Documents travel as text (`::jsonb` on the way in, `::text` on the way out).
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use sqlx::{PgConnection, Row};
 use time::OffsetDateTime;
@@ -11,7 +13,7 @@ use tollgate_domain::TenantId;
 use crate::gate::{
     Approval, ApprovalAudit, ApprovalChange, ApprovalOutcome, ApprovalState, CallbackJob,
     CallbackState, CheckDecision, DecisionFilter, DecisionWrite, GateDecision, GateStore,
-    NewDecision, RecordedDecision, SOURCE_ADO_CHECK, document, parse, run_column, verdict_column,
+    RecordedDecision, SOURCE_ADO_CHECK, document, parse, run_column, verdict_column,
 };
 use crate::postgres::PostgresStore;
 use crate::postgres_queue::{PreparedJob, enqueue_in};
@@ -60,68 +62,106 @@ async fn write_decision(
     Ok(())
 }
 
-/// Insert one decision with its approval and callback job, unless its key is stored (then the
-/// stored decision is returned). ON CONFLICT DO NOTHING: two replicas receiving the same check
-/// at once both try; one row wins and the other returns it.
-async fn insert_decision(
+/// Decisions per INSERT statement (12 parameters each, far below PostgreSQL's 65,535).
+const DECISIONS_PER_INSERT: usize = 256;
+
+/// Insert a batch's decisions, each with its approval and callback job, unless its key is
+/// stored or came earlier in the batch (then the stored decision is returned). One statement
+/// inserts the decisions and names those it inserted (a round trip per statement; the gate's
+/// writer runs one batch at a time). ON CONFLICT DO NOTHING: two replicas receiving the same
+/// check at once both try; one row wins and the other returns it.
+async fn insert_decisions(
     connection: &mut PgConnection,
     tenant: &TenantId,
-    new: &NewDecision,
-) -> Result<RecordedDecision, StoreError> {
-    let decision = &new.decision;
-    let inserted = sqlx::query(
-        "INSERT INTO gate_decisions (id, tenant_id, decision_key, decided_at, environment, \
-         verdict, approval_id, callback_state, callback_token, document, source, run_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12) \
-         ON CONFLICT (tenant_id, decision_key) DO NOTHING",
-    )
-    .bind(&decision.id)
-    .bind(tenant.as_str())
-    .bind(&decision.key)
-    .bind(decision.decided_at)
-    .bind(&decision.environment)
-    .bind(decision.verdict.as_str())
-    .bind(&decision.approval_id)
-    .bind(decision.callback_state.map(CallbackState::as_str))
-    .bind(&new.callback_token)
-    .bind(document(decision)?)
-    .bind(&decision.source)
-    .bind(decision.run_id.map(run_column).transpose()?)
-    .execute(&mut *connection)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        let existing = decision_where(connection, "decision_key", &decision.key, false)
-            .await?
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!("gate decision {} vanished", decision.key))
-            })?;
-        return Ok(RecordedDecision {
-            decision: existing,
-            created: false,
+    batch: &[DecisionWrite],
+) -> Result<Vec<RecordedDecision>, StoreError> {
+    let mut inserted: HashSet<String> = HashSet::with_capacity(batch.len());
+    for chunk in batch.chunks(DECISIONS_PER_INSERT) {
+        let values = (0..chunk.len())
+            .map(|row| {
+                let p = |column: usize| format!("${}", row * 12 + column);
+                format!(
+                    "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}::jsonb, {}, {})",
+                    p(1),
+                    p(2),
+                    p(3),
+                    p(4),
+                    p(5),
+                    p(6),
+                    p(7),
+                    p(8),
+                    p(9),
+                    p(10),
+                    p(11),
+                    p(12)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO gate_decisions (id, tenant_id, decision_key, decided_at, environment, \
+             verdict, approval_id, callback_state, callback_token, document, source, run_id) \
+             VALUES {values} ON CONFLICT (tenant_id, decision_key) DO NOTHING RETURNING id"
+        );
+        let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        for write in chunk {
+            let decision = &write.new.decision;
+            query = query
+                .bind(&decision.id)
+                .bind(tenant.as_str())
+                .bind(&decision.key)
+                .bind(decision.decided_at)
+                .bind(&decision.environment)
+                .bind(decision.verdict.as_str())
+                .bind(&decision.approval_id)
+                .bind(decision.callback_state.map(CallbackState::as_str))
+                .bind(&write.new.callback_token)
+                .bind(document(decision)?)
+                .bind(&decision.source)
+                .bind(decision.run_id.map(run_column).transpose()?);
+        }
+        inserted.extend(query.fetch_all(&mut *connection).await?);
+    }
+    let mut recorded = Vec::with_capacity(batch.len());
+    for write in batch {
+        let new = &write.new;
+        let decision = &new.decision;
+        if !inserted.contains(&decision.id) {
+            let existing = decision_where(connection, "decision_key", &decision.key, false)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("gate decision {} vanished", decision.key))
+                })?;
+            recorded.push(RecordedDecision {
+                decision: existing,
+                created: false,
+            });
+            continue;
+        }
+        if let Some(approval) = &new.approval {
+            sqlx::query(
+                "INSERT INTO approvals (id, tenant_id, decision_id, state, created_at, expires_at, document) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+            )
+            .bind(&approval.id)
+            .bind(tenant.as_str())
+            .bind(&decision.id)
+            .bind(approval.state.as_str())
+            .bind(approval.created_at)
+            .bind(approval.expires_at)
+            .bind(document(approval)?)
+            .execute(&mut *connection)
+            .await?;
+        }
+        if let Some(job) = &new.callback_job {
+            enqueue(connection, tenant, job).await?;
+        }
+        recorded.push(RecordedDecision {
+            decision: decision.clone(),
+            created: true,
         });
     }
-    if let Some(approval) = &new.approval {
-        sqlx::query(
-            "INSERT INTO approvals (id, tenant_id, decision_id, state, created_at, expires_at, document) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
-        )
-        .bind(&approval.id)
-        .bind(tenant.as_str())
-        .bind(&decision.id)
-        .bind(approval.state.as_str())
-        .bind(approval.created_at)
-        .bind(approval.expires_at)
-        .bind(document(approval)?)
-        .execute(&mut *connection)
-        .await?;
-    }
-    if let Some(job) = &new.callback_job {
-        enqueue(connection, tenant, job).await?;
-    }
-    Ok(RecordedDecision {
-        decision: decision.clone(),
-        created: true,
-    })
+    Ok(recorded)
 }
 
 #[async_trait]
@@ -132,15 +172,13 @@ impl GateStore for PostgresStore {
         batch: &[DecisionWrite],
     ) -> Result<Vec<RecordedDecision>, StoreError> {
         let mut transaction = self.begin_durable_for(tenant).await?;
-        let mut recorded = Vec::with_capacity(batch.len());
-        let mut audit: Vec<AuditDraft> = Vec::new();
-        for write in batch {
-            let outcome = insert_decision(&mut transaction, tenant, &write.new).await?;
-            if outcome.created {
-                audit.extend(write.audit.iter().cloned());
-            }
-            recorded.push(outcome);
-        }
+        let recorded = insert_decisions(&mut transaction, tenant, batch).await?;
+        let audit: Vec<AuditDraft> = batch
+            .iter()
+            .zip(&recorded)
+            .filter(|(_, outcome)| outcome.created)
+            .flat_map(|(write, _)| write.audit.iter().cloned())
+            .collect();
         self.append_audit_in(&mut transaction, tenant, &audit)
             .await?;
         transaction.commit().await?;

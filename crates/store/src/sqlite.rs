@@ -527,6 +527,27 @@ impl InventoryStore for SqliteStore {
         )
     }
 
+    async fn watermarks(
+        &self,
+        tenant: &TenantId,
+        names: &[&str],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; names.len()].join(", ");
+        let sql =
+            format!("SELECT name, value FROM watermarks WHERE tenant_id = ? AND name IN ({marks})");
+        let mut query =
+            sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql)).bind(tenant.as_str());
+        for name in names {
+            query = query.bind(*name);
+        }
+        let found: std::collections::HashMap<String, String> =
+            query.fetch_all(&self.pool).await?.into_iter().collect();
+        Ok(names.iter().map(|name| found.get(*name).cloned()).collect())
+    }
+
     async fn keys(
         &self,
         tenant: &TenantId,

@@ -1,6 +1,8 @@
 //! Gate decisions and approvals on SQLite. Every write runs in a write transaction (the
 //! database's one writer lock), which is also what serialises changes to one approval.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::SqliteConnection;
@@ -10,7 +12,7 @@ use tollgate_domain::TenantId;
 use crate::gate::{
     Approval, ApprovalAudit, ApprovalChange, ApprovalOutcome, ApprovalState, CallbackJob,
     CallbackState, CheckDecision, DecisionFilter, DecisionWrite, GateDecision, GateStore,
-    NewDecision, RecordedDecision, SOURCE_ADO_CHECK, document, parse, run_column, verdict_column,
+    RecordedDecision, SOURCE_ADO_CHECK, document, parse, run_column, verdict_column,
 };
 use crate::sqlite::SqliteStore;
 use crate::sqlite_queue::{BEGIN_WRITE, PreparedJob, enqueue_in, parse_stamp, stamp};
@@ -58,63 +60,85 @@ async fn write_decision(
     Ok(())
 }
 
-/// Insert one decision with its approval and callback job, unless its key is stored (then the
-/// stored decision is returned).
-async fn insert_decision(
+/// Decisions per INSERT statement (12 values each, far below SQLite's 32,766 variables).
+const DECISIONS_PER_INSERT: usize = 256;
+
+/// Insert a batch's decisions, each with its approval and callback job, unless its key is
+/// stored or came earlier in the batch (then the stored decision is returned). One statement
+/// inserts the decisions and names those it inserted: every statement is a round trip to the
+/// connection's thread, and the gate's writer runs one batch at a time.
+async fn insert_decisions(
     connection: &mut SqliteConnection,
     tenant: &TenantId,
-    new: &NewDecision,
-) -> Result<RecordedDecision, StoreError> {
-    let decision = &new.decision;
-    if let Some(existing) =
-        decision_where(connection, tenant, "decision_key", &decision.key).await?
-    {
-        return Ok(RecordedDecision {
-            decision: existing,
-            created: false,
+    batch: &[DecisionWrite],
+) -> Result<Vec<RecordedDecision>, StoreError> {
+    let mut inserted: HashSet<String> = HashSet::with_capacity(batch.len());
+    for chunk in batch.chunks(DECISIONS_PER_INSERT) {
+        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO gate_decisions (id, tenant_id, decision_key, decided_at, environment, \
+             verdict, approval_id, callback_state, callback_token, document, source, run_id) \
+             VALUES {values} ON CONFLICT (tenant_id, decision_key) DO NOTHING RETURNING id"
+        );
+        let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        for write in chunk {
+            let decision = &write.new.decision;
+            query = query
+                .bind(&decision.id)
+                .bind(tenant.as_str())
+                .bind(&decision.key)
+                .bind(stamp(decision.decided_at)?)
+                .bind(&decision.environment)
+                .bind(decision.verdict.as_str())
+                .bind(&decision.approval_id)
+                .bind(decision.callback_state.map(CallbackState::as_str))
+                .bind(&write.new.callback_token)
+                .bind(document(decision)?)
+                .bind(&decision.source)
+                .bind(decision.run_id.map(run_column).transpose()?);
+        }
+        inserted.extend(query.fetch_all(&mut *connection).await?);
+    }
+    let mut recorded = Vec::with_capacity(batch.len());
+    for write in batch {
+        let new = &write.new;
+        let decision = &new.decision;
+        if !inserted.contains(&decision.id) {
+            let existing = decision_where(connection, tenant, "decision_key", &decision.key)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("gate decision {} vanished", decision.key))
+                })?;
+            recorded.push(RecordedDecision {
+                decision: existing,
+                created: false,
+            });
+            continue;
+        }
+        if let Some(approval) = &new.approval {
+            sqlx::query(
+                "INSERT INTO approvals (id, tenant_id, decision_id, state, created_at, expires_at, document) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&approval.id)
+            .bind(tenant.as_str())
+            .bind(&decision.id)
+            .bind(approval.state.as_str())
+            .bind(stamp(approval.created_at)?)
+            .bind(stamp(approval.expires_at)?)
+            .bind(document(approval)?)
+            .execute(&mut *connection)
+            .await?;
+        }
+        if let Some(job) = &new.callback_job {
+            enqueue(connection, tenant, job).await?;
+        }
+        recorded.push(RecordedDecision {
+            decision: decision.clone(),
+            created: true,
         });
     }
-    sqlx::query(
-        "INSERT INTO gate_decisions (id, tenant_id, decision_key, decided_at, environment, \
-         verdict, approval_id, callback_state, callback_token, document, source, run_id) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&decision.id)
-    .bind(tenant.as_str())
-    .bind(&decision.key)
-    .bind(stamp(decision.decided_at)?)
-    .bind(&decision.environment)
-    .bind(decision.verdict.as_str())
-    .bind(&decision.approval_id)
-    .bind(decision.callback_state.map(CallbackState::as_str))
-    .bind(&new.callback_token)
-    .bind(document(decision)?)
-    .bind(&decision.source)
-    .bind(decision.run_id.map(run_column).transpose()?)
-    .execute(&mut *connection)
-    .await?;
-    if let Some(approval) = &new.approval {
-        sqlx::query(
-            "INSERT INTO approvals (id, tenant_id, decision_id, state, created_at, expires_at, document) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&approval.id)
-        .bind(tenant.as_str())
-        .bind(&decision.id)
-        .bind(approval.state.as_str())
-        .bind(stamp(approval.created_at)?)
-        .bind(stamp(approval.expires_at)?)
-        .bind(document(approval)?)
-        .execute(&mut *connection)
-        .await?;
-    }
-    if let Some(job) = &new.callback_job {
-        enqueue(connection, tenant, job).await?;
-    }
-    Ok(RecordedDecision {
-        decision: decision.clone(),
-        created: true,
-    })
+    Ok(recorded)
 }
 
 #[async_trait]
@@ -125,15 +149,13 @@ impl GateStore for SqliteStore {
         batch: &[DecisionWrite],
     ) -> Result<Vec<RecordedDecision>, StoreError> {
         let mut transaction = self.durable_pool().begin_with(BEGIN_WRITE).await?;
-        let mut recorded = Vec::with_capacity(batch.len());
-        let mut audit: Vec<AuditDraft> = Vec::new();
-        for write in batch {
-            let outcome = insert_decision(&mut transaction, tenant, &write.new).await?;
-            if outcome.created {
-                audit.extend(write.audit.iter().cloned());
-            }
-            recorded.push(outcome);
-        }
+        let recorded = insert_decisions(&mut transaction, tenant, batch).await?;
+        let audit: Vec<AuditDraft> = batch
+            .iter()
+            .zip(&recorded)
+            .filter(|(_, outcome)| outcome.created)
+            .flat_map(|(write, _)| write.audit.iter().cloned())
+            .collect();
         self.append_audit_in(&mut transaction, tenant, &audit)
             .await?;
         transaction.commit().await?;

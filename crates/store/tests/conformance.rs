@@ -238,6 +238,24 @@ async fn upserts_replace_rows_with_the_same_key_and_watermarks_commit_with_them(
         store.watermark(&tenant, "missing").await.expect("read"),
         None
     );
+    assert_eq!(
+        store
+            .watermarks(
+                &tenant,
+                &[INVENTORY_VERSION, "missing", "work_items.changed"]
+            )
+            .await
+            .expect("read"),
+        [second, None, Some("2026-11-23T00:00:00Z".to_owned())],
+        "several watermarks in one read, in the order asked"
+    );
+    assert!(
+        store
+            .watermarks(&tenant, &[])
+            .await
+            .expect("read")
+            .is_empty()
+    );
 }
 
 async fn tenants_never_see_each_others_rows(store: &dyn InventoryStore) {

@@ -28,9 +28,10 @@ use tollgate_store::gate::{
     CallbackTarget, DecisionFilter, DecisionWrite, GateDecision, NewDecision, Verdict,
 };
 use tollgate_store::{
-    AuditDraft, Coverage, EncodedLeaf, EventFilter, EventStatus, IngestOutcome, JobFilter,
-    LeafEncoder, LeafFilter, NewEvent, NewJob, NewWaiver, Observation, Replace, ReplaySelection,
-    StoreError, StoredApiKey, StoredCheckpoint, StoredMembership, StoredTenant, SyncMode,
+    AuditDraft, Coverage, EncodedLeaf, EventFilter, EventStatus, INVENTORY_VERSION, IngestOutcome,
+    JobFilter, LeafEncoder, LeafFilter, NewEvent, NewJob, NewWaiver, Observation, Replace,
+    ReplaySelection, StoreError, StoredApiKey, StoredCheckpoint, StoredMembership, StoredTenant,
+    SyncMode,
 };
 
 const AT: OffsetDateTime = datetime!(2026-05-04 12:00 UTC);
@@ -151,6 +152,13 @@ async fn inventory_is_per_tenant(fixture: Fixture) {
         0
     );
     assert_eq!(store.watermark(&a(), "w").await.unwrap(), None);
+    assert_eq!(
+        store
+            .watermarks(&a(), &["w", INVENTORY_VERSION])
+            .await
+            .unwrap(),
+        [None, None]
+    );
     assert!(store.syncs_since(&a(), None).await.unwrap().is_empty());
     assert!(
         store
