@@ -2,6 +2,8 @@
 //! sequencer assigns, checked (no floats, integers within ±(2^53−1), at most 32 KiB), and
 //! turned into their leaf: the RFC 8785 (JCS) bytes and SHA-256(0x00 || bytes).
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
@@ -82,32 +84,73 @@ pub fn build_leaf(
     time: OffsetDateTime,
     fields: &Map<String, Value>,
 ) -> Result<Leaf, RecordError> {
-    let mut record = Map::new();
     for reserved in ["schema", "origin", "seq", "id", "time", "logged"] {
         if fields.contains_key(reserved) {
             return Err(RecordError::Reserved(reserved.to_owned()));
         }
     }
-    record.insert("schema".to_owned(), Value::from(SCHEMA));
-    record.insert("origin".to_owned(), Value::from(placement.origin));
-    record.insert("seq".to_owned(), Value::from(placement.seq));
-    record.insert("id".to_owned(), Value::from(placement.id));
-    record.insert("time".to_owned(), Value::from(format_time(time)?));
-    record.insert(
-        "logged".to_owned(),
-        Value::from(format_time(placement.logged)?),
-    );
-    for (name, value) in fields {
-        record.insert(name.clone(), value.clone());
+    let assigned = [
+        ("schema", Value::from(SCHEMA)),
+        ("origin", Value::from(placement.origin)),
+        ("seq", Value::from(placement.seq)),
+        ("id", Value::from(placement.id)),
+        ("time", Value::from(format_time(time)?)),
+        ("logged", Value::from(format_time(placement.logged)?)),
+    ];
+    let mut record: BTreeMap<&str, &Value> = assigned.iter().map(|(k, v)| (*k, v)).collect();
+    record.extend(fields.iter().map(|(k, v)| (k.as_str(), v)));
+    let mut ascii_keys = true;
+    for value in record.values() {
+        if !plain(value, &mut ascii_keys) {
+            // Find where, for the message (the slow path: only for a record refused anyway).
+            let owned: Map<String, Value> = record
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).clone()))
+                .collect();
+            check_numbers(&Value::Object(owned), "$")?;
+        }
     }
-    let record = Value::Object(record);
-    check_numbers(&record, "$")?;
-    let bytes = canonical(&record)?;
+    let bytes = if ascii_keys && record.keys().all(|key| key.is_ascii()) {
+        // Without floats and with ASCII keys only, RFC 8785 is what serde_json writes for a
+        // map sorted by key: UTF-16 and UTF-8 order agree on ASCII, integers are plain
+        // decimals, and both escape exactly `"`, `\` and control characters (short forms
+        // for \b \t \n \f \r, else \u00xx in lower case). It spares the canonicalizer and
+        // a deep copy of the fields on every record (`jcs_agrees_on_plain_records`).
+        serde_json::to_vec(&record).map_err(|error| RecordError::NotCanonical(error.to_string()))?
+    } else {
+        let owned: Map<String, Value> = record
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).clone()))
+            .collect();
+        canonical(&Value::Object(owned))?
+    };
     if bytes.len() > MAX_RECORD_BYTES {
         return Err(RecordError::TooLarge { size: bytes.len() });
     }
     let hash = merkle::leaf_hash(&bytes);
     Ok(Leaf { bytes, hash })
+}
+
+/// True when `value` holds no float and no integer outside ±(2^53−1) (what
+/// [`check_numbers`] refuses); clears `ascii_keys` on meeting a key that is not ASCII.
+fn plain(value: &Value, ascii_keys: &mut bool) -> bool {
+    match value {
+        Value::Number(number) => {
+            !number.is_f64()
+                && (number.as_u64().is_some_and(|n| n <= MAX_SAFE_INTEGER)
+                    || number
+                        .as_i64()
+                        .is_some_and(|n| n.unsigned_abs() <= MAX_SAFE_INTEGER))
+        }
+        Value::Array(items) => items.iter().all(|item| plain(item, ascii_keys)),
+        Value::Object(map) => map.iter().all(|(key, item)| {
+            if !key.is_ascii() {
+                *ascii_keys = false;
+            }
+            plain(item, ascii_keys)
+        }),
+        _ => true,
+    }
 }
 
 /// RFC 8785 canonical bytes of a JSON value.
@@ -213,6 +256,57 @@ mod tests {
             r#"{"actor":{"id":"a"},"event":{"outcome":"success","type":"waiver.created"},"id":"0196a1b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b","logged":"2026-01-02T03:04:05.401200Z","origin":"tollgate.example/acme","schema":"tollgate/v1","seq":7,"time":"2026-01-02T03:04:05.123456Z"}"#
         );
         assert_eq!(leaf.hash, merkle::leaf_hash(&leaf.bytes));
+    }
+
+    /// The record as RFC 8785 writes it, through the canonicalizer (what `build_leaf` skips
+    /// for records without floats whose keys are ASCII).
+    fn through_the_canonicalizer(at: OffsetDateTime, extra: &Map<String, Value>) -> Vec<u8> {
+        let p = placement();
+        let mut record = fields(json!({
+            "schema": SCHEMA, "origin": p.origin, "seq": p.seq, "id": p.id,
+            "time": format_time(at).unwrap(), "logged": format_time(p.logged).unwrap(),
+        }));
+        record.extend(extra.clone());
+        canonical(&Value::Object(record)).unwrap()
+    }
+
+    #[test]
+    fn jcs_agrees_on_plain_records() {
+        let at = datetime!(2026-11-24 10:00:00.5 UTC);
+        let tricky = "quote \" backslash \\ slash / nul \u{0} bell \u{7} bs \u{8} tab \t \
+                      nl \n vt \u{b} ff \u{c} cr \r esc \u{1b} us \u{1f} del \u{7f} \
+                      é ü ß 中文 \u{2028} \u{2029} \u{feff} 😀 \u{10ffff}";
+        let cases = [
+            json!({"event": {"type": "gate.decided"}, "details": {"text": tricky}}),
+            json!({"details": {
+                "ints": [0, 1, -1, 9_007_199_254_740_991_u64, -9_007_199_254_740_991_i64],
+                "nested": [[], {}, [{"b": null, "a": true, "A": false, "_": "x", "~": "y"}]],
+                "keys": {"Z": 1, "a": 2, "aa": 3, "a b": 4, "a\"b": 5, "a\\b": 6, "a\nb": 7, "": 8},
+                "key \" \\ \u{1} \t \u{7f}": "an ASCII key with escapes",
+            }}),
+            // The shape of a gate decision's record: the rules' whole input.
+            json!({"actor": {"id": "ado-check:p", "type": "service"},
+                   "details": {"decision": "gd_1", "findings": [{"rule": "GATE-03",
+                   "evidence": {"day": "Saturday"}, "message": "deployments to production are blocked on Saturday"}],
+                   "input": {"run": {"id": 238, "pipeline": {"id": 237, "name": "checkout-pipeline-000"},
+                   "requestedFor": "fatima@fabrikam.example"}, "pullRequests": [], "params": {"GATE-04":
+                   {"start_hour": 9, "end_hour": 17, "environments": ["production", "prod-*"]}}}}}),
+        ];
+        for case in cases {
+            let extra = fields(case);
+            let mut ascii_keys = true;
+            assert!(plain(&Value::Object(extra.clone()), &mut ascii_keys));
+            assert!(ascii_keys, "the case takes the serde_json way");
+            let leaf = build_leaf(&placement(), at, &extra).unwrap();
+            assert_eq!(
+                String::from_utf8(leaf.bytes).unwrap(),
+                String::from_utf8(through_the_canonicalizer(at, &extra)).unwrap()
+            );
+        }
+        // A key that is not ASCII takes the canonicalizer's way, with the same result.
+        let extra = fields(json!({"details": {"é": 1, "z": 2, "\u{e000}": 3, "😀": 4}}));
+        let leaf = build_leaf(&placement(), at, &extra).unwrap();
+        assert_eq!(leaf.bytes, through_the_canonicalizer(at, &extra));
     }
 
     #[test]
