@@ -11,8 +11,8 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{mpsc, oneshot};
 use tollgate_domain::TenantId;
-use tollgate_store::StoreError;
-use tollgate_store::gate::{DecisionWrite, GateStore, RecordedDecision};
+use tollgate_store::gate::{DecisionWrite, GateStore, RecordedDecision, Stored};
+use tollgate_store::{AuditDraft, StoreError};
 
 /// At most this many decisions in one transaction (each holds its input and findings, a few
 /// kilobytes; a larger batch would only make its callers wait for each other longer).
@@ -24,7 +24,32 @@ const QUEUE: usize = 4_096;
 
 struct Pending {
     write: DecisionWrite,
-    reply: oneshot::Sender<Result<RecordedDecision, StoreError>>,
+    reply: oneshot::Sender<Result<Written, StoreError>>,
+}
+
+/// A stored decision, and what is left of its write: dropped by the caller's task rather than
+/// by the writer (the audit records hold the rules' whole input; freeing them is work the one
+/// writer need not do).
+struct Written {
+    recorded: RecordedDecision,
+    _leftover: Vec<AuditDraft>,
+}
+
+fn written(write: DecisionWrite, stored: Stored) -> Written {
+    let recorded = match stored {
+        Stored::Created => RecordedDecision {
+            decision: write.new.decision,
+            created: true,
+        },
+        Stored::Existing(decision) => RecordedDecision {
+            decision: *decision,
+            created: false,
+        },
+    };
+    Written {
+        recorded,
+        _leftover: write.audit,
+    }
 }
 
 /// Stores a tenant's decisions in batches. The writer task starts with the first decision
@@ -69,10 +94,8 @@ impl DecisionWriter {
             .send(Pending { write, reply })
             .await
             .map_err(|_| WriteError::Stopped)?;
-        answer
-            .await
-            .map_err(|_| WriteError::Stopped)?
-            .map_err(WriteError::from)
+        let written = answer.await.map_err(|_| WriteError::Stopped)??;
+        Ok(written.recorded)
     }
 }
 
@@ -88,11 +111,11 @@ async fn write_batches(
             .map(|pending| (pending.write, pending.reply))
             .unzip();
         match store.record_decisions(&tenant, &writes).await {
-            Ok(recorded) => {
-                for (reply, outcome) in replies.into_iter().zip(recorded) {
+            Ok(stored) => {
+                for ((write, reply), stored) in writes.into_iter().zip(replies).zip(stored) {
                     // A caller that gave up (its request was dropped) needs no answer; its
                     // decision is stored all the same, as the check's retry will find.
-                    let _ = reply.send(Ok(outcome));
+                    let _ = reply.send(Ok(written(write, stored)));
                 }
             }
             // One bad decision (say, an audit record too large) must not fail the others that
@@ -101,14 +124,18 @@ async fn write_batches(
                 tracing::warn!(%tenant, batch = writes.len(), %error,
                     "storing a batch of gate decisions failed; storing them one by one");
                 for (write, reply) in writes.into_iter().zip(replies) {
-                    let alone = store
+                    let alone = match store
                         .record_decisions(&tenant, std::slice::from_ref(&write))
                         .await
-                        .and_then(|mut recorded| {
-                            recorded.pop().ok_or_else(|| {
-                                StoreError::Corrupt("a batch of one recorded nothing".to_owned())
-                            })
-                        });
+                    {
+                        Ok(mut stored) => match stored.pop() {
+                            Some(stored) => Ok(written(write, stored)),
+                            None => Err(StoreError::Corrupt(
+                                "a batch of one recorded nothing".to_owned(),
+                            )),
+                        },
+                        Err(error) => Err(error),
+                    };
                     let _ = reply.send(alone);
                 }
             }

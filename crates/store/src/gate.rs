@@ -306,6 +306,20 @@ pub struct DecisionWrite {
     pub audit: Vec<AuditDraft>,
 }
 
+/// What storing one decision of a batch did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stored {
+    Created,
+    /// A decision with the same key was stored before (or earlier in the batch): this one.
+    Existing(Box<GateDecision>),
+}
+
+impl Stored {
+    pub fn created(&self) -> bool {
+        matches!(self, Stored::Created)
+    }
+}
+
 /// What storing a decision did.
 #[derive(Clone, Debug)]
 pub struct RecordedDecision {
@@ -366,21 +380,32 @@ pub trait GateStore: Send + Sync {
             new: new.clone(),
             audit: audit.to_vec(),
         }];
-        self.record_decisions(tenant, &batch)
-            .await?
-            .pop()
-            .ok_or_else(|| StoreError::Corrupt("a batch of one recorded nothing".to_owned()))
+        let stored = self.record_decisions(tenant, &batch).await?.pop();
+        match stored {
+            Some(Stored::Created) => Ok(RecordedDecision {
+                decision: new.decision.clone(),
+                created: true,
+            }),
+            Some(Stored::Existing(decision)) => Ok(RecordedDecision {
+                decision: *decision,
+                created: false,
+            }),
+            None => Err(StoreError::Corrupt(
+                "a batch of one recorded nothing".to_owned(),
+            )),
+        }
     }
 
     /// Store several decisions as [`GateStore::record_decision`] does, in one transaction (one
     /// commit, one turn of the audit log's lock): the gate's group commit. The answers are in
     /// the batch's order; a key met earlier in the batch counts as existing. Any failure
-    /// stores none of them.
+    /// stores none of them. A created decision is not returned (the caller has it: copying
+    /// every decision's input back would cost the writer as much as storing it).
     async fn record_decisions(
         &self,
         tenant: &TenantId,
         batch: &[DecisionWrite],
-    ) -> Result<Vec<RecordedDecision>, StoreError>;
+    ) -> Result<Vec<Stored>, StoreError>;
 
     async fn decision(
         &self,

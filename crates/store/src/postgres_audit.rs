@@ -3,6 +3,7 @@
 //! last `seq`: two appends to one tenant's log queue up, and the sequence stays gap-free;
 //! appends to different tenants do not wait for each other.
 
+use std::borrow::Borrow;
 use std::collections::HashSet;
 
 use async_trait::async_trait;
@@ -56,11 +57,11 @@ fn checkpoint_from(row: &PgRow) -> Result<StoredCheckpoint, StoreError> {
 impl PostgresStore {
     /// Append `drafts` to `tenant`'s log inside the caller's transaction, which from here on
     /// is scoped to `tenant`.
-    pub(crate) async fn append_audit_in(
+    pub(crate) async fn append_audit_in<D: Borrow<AuditDraft> + Sync>(
         &self,
         connection: &mut PgConnection,
         tenant: &TenantId,
-        drafts: &[AuditDraft],
+        drafts: &[D],
     ) -> Result<Vec<Option<u64>>, StoreError> {
         if drafts.is_empty() {
             return Ok(Vec::new());
@@ -94,6 +95,7 @@ impl PostgresStore {
         let mut keys_in_batch: HashSet<&str> = HashSet::new();
         let mut placed = Vec::with_capacity(drafts.len());
         for draft in drafts {
+            let draft: &AuditDraft = draft.borrow();
             if let Some(key) = draft.dedupe_key.as_deref() {
                 let known: Option<i64> = sqlx::query_scalar(
                     "SELECT seq FROM audit_leaves WHERE tenant_id = $1 AND dedupe_key = $2",

@@ -13,7 +13,7 @@ use tollgate_domain::TenantId;
 use crate::gate::{
     Approval, ApprovalAudit, ApprovalChange, ApprovalOutcome, ApprovalState, CallbackJob,
     CallbackState, CheckDecision, DecisionFilter, DecisionWrite, GateDecision, GateStore,
-    RecordedDecision, SOURCE_ADO_CHECK, document, parse, run_column, verdict_column,
+    SOURCE_ADO_CHECK, Stored, document, parse, run_column, verdict_column,
 };
 use crate::postgres::PostgresStore;
 use crate::postgres_queue::{PreparedJob, enqueue_in};
@@ -74,7 +74,7 @@ async fn insert_decisions(
     connection: &mut PgConnection,
     tenant: &TenantId,
     batch: &[DecisionWrite],
-) -> Result<Vec<RecordedDecision>, StoreError> {
+) -> Result<Vec<Stored>, StoreError> {
     let mut inserted: HashSet<String> = HashSet::with_capacity(batch.len());
     for chunk in batch.chunks(DECISIONS_PER_INSERT) {
         let values = (0..chunk.len())
@@ -132,10 +132,7 @@ async fn insert_decisions(
                 .ok_or_else(|| {
                     StoreError::Corrupt(format!("gate decision {} vanished", decision.key))
                 })?;
-            recorded.push(RecordedDecision {
-                decision: existing,
-                created: false,
-            });
+            recorded.push(Stored::Existing(Box::new(existing)));
             continue;
         }
         if let Some(approval) = &new.approval {
@@ -156,10 +153,7 @@ async fn insert_decisions(
         if let Some(job) = &new.callback_job {
             enqueue(connection, tenant, job).await?;
         }
-        recorded.push(RecordedDecision {
-            decision: decision.clone(),
-            created: true,
-        });
+        recorded.push(Stored::Created);
     }
     Ok(recorded)
 }
@@ -170,14 +164,14 @@ impl GateStore for PostgresStore {
         &self,
         tenant: &TenantId,
         batch: &[DecisionWrite],
-    ) -> Result<Vec<RecordedDecision>, StoreError> {
+    ) -> Result<Vec<Stored>, StoreError> {
         let mut transaction = self.begin_durable_for(tenant).await?;
         let recorded = insert_decisions(&mut transaction, tenant, batch).await?;
-        let audit: Vec<AuditDraft> = batch
+        let audit: Vec<&AuditDraft> = batch
             .iter()
             .zip(&recorded)
-            .filter(|(_, outcome)| outcome.created)
-            .flat_map(|(write, _)| write.audit.iter().cloned())
+            .filter(|(_, stored)| stored.created())
+            .flat_map(|(write, _)| &write.audit)
             .collect();
         self.append_audit_in(&mut transaction, tenant, &audit)
             .await?;

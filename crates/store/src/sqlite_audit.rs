@@ -2,6 +2,7 @@
 //! transaction (`BEGIN IMMEDIATE`), so reading the last `seq` and inserting the next ones
 //! cannot interleave with another append: the sequence stays gap-free across processes.
 
+use std::borrow::Borrow;
 use std::collections::HashSet;
 
 use async_trait::async_trait;
@@ -68,11 +69,11 @@ fn append_time(floor: Option<OffsetDateTime>) -> OffsetDateTime {
 
 impl SqliteStore {
     /// Append `drafts` to `tenant`'s log inside the caller's write transaction.
-    pub(crate) async fn append_audit_in(
+    pub(crate) async fn append_audit_in<D: Borrow<AuditDraft> + Sync>(
         &self,
         connection: &mut SqliteConnection,
         tenant: &TenantId,
-        drafts: &[AuditDraft],
+        drafts: &[D],
     ) -> Result<Vec<Option<u64>>, StoreError> {
         if drafts.is_empty() {
             return Ok(Vec::new());
@@ -97,6 +98,7 @@ impl SqliteStore {
         let mut placed = Vec::with_capacity(drafts.len());
         let mut rows = Vec::with_capacity(drafts.len());
         for draft in drafts {
+            let draft: &AuditDraft = draft.borrow();
             if let Some(key) = draft.dedupe_key.as_deref() {
                 let known: Option<i64> = sqlx::query_scalar(
                     "SELECT seq FROM audit_leaves WHERE tenant_id = ? AND dedupe_key = ?",

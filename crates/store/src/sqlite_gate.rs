@@ -12,7 +12,7 @@ use tollgate_domain::TenantId;
 use crate::gate::{
     Approval, ApprovalAudit, ApprovalChange, ApprovalOutcome, ApprovalState, CallbackJob,
     CallbackState, CheckDecision, DecisionFilter, DecisionWrite, GateDecision, GateStore,
-    RecordedDecision, SOURCE_ADO_CHECK, document, parse, run_column, verdict_column,
+    SOURCE_ADO_CHECK, Stored, document, parse, run_column, verdict_column,
 };
 use crate::sqlite::SqliteStore;
 use crate::sqlite_queue::{BEGIN_WRITE, PreparedJob, enqueue_in, parse_stamp, stamp};
@@ -71,7 +71,7 @@ async fn insert_decisions(
     connection: &mut SqliteConnection,
     tenant: &TenantId,
     batch: &[DecisionWrite],
-) -> Result<Vec<RecordedDecision>, StoreError> {
+) -> Result<Vec<Stored>, StoreError> {
     let mut inserted: HashSet<String> = HashSet::with_capacity(batch.len());
     for chunk in batch.chunks(DECISIONS_PER_INSERT) {
         let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
@@ -109,10 +109,7 @@ async fn insert_decisions(
                 .ok_or_else(|| {
                     StoreError::Corrupt(format!("gate decision {} vanished", decision.key))
                 })?;
-            recorded.push(RecordedDecision {
-                decision: existing,
-                created: false,
-            });
+            recorded.push(Stored::Existing(Box::new(existing)));
             continue;
         }
         if let Some(approval) = &new.approval {
@@ -133,10 +130,7 @@ async fn insert_decisions(
         if let Some(job) = &new.callback_job {
             enqueue(connection, tenant, job).await?;
         }
-        recorded.push(RecordedDecision {
-            decision: decision.clone(),
-            created: true,
-        });
+        recorded.push(Stored::Created);
     }
     Ok(recorded)
 }
@@ -147,14 +141,14 @@ impl GateStore for SqliteStore {
         &self,
         tenant: &TenantId,
         batch: &[DecisionWrite],
-    ) -> Result<Vec<RecordedDecision>, StoreError> {
+    ) -> Result<Vec<Stored>, StoreError> {
         let mut transaction = self.durable_pool().begin_with(BEGIN_WRITE).await?;
         let recorded = insert_decisions(&mut transaction, tenant, batch).await?;
-        let audit: Vec<AuditDraft> = batch
+        let audit: Vec<&AuditDraft> = batch
             .iter()
             .zip(&recorded)
-            .filter(|(_, outcome)| outcome.created)
-            .flat_map(|(write, _)| write.audit.iter().cloned())
+            .filter(|(_, stored)| stored.created())
+            .flat_map(|(write, _)| &write.audit)
             .collect();
         self.append_audit_in(&mut transaction, tenant, &audit)
             .await?;

@@ -674,7 +674,7 @@ async fn gate_is_per_tenant(fixture: Fixture) {
         audit: Vec::new(),
     }];
     let batched = store.record_decisions(&a(), &batch).await.unwrap();
-    assert!(batched[0].created);
+    assert!(batched[0].created());
     assert!(
         store
             .decision_by_key(&b(), "ado:b-batched")
