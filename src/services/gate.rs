@@ -344,10 +344,22 @@ pub struct GateService {
 /// stays the same, and each verdict for the same input within the same second. A burst of
 /// checks about one run is judged once; a change to the inventory or the next second is
 /// judged afresh.
-#[derive(Default)]
 pub struct GateMemory {
     facts: Memo<Facts>,
     verdicts: Memo<(Verdict, Vec<JudgedFinding>)>,
+}
+
+/// Runs whose facts are kept at once: a run's facts can be large (every alert of its
+/// repository, every deployment of its pipeline), and a burst is about a handful of runs.
+const RUNS_KEPT: usize = 128;
+
+impl Default for GateMemory {
+    fn default() -> Self {
+        Self {
+            facts: Memo::with_capacity(RUNS_KEPT),
+            verdicts: Memo::default(),
+        }
+    }
 }
 
 /// True when `plan_url` names the organisation at `registered` (same scheme, host, port and

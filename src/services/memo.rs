@@ -10,12 +10,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// Entries a memo holds at most; past that it starts again (a burst is a handful of runs,
-/// never thousands).
+/// Entries a memo holds at most unless told otherwise; past that it starts again (a burst is
+/// a handful of runs, never thousands).
 const CAPACITY: usize = 1_024;
 
 pub struct Memo<V> {
     inner: Mutex<Entries<V>>,
+    capacity: usize,
 }
 
 struct Entries<V> {
@@ -25,16 +26,22 @@ struct Entries<V> {
 
 impl<V> Default for Memo<V> {
     fn default() -> Self {
+        Self::with_capacity(CAPACITY)
+    }
+}
+
+impl<V> Memo<V> {
+    /// A memo of at most `capacity` entries (large values: fewer).
+    pub fn with_capacity(capacity: usize) -> Self {
         Self {
             inner: Mutex::new(Entries {
                 generation: String::new(),
                 values: HashMap::new(),
             }),
+            capacity: capacity.max(1),
         }
     }
-}
 
-impl<V> Memo<V> {
     /// The value kept for `key` in `generation`, if any.
     pub fn get(&self, generation: &str, key: &str) -> Option<Arc<V>> {
         // A panic elsewhere while holding the lock leaves at worst a missing entry.
@@ -48,7 +55,7 @@ impl<V> Memo<V> {
     /// Keep `value` for `key` in `generation`; entries of any other generation are dropped.
     pub fn put(&self, generation: &str, key: String, value: Arc<V>) {
         let mut entries = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.generation != generation || entries.values.len() >= CAPACITY {
+        if entries.generation != generation || entries.values.len() >= self.capacity {
             entries.values.clear();
             generation.clone_into(&mut entries.generation);
         }
@@ -89,5 +96,13 @@ mod tests {
         memo.put("v1", "one more".to_owned(), Arc::new(0));
         assert_eq!(memo.get("v1", "0"), None);
         assert_eq!(memo.get("v1", "one more").as_deref(), Some(&0));
+
+        let small: Memo<usize> = Memo::with_capacity(2);
+        small.put("v1", "a".to_owned(), Arc::new(1));
+        small.put("v1", "b".to_owned(), Arc::new(2));
+        assert_eq!(small.get("v1", "a").as_deref(), Some(&1));
+        small.put("v1", "c".to_owned(), Arc::new(3));
+        assert_eq!(small.get("v1", "a"), None);
+        assert_eq!(small.get("v1", "c").as_deref(), Some(&3));
     }
 }
