@@ -10,6 +10,8 @@
 
 use std::sync::Arc;
 
+use sqlx::Connection as _;
+
 use serde_json::{Map, json};
 use time::OffsetDateTime;
 use tollgate::services::decision_writer::DecisionWriter;
@@ -129,4 +131,47 @@ async fn concurrent_decisions_are_stored_each_with_its_own_answer() {
     let again = writer.record(write(3, "gate.decided")).await.unwrap();
     assert!(!again.created);
     assert_eq!(store.audit_size(&tenant).await.unwrap(), 63);
+}
+
+/// A failure that is not one decision's fault (here the decisions' table is gone) fails every
+/// caller of the batch at once, each with the database's words; nothing is stored, and the
+/// writer goes on with the next batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_failure_fails_the_batch_at_once_and_the_writer_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("writer.db");
+    let store = Arc::new(SqliteStore::open(path.to_str().unwrap()).await.unwrap());
+    store.set_leaf_encoder(Arc::new(TypeEncoder)).unwrap();
+    let tenant = TenantId::default_tenant();
+    let writer = Arc::new(DecisionWriter::new(store.clone(), tenant.clone()));
+    writer.record(write(0, "gate.decided")).await.unwrap();
+
+    let mut raw = sqlx::SqliteConnection::connect(path.to_str().unwrap())
+        .await
+        .unwrap();
+    sqlx::raw_sql("ALTER TABLE gate_decisions RENAME TO gate_decisions_away")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let mut calls = tokio::task::JoinSet::new();
+    for n in 1..=16 {
+        let writer = writer.clone();
+        calls.spawn(async move { writer.record(write(n, "gate.decided")).await });
+    }
+    while let Some(done) = calls.join_next().await {
+        let error = done.unwrap().expect_err("the table is gone");
+        assert!(
+            error.to_string().contains("gate_decisions"),
+            "the database's words: {error}"
+        );
+    }
+    assert_eq!(store.audit_size(&tenant).await.unwrap(), 1);
+
+    sqlx::raw_sql("ALTER TABLE gate_decisions_away RENAME TO gate_decisions")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    let after = writer.record(write(17, "gate.decided")).await.unwrap();
+    assert!(after.created);
+    assert_eq!(store.audit_size(&tenant).await.unwrap(), 2);
 }

@@ -7,7 +7,7 @@
 //! them in one transaction and then answers each caller. Under light load a batch is one
 //! decision and nothing waits; under a burst the batches grow with the queue.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{mpsc, oneshot};
 use tollgate_domain::TenantId;
@@ -53,11 +53,12 @@ fn written(write: DecisionWrite, stored: Stored) -> Written {
 }
 
 /// Stores a tenant's decisions in batches. The writer task starts with the first decision
-/// (so building a tenant's services needs no runtime) and ends when the service is dropped.
+/// (so building a tenant's services needs no runtime), starts again if it ever ended (a panic
+/// in the store, the runtime that ran it shut down), and ends when the service is dropped.
 pub struct DecisionWriter {
     store: Arc<dyn GateStore>,
     tenant: TenantId,
-    queue: OnceLock<mpsc::Sender<Pending>>,
+    queue: Mutex<Option<mpsc::Sender<Pending>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,24 +74,33 @@ impl DecisionWriter {
         Self {
             store,
             tenant,
-            queue: OnceLock::new(),
+            queue: Mutex::new(None),
+        }
+    }
+
+    /// The running writer's queue, starting a writer if there is none or it ended.
+    fn queue(&self) -> mpsc::Sender<Pending> {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*queue {
+            Some(sender) if !sender.is_closed() => sender.clone(),
+            _ => {
+                let (sender, receiver) = mpsc::channel(QUEUE);
+                tokio::spawn(write_batches(
+                    self.store.clone(),
+                    self.tenant.clone(),
+                    receiver,
+                ));
+                *queue = Some(sender.clone());
+                sender
+            }
         }
     }
 
     /// Store one decision (in a batch with whatever else is waiting) and return what storing
     /// it did, once it is committed.
     pub async fn record(&self, write: DecisionWrite) -> Result<RecordedDecision, WriteError> {
-        let queue = self.queue.get_or_init(|| {
-            let (sender, receiver) = mpsc::channel(QUEUE);
-            tokio::spawn(write_batches(
-                self.store.clone(),
-                self.tenant.clone(),
-                receiver,
-            ));
-            sender
-        });
         let (reply, answer) = oneshot::channel();
-        queue
+        self.queue()
             .send(Pending { write, reply })
             .await
             .map_err(|_| WriteError::Stopped)?;
@@ -120,7 +130,9 @@ async fn write_batches(
             }
             // One bad decision (say, an audit record too large) must not fail the others that
             // happened to share its transaction: each is tried alone and gets its own answer.
-            Err(error) if writes.len() > 1 => {
+            // Only a decision can be at fault that way; a database that is down or busy fails
+            // every retry as well, so the batch fails at once instead of 256 times in a row.
+            Err(error @ StoreError::InvalidInput(_)) if writes.len() > 1 => {
                 tracing::warn!(%tenant, batch = writes.len(), %error,
                     "storing a batch of gate decisions failed; storing them one by one");
                 for (write, reply) in writes.into_iter().zip(replies) {
@@ -140,8 +152,14 @@ async fn write_batches(
                 }
             }
             Err(error) => {
-                if let Some(reply) = replies.into_iter().next() {
+                let message = error.to_string();
+                let mut replies = replies.into_iter();
+                if let Some(reply) = replies.next() {
                     let _ = reply.send(Err(error));
+                }
+                // The error is not `Clone`; the others get its words.
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::BatchFailed(message.clone())));
                 }
             }
         }

@@ -438,17 +438,25 @@ impl GateService {
         // under its key and returns it (with its approval's current state), so the answer is
         // the same; not reading it first saves every new check a round trip to the store.
         let mode = if context.callback { "callback" } else { "sync" };
-        let answer = self
+        let decided = self
             .decide(
                 request,
                 RequestSource::AdoCheck,
                 &Actor::ado_check(&context.target.project_id),
-                key,
+                key.clone(),
                 mode,
                 Some((context.target, context.auth_token)),
             )
-            .await?;
-        Ok(Ok(answer))
+            .await;
+        match decided {
+            Ok(answer) => Ok(Ok(answer)),
+            // Judging again failed (the rules, the writer): a check decided before still gets
+            // its decision, as it always does.
+            Err(error) => match self.gate_store.decision_by_key(&self.tenant, &key).await {
+                Ok(Some(existing)) => Ok(Ok(self.answer_for(existing, false).await?)),
+                _ => Err(error),
+            },
+        }
     }
 
     /// Validate a deployment without recording an approval (API `validate`, CLI `gate check`):
@@ -716,7 +724,15 @@ impl GateService {
         environment: &EnvironmentGate,
     ) -> Result<(Verdict, Vec<JudgedFinding>)> {
         let second = input.get("now").and_then(Value::as_str).unwrap_or_default();
-        let key = format!("{}\n{input}", environment.pattern);
+        // The key is a digest: an input holds a run's facts and can be large.
+        let key = {
+            use sha2::{Digest as _, Sha256};
+            let mut digest = Sha256::new();
+            digest.update(environment.pattern.as_bytes());
+            digest.update(b"\n");
+            digest.update(input.to_string().as_bytes());
+            format!("{:x}", digest.finalize())
+        };
         if let Some(kept) = self.memory.verdicts.get(second, &key) {
             return Ok((*kept).clone());
         }

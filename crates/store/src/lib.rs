@@ -77,6 +77,10 @@ pub enum StoreError {
     InvalidInput(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A write that shared a transaction with others failed with them (the gate's group
+    /// commit): the words of the error the transaction met.
+    #[error("the batch this was written in failed: {0}")]
+    BatchFailed(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }

@@ -76,7 +76,11 @@ async fn insert_decisions(
     batch: &[DecisionWrite],
 ) -> Result<Vec<Stored>, StoreError> {
     let mut inserted: HashSet<String> = HashSet::with_capacity(batch.len());
-    for chunk in batch.chunks(DECISIONS_PER_INSERT) {
+    // In key order (stable: of two writes with one key the batch's first wins), so two
+    // replicas inserting the same keys lock them in the same order and cannot deadlock.
+    let mut ordered: Vec<&DecisionWrite> = batch.iter().collect();
+    ordered.sort_by(|a, b| a.new.decision.key.cmp(&b.new.decision.key));
+    for chunk in ordered.chunks(DECISIONS_PER_INSERT) {
         let values = (0..chunk.len())
             .map(|row| {
                 let p = |column: usize| format!("${}", row * 12 + column);
