@@ -112,6 +112,20 @@ pub(crate) fn now() -> OffsetDateTime {
 
 /// Point the transaction at `tenant`: from here on row-level security shows and accepts
 /// only that tenant's rows.
+/// `BEGIN` and the tenant's scope (and, for `durable`, a commit that waits for the WAL flush)
+/// in one simple query: one round trip instead of two for every transaction. The tenant id is
+/// 1–64 of a-z, 0-9, '-' and '_' (`TenantId` refuses anything else), and is quoted as a
+/// literal all the same.
+fn scoped_begin(tenant: &TenantId, durable: bool) -> String {
+    let literal = tenant.as_str().replace('\'', "''");
+    let durable = if durable {
+        ", set_config('synchronous_commit', 'on', true)"
+    } else {
+        ""
+    };
+    format!("BEGIN; SELECT set_config('app.tenant_id', '{literal}', true){durable}")
+}
+
 pub(crate) async fn scope_to(
     connection: &mut PgConnection,
     tenant: &TenantId,
@@ -399,9 +413,10 @@ impl PostgresStore {
 
     /// A transaction that sees and writes `tenant`'s rows only.
     pub(crate) async fn begin_for(&self, tenant: &TenantId) -> Result<PgTransaction, StoreError> {
-        let mut transaction = self.pool.begin().await?;
-        scope_to(&mut transaction, tenant).await?;
-        Ok(transaction)
+        Ok(self
+            .pool
+            .begin_with(AssertSqlSafe(scoped_begin(tenant, false)))
+            .await?)
     }
 
     /// Like [`Self::begin_for`], for writes acknowledged to someone who will not send them
@@ -411,14 +426,10 @@ impl PostgresStore {
         &self,
         tenant: &TenantId,
     ) -> Result<PgTransaction, StoreError> {
-        let mut transaction = self.pool.begin().await?;
-        sqlx::query(
-            "SELECT set_config('synchronous_commit', 'on', true), set_config('app.tenant_id', $1, true)",
-        )
-        .bind(tenant.as_str())
-        .execute(&mut *transaction)
-        .await?;
-        Ok(transaction)
+        Ok(self
+            .pool
+            .begin_with(AssertSqlSafe(scoped_begin(tenant, true)))
+            .await?)
     }
 
     /// A transaction for the few operations that span tenants by design (the job queue's
@@ -923,5 +934,24 @@ impl InventoryStore for PostgresStore {
             counts.insert(kind, row.try_get::<i64, _>("n")?.unsigned_abs());
         }
         Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scoped_begin_sets_the_tenant_and_durable_commits_in_the_same_round_trip() {
+        let tenant = TenantId::parse("contoso-eu_1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            scoped_begin(&tenant, false),
+            "BEGIN; SELECT set_config('app.tenant_id', 'contoso-eu_1', true)"
+        );
+        assert_eq!(
+            scoped_begin(&tenant, true),
+            "BEGIN; SELECT set_config('app.tenant_id', 'contoso-eu_1', true), \
+             set_config('synchronous_commit', 'on', true)"
+        );
     }
 }
