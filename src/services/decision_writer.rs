@@ -36,18 +36,8 @@ struct Written {
 }
 
 fn written(write: DecisionWrite, stored: Stored) -> Written {
-    let recorded = match stored {
-        Stored::Created => RecordedDecision {
-            decision: write.new.decision,
-            created: true,
-        },
-        Stored::Existing(decision) => RecordedDecision {
-            decision: *decision,
-            created: false,
-        },
-    };
     Written {
-        recorded,
+        recorded: stored.recorded(write.new.decision),
         _leftover: write.audit,
     }
 }

@@ -318,6 +318,21 @@ impl Stored {
     pub fn created(&self) -> bool {
         matches!(self, Stored::Created)
     }
+
+    /// What storing `written` did: the decision as written when it was created, else the one
+    /// stored before.
+    pub fn recorded(self, written: GateDecision) -> RecordedDecision {
+        match self {
+            Stored::Created => RecordedDecision {
+                decision: written,
+                created: true,
+            },
+            Stored::Existing(decision) => RecordedDecision {
+                decision: *decision,
+                created: false,
+            },
+        }
+    }
 }
 
 /// What storing a decision did.
@@ -382,14 +397,7 @@ pub trait GateStore: Send + Sync {
         }];
         let stored = self.record_decisions(tenant, &batch).await?.pop();
         match stored {
-            Some(Stored::Created) => Ok(RecordedDecision {
-                decision: new.decision.clone(),
-                created: true,
-            }),
-            Some(Stored::Existing(decision)) => Ok(RecordedDecision {
-                decision: *decision,
-                created: false,
-            }),
+            Some(stored) => Ok(stored.recorded(new.decision.clone())),
             None => Err(StoreError::Corrupt(
                 "a batch of one recorded nothing".to_owned(),
             )),

@@ -14,7 +14,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::Fixture;
+use common::{Fixture, PlainEncoder};
 use serde_json::{Map, json};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -23,37 +23,9 @@ use tollgate_store::deployments::{
     Deployment, DeploymentFilter, DeploymentKind, RunResult, RunState, RunStatus,
 };
 use tollgate_store::gate::{DecisionFilter, GateDecision, NewDecision, Verdict};
-use tollgate_store::{AuditDraft, EncodedLeaf, LeafEncoder, LeafFilter};
+use tollgate_store::{AuditDraft, LeafFilter};
 
 const NOW: OffsetDateTime = datetime!(2026-11-24 10:00:00 UTC);
-
-struct PlainEncoder;
-
-impl LeafEncoder for PlainEncoder {
-    fn encode(
-        &self,
-        tenant: &TenantId,
-        draft: &AuditDraft,
-        seq: u64,
-        _logged: OffsetDateTime,
-    ) -> Result<EncodedLeaf, String> {
-        if draft.event_type == "refuse.me" {
-            return Err("not a valid record".to_owned());
-        }
-        let bytes = json!({"seq": seq, "type": draft.event_type, "fields": draft.fields})
-            .to_string()
-            .into_bytes();
-        let mut hash = [0u8; 32];
-        for (i, byte) in bytes.iter().enumerate() {
-            hash[i % 32] ^= byte;
-        }
-        Ok(EncodedLeaf {
-            record_id: format!("{tenant}-{seq}"),
-            bytes,
-            hash,
-        })
-    }
-}
 
 fn tenant(name: &str) -> TenantId {
     TenantId::parse(name).unwrap()

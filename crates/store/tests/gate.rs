@@ -13,7 +13,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::Fixture;
+use common::{Fixture, PlainEncoder};
 use serde_json::{Map, json};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -23,7 +23,7 @@ use tollgate_store::gate::{
     CallbackState, CallbackTarget, DecisionFilter, DecisionWrite, GateDecision, NewDecision,
     Stored, Verdict,
 };
-use tollgate_store::{AuditDraft, EncodedLeaf, JobFilter, LeafEncoder, LeafFilter, NewJob};
+use tollgate_store::{AuditDraft, JobFilter, LeafFilter, NewJob};
 
 const NOW: OffsetDateTime = datetime!(2026-11-24 10:00:00 UTC);
 
@@ -521,36 +521,6 @@ async fn the_migration_fills_run_and_source_of_earlier_decisions(fixture: Fixtur
     assert_eq!(checks[0].run_id, Some(100));
     assert_eq!(checks[0].environment, "production");
     assert_eq!(checks[0].verdict, Verdict::Deny);
-}
-
-/// Encodes a record as its type and fields; refuses the type `refuse.me`, as the real encoder
-/// refuses a record it cannot encode.
-struct PlainEncoder;
-
-impl LeafEncoder for PlainEncoder {
-    fn encode(
-        &self,
-        tenant: &TenantId,
-        draft: &AuditDraft,
-        seq: u64,
-        _logged: OffsetDateTime,
-    ) -> Result<EncodedLeaf, String> {
-        if draft.event_type == "refuse.me" {
-            return Err("not a valid record".to_owned());
-        }
-        let bytes = json!({"seq": seq, "type": draft.event_type, "fields": draft.fields})
-            .to_string()
-            .into_bytes();
-        let mut hash = [0u8; 32];
-        for (i, byte) in bytes.iter().enumerate() {
-            hash[i % 32] ^= byte;
-        }
-        Ok(EncodedLeaf {
-            record_id: format!("{tenant}-{seq}"),
-            bytes,
-            hash,
-        })
-    }
 }
 
 fn decided(event_type: &str) -> AuditDraft {

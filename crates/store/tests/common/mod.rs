@@ -17,8 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::Connection;
 use tollgate_store::{
-    ApiKeyStore, AuditStore, DeploymentStore, EventStore, FindingStore, GateStore, InventoryStore,
-    JobStore, LeafEncoder, PostgresStore, SqliteStore, StoreError, TenancyStore,
+    ApiKeyStore, AuditDraft, AuditStore, DeploymentStore, EncodedLeaf, EventStore, FindingStore,
+    GateStore, InventoryStore, JobStore, LeafEncoder, PostgresStore, SqliteStore, StoreError,
+    TenancyStore,
 };
 
 pub const APP_URL: &str = "TOLLGATE_TEST_POSTGRES_URL";
@@ -246,4 +247,35 @@ macro_rules! on_both_backends {
             )*
         }
     };
+}
+
+/// Encodes a record as its sequence number, type and fields, and refuses the type
+/// `refuse.me`, as the real encoder refuses a record it cannot encode.
+pub struct PlainEncoder;
+
+impl LeafEncoder for PlainEncoder {
+    fn encode(
+        &self,
+        tenant: &tollgate_domain::TenantId,
+        draft: &AuditDraft,
+        seq: u64,
+        _logged: time::OffsetDateTime,
+    ) -> Result<EncodedLeaf, String> {
+        if draft.event_type == "refuse.me" {
+            return Err("not a valid record".to_owned());
+        }
+        let bytes =
+            serde_json::json!({"seq": seq, "type": draft.event_type, "fields": draft.fields})
+                .to_string()
+                .into_bytes();
+        let mut hash = [0u8; 32];
+        for (i, byte) in bytes.iter().enumerate() {
+            hash[i % 32] ^= byte;
+        }
+        Ok(EncodedLeaf {
+            record_id: format!("{tenant}-{seq}"),
+            bytes,
+            hash,
+        })
+    }
 }
