@@ -26,11 +26,12 @@ use tollgate_store::{AuditDraft, AuditStore, INVENTORY_VERSION, InventoryStore, 
 
 use crate::auth::{Principal, Role};
 use crate::services::audit_events::{Actor, AuditEvent, Record, Target, rfc3339};
-use crate::services::capabilities::{Capabilities, Capability, Fallback};
+use crate::services::capabilities::{Capabilities, Capability, Fallback, Setting};
 use crate::services::decision_writer::DecisionWriter;
 use crate::services::memo::Memo;
 use crate::services::notify::{ApprovalNotice, NoticeKind, Notifications};
 use crate::services::settings::Action;
+use crate::services::shared_read::SharedRead;
 
 /// The job that posts a decision to a check's plan.
 pub const JOB_GATE_CALLBACK: &str = "gate.callback";
@@ -347,6 +348,9 @@ pub struct GateService {
 pub struct GateMemory {
     facts: Memo<Facts>,
     verdicts: Memo<(Verdict, Vec<JudgedFinding>)>,
+    /// The capability and the inventory's version, read once for every check that asked
+    /// while the previous read was under way.
+    latest: SharedRead<(Setting, Option<String>)>,
 }
 
 /// Runs whose facts are kept at once: a run's facts can be large (every alert of its
@@ -358,6 +362,7 @@ impl Default for GateMemory {
         Self {
             facts: Memo::with_capacity(RUNS_KEPT),
             verdicts: Memo::default(),
+            latest: SharedRead::default(),
         }
     }
 }
@@ -541,8 +546,15 @@ impl GateService {
         let now = self.now();
         let environment = self.settings.environment(&request.environment);
         let (evaluate, version) = self
-            .capabilities
-            .get_with(&self.tenant, Capability::GateEvaluate, INVENTORY_VERSION)
+            .memory
+            .latest
+            .read(|| {
+                self.capabilities.get_with(
+                    &self.tenant,
+                    Capability::GateEvaluate,
+                    INVENTORY_VERSION,
+                )
+            })
             .await;
         let (mut verdict, mut findings, input) = if evaluate.enabled {
             match self.input_at(&request, &environment, now, version).await {

@@ -16,6 +16,7 @@ pub mod memo;
 pub mod notify;
 pub mod scan;
 pub mod settings;
+pub mod shared_read;
 pub mod siem;
 pub mod sync;
 pub mod tenancy;
