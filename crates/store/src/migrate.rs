@@ -117,6 +117,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "tenancy",
         sql: include_str!("../migrations/postgres/0010_tenancy.sql"),
     },
+    Migration {
+        version: 11,
+        name: "audit_heads",
+        sql: include_str!("../migrations/postgres/0011_audit_heads.sql"),
+    },
 ];
 
 /// Every PostgreSQL table that holds tenant rows: each has `tenant_id` and row-level security
@@ -133,6 +138,7 @@ pub(crate) const POSTGRES_TENANT_TABLES: &[&str] = &[
     "jobs",
     "api_keys",
     "audit_leaves",
+    "audit_heads",
     "gate_decisions",
     "approvals",
     "deployments",

@@ -734,15 +734,14 @@ impl InventoryStore for PostgresStore {
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        let mut transaction = self.begin_for(tenant).await?;
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT name, value FROM watermarks WHERE tenant_id = $1 AND name = ANY($2)",
-        )
-        .bind(tenant.as_str())
-        .bind(names)
-        .fetch_all(&mut *transaction)
-        .await?;
-        transaction.commit().await?;
+        // One statement, scoped to the tenant by the function (migration 11): the gate reads
+        // these on every check, and a transaction of its own would be three round trips.
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT name, value FROM tollgate_watermarks($1, $2)")
+                .bind(tenant.as_str())
+                .bind(names)
+                .fetch_all(&self.pool)
+                .await?;
         let found: std::collections::HashMap<String, String> = rows.into_iter().collect();
         Ok(names.iter().map(|name| found.get(*name).cloned()).collect())
     }

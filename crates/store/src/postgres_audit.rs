@@ -1,7 +1,8 @@
-//! [`AuditStore`] on PostgreSQL. Several replicas append at once, so every append takes a
-//! per-tenant advisory lock in its transaction (`pg_advisory_xact_lock`) before it reads the
-//! last `seq`: two appends to one tenant's log queue up, and the sequence stays gap-free;
-//! appends to different tenants do not wait for each other.
+//! [`AuditStore`] on PostgreSQL. Several replicas append at once, so every append locks its
+//! log's head row (`audit_heads`, through `tollgate_audit_head`, migration 11) in its
+//! transaction before it takes the next `seq`, and moves the head in the statement that
+//! inserts the leaves: two appends to one tenant's log queue up, and the sequence stays
+//! gap-free; appends to different tenants do not wait for each other.
 
 use std::borrow::Borrow;
 use std::collections::HashSet;
@@ -13,7 +14,7 @@ use time::OffsetDateTime;
 use tollgate_domain::TenantId;
 
 use crate::StoreError;
-use crate::audit::{AuditDraft, AuditStore, LeafFilter, StoredCheckpoint, StoredLeaf};
+use crate::audit::{AuditDraft, AuditStore, EncodedLeaf, LeafFilter, StoredCheckpoint, StoredLeaf};
 use crate::postgres::{PostgresStore, now, tenant_column};
 
 const LEAF_COLUMNS: &str =
@@ -54,6 +55,41 @@ fn checkpoint_from(row: &PgRow) -> Result<StoredCheckpoint, StoreError> {
     })
 }
 
+/// A batch of leaves as one array per column, for one `INSERT … SELECT … FROM UNNEST`.
+struct LeafColumns {
+    seq: Vec<i64>,
+    record_id: Vec<String>,
+    event_type: Vec<String>,
+    time: Vec<OffsetDateTime>,
+    leaf_hash: Vec<Vec<u8>>,
+    bytes: Vec<Vec<u8>>,
+    dedupe_key: Vec<Option<String>>,
+}
+
+impl LeafColumns {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            seq: Vec::with_capacity(capacity),
+            record_id: Vec::with_capacity(capacity),
+            event_type: Vec::with_capacity(capacity),
+            time: Vec::with_capacity(capacity),
+            leaf_hash: Vec::with_capacity(capacity),
+            bytes: Vec::with_capacity(capacity),
+            dedupe_key: Vec::with_capacity(capacity),
+        }
+    }
+
+    fn push(&mut self, seq: i64, draft: &AuditDraft, leaf: EncodedLeaf) {
+        self.seq.push(seq);
+        self.record_id.push(leaf.record_id);
+        self.event_type.push(draft.event_type.clone());
+        self.time.push(draft.time);
+        self.leaf_hash.push(leaf.hash.to_vec());
+        self.bytes.push(leaf.bytes);
+        self.dedupe_key.push(draft.dedupe_key.clone());
+    }
+}
+
 impl PostgresStore {
     /// Append `drafts` to `tenant`'s log inside the caller's transaction, which from here on
     /// is scoped to `tenant`.
@@ -67,47 +103,49 @@ impl PostgresStore {
             return Ok(Vec::new());
         }
         let encoder = self.leaf_encoder()?;
-        sqlx::query(
-            "SELECT set_config('app.tenant_id', $1, true), \
-             pg_advisory_xact_lock(hashtextextended('tollgate.audit/' || $1, 0))",
-        )
-        .bind(tenant.as_str())
-        .execute(&mut *connection)
-        .await?;
-        let last = sqlx::query(
-            "SELECT seq, logged FROM audit_leaves WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
-        )
-        .bind(tenant.as_str())
-        .fetch_optional(&mut *connection)
-        .await?;
-        let (mut next, floor) = match last {
-            Some(row) => (
-                seq_from(row.try_get("seq")?)? + 1,
-                Some(row.try_get::<OffsetDateTime, _>("logged")?),
-            ),
-            None => (0, None),
-        };
+        // The log's head, locked until the caller's transaction ends, in one round trip
+        // (migration 11): two appends to one log queue up here, and the sequence stays
+        // gap-free.
+        let head = sqlx::query("SELECT next_seq, logged FROM tollgate_audit_head($1)")
+            .bind(tenant.as_str())
+            .fetch_one(&mut *connection)
+            .await?;
+        let mut next = seq_from(head.try_get("next_seq")?)?;
+        let floor: Option<OffsetDateTime> = head.try_get("logged")?;
         // `logged` does not go backwards within a log even if the clock does.
         let logged = match (floor, now()) {
             (Some(floor), now) if floor > now => floor,
             (_, now) => now,
         };
+        // Records already in the log under their source's key (a redelivered event), found in
+        // one query for the whole batch.
+        let keys: Vec<&str> = drafts
+            .iter()
+            .filter_map(|draft| draft.borrow().dedupe_key.as_deref())
+            .collect();
+        let known: HashSet<String> = if keys.is_empty() {
+            HashSet::new()
+        } else {
+            sqlx::query_scalar(
+                "SELECT dedupe_key FROM audit_leaves WHERE tenant_id = $1 AND dedupe_key = ANY($2)",
+            )
+            .bind(tenant.as_str())
+            .bind(&keys)
+            .fetch_all(&mut *connection)
+            .await?
+            .into_iter()
+            .collect()
+        };
         let mut keys_in_batch: HashSet<&str> = HashSet::new();
         let mut placed = Vec::with_capacity(drafts.len());
+        let mut rows = LeafColumns::with_capacity(drafts.len());
         for draft in drafts {
             let draft: &AuditDraft = draft.borrow();
-            if let Some(key) = draft.dedupe_key.as_deref() {
-                let known: Option<i64> = sqlx::query_scalar(
-                    "SELECT seq FROM audit_leaves WHERE tenant_id = $1 AND dedupe_key = $2",
-                )
-                .bind(tenant.as_str())
-                .bind(key)
-                .fetch_optional(&mut *connection)
-                .await?;
-                if known.is_some() || !keys_in_batch.insert(key) {
-                    placed.push(None);
-                    continue;
-                }
+            if let Some(key) = draft.dedupe_key.as_deref()
+                && (known.contains(key) || !keys_in_batch.insert(key))
+            {
+                placed.push(None);
+                continue;
             }
             let leaf = encoder
                 .encode(tenant, draft, next, logged)
@@ -117,23 +155,35 @@ impl PostgresStore {
                         draft.event_type
                     ))
                 })?;
-            sqlx::query(
-                "INSERT INTO audit_leaves (tenant_id, seq, record_id, event_type, time, logged, \
-                 leaf_hash, bytes, dedupe_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(tenant.as_str())
-            .bind(to_i64(next)?)
-            .bind(&leaf.record_id)
-            .bind(&draft.event_type)
-            .bind(draft.time)
-            .bind(logged)
-            .bind(&leaf.hash[..])
-            .bind(&leaf.bytes)
-            .bind(&draft.dedupe_key)
-            .execute(&mut *connection)
-            .await?;
+            rows.push(to_i64(next)?, draft, leaf);
             placed.push(Some(next));
             next += 1;
+        }
+        // One statement for the whole batch, whatever its size (each statement is a round trip
+        // to the server), moving the head along with the leaves.
+        if !rows.seq.is_empty() {
+            sqlx::query(
+                "WITH head AS (UPDATE audit_heads SET next_seq = $10, logged = $2 \
+                 WHERE tenant_id = $1) \
+                 INSERT INTO audit_leaves (tenant_id, seq, record_id, event_type, time, logged, \
+                 leaf_hash, bytes, dedupe_key) \
+                 SELECT $1, seq, record_id, event_type, time, $2, leaf_hash, bytes, dedupe_key \
+                 FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::timestamptz[], \
+                 $7::bytea[], $8::bytea[], $9::text[]) \
+                 AS leaf (seq, record_id, event_type, time, leaf_hash, bytes, dedupe_key)",
+            )
+            .bind(tenant.as_str())
+            .bind(logged)
+            .bind(&rows.seq)
+            .bind(&rows.record_id)
+            .bind(&rows.event_type)
+            .bind(&rows.time)
+            .bind(&rows.leaf_hash)
+            .bind(&rows.bytes)
+            .bind(&rows.dedupe_key)
+            .bind(to_i64(next)?)
+            .execute(&mut *connection)
+            .await?;
         }
         Ok(placed)
     }

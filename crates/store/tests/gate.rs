@@ -506,8 +506,13 @@ async fn the_migration_fills_run_and_source_of_earlier_decisions(fixture: Fixtur
              DELETE FROM schema_migrations WHERE version >= {version};"
         )
     };
+    let undo_postgres = format!(
+        "DROP FUNCTION tollgate_watermarks(text, text[]); DROP FUNCTION tollgate_audit_head(text); \
+         DROP TABLE audit_heads; {}",
+        undo(8)
+    );
     fixture
-        .behind_the_store("contoso", &undo(9), &undo(8))
+        .behind_the_store("contoso", &undo(9), &undo_postgres)
         .await;
     if let common::Backend::Postgres { app_url, owner_url } = &fixture.backend {
         tollgate_store::PostgresStore::migrate(owner_url, &common::role_of(app_url))

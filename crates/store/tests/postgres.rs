@@ -36,6 +36,7 @@ const TENANT_TABLES: &[&str] = &[
     "jobs",
     "api_keys",
     "audit_leaves",
+    "audit_heads",
     "audit_checkpoints",
     "audit_sink_cursors",
     "gate_decisions",
@@ -586,6 +587,121 @@ async fn the_tenant_setting_ends_with_its_transaction() {
     assert_eq!(
         after, None,
         "a pooled connection carries no tenant into the next use"
+    );
+}
+
+/// The functions that read in one statement (migration 11) scope that statement to the tenant
+/// they are given and nothing after it, and see only that tenant's rows.
+#[tokio::test]
+async fn the_one_statement_reads_scope_their_statement_alone() {
+    let Some(fixture) = Fixture::postgres("one_statement_reads").await else {
+        return;
+    };
+    fixture
+        .store
+        .set_leaf_encoder(Arc::new(PlainEncoder))
+        .unwrap();
+    let a = TenantId::parse("tenant-a").unwrap();
+    let b = TenantId::parse("tenant-b").unwrap();
+    fill(&fixture, &a).await;
+    fill(&fixture, &b).await;
+    fixture
+        .store
+        .append_audit(&a, &[draft("extra")])
+        .await
+        .unwrap();
+    let mut connection = PgConnection::connect(app_url(&fixture)).await.unwrap();
+    let watermarks: Vec<(String, String)> =
+        sqlx::query_as("SELECT name, value FROM tollgate_watermarks('tenant-a', ARRAY['w'])")
+            .fetch_all(&mut connection)
+            .await
+            .unwrap();
+    assert_eq!(watermarks, vec![("w".to_owned(), "1".to_owned())]);
+    let scope: Option<String> =
+        sqlx::query_scalar("SELECT NULLIF(current_setting('app.tenant_id', true), '')")
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+    assert_eq!(scope, None, "the tenant's scope ended with the statement");
+    let visible: i64 = sqlx::query_scalar("SELECT count(*) FROM watermarks")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(visible, 0, "unscoped, no tenant's rows are visible");
+
+    // The head of tenant a's log, whatever tenant b's holds.
+    let size_a = fixture.store.audit_size(&a).await.unwrap();
+    let size_b = fixture.store.audit_size(&b).await.unwrap();
+    assert_ne!(size_a, size_b);
+    let mut transaction = connection.begin().await.unwrap();
+    let next: i64 = sqlx::query_scalar("SELECT next_seq FROM tollgate_audit_head('tenant-a')")
+        .fetch_one(&mut *transaction)
+        .await
+        .unwrap();
+    assert_eq!(u64::try_from(next).unwrap(), size_a);
+    let scope: Option<String> =
+        sqlx::query_scalar("SELECT NULLIF(current_setting('app.tenant_id', true), '')")
+            .fetch_one(&mut *transaction)
+            .await
+            .unwrap();
+    assert_eq!(
+        scope.as_deref(),
+        Some("tenant-a"),
+        "the rest of the transaction is the tenant's, as the append that follows needs"
+    );
+    transaction.commit().await.unwrap();
+}
+
+/// A database whose audit logs predate the heads table (migration 11) continues each log where
+/// it ended: the migration fills the heads from the leaves.
+#[tokio::test]
+async fn the_audit_heads_migration_continues_every_log_where_it_ended() {
+    use tollgate_store::AuditStore as _;
+    let Some(fixture) = Fixture::postgres("audit_heads_backfill").await else {
+        return;
+    };
+    fixture
+        .store
+        .set_leaf_encoder(Arc::new(PlainEncoder))
+        .unwrap();
+    let a = TenantId::parse("tenant-a").unwrap();
+    let b = TenantId::parse("tenant-b").unwrap();
+    let three: Vec<AuditDraft> = (0..3).map(|_| draft("before")).collect();
+    fixture.store.append_audit(&a, &three).await.unwrap();
+    fixture.store.append_audit(&b, &three[..1]).await.unwrap();
+    // Back to the schema before migration 11, as a database of the previous release has it.
+    let mut owner = PgConnection::connect(owner_url(&fixture)).await.unwrap();
+    sqlx::raw_sql(
+        "DROP FUNCTION tollgate_watermarks(text, text[]); DROP FUNCTION tollgate_audit_head(text); \
+         DROP TABLE audit_heads; DELETE FROM schema_migrations WHERE version >= 11;",
+    )
+    .execute(&mut owner)
+    .await
+    .unwrap();
+    PostgresStore::migrate(owner_url(&fixture), &role_of(app_url(&fixture)))
+        .await
+        .unwrap();
+    let store = PostgresStore::connect(app_url(&fixture)).await.unwrap();
+    store.set_leaf_encoder(Arc::new(PlainEncoder)).unwrap();
+    let placed = store.append_audit(&a, &[draft("after")]).await.unwrap();
+    assert_eq!(placed, vec![Some(3)], "tenant a's log continues at 3");
+    let placed = store.append_audit(&b, &[draft("after")]).await.unwrap();
+    assert_eq!(placed, vec![Some(1)], "tenant b's log continues at 1");
+    let leaves = store
+        .audit_leaves(
+            &a,
+            &tollgate_store::LeafFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = leaves.iter().map(|leaf| leaf.seq).collect();
+    assert_eq!(seqs, vec![0, 1, 2, 3]);
+    assert!(
+        leaves[3].logged >= leaves[2].logged,
+        "logged does not go backwards"
     );
 }
 
