@@ -361,6 +361,8 @@ impl PostgresStore {
             "GRANT USAGE ON SCHEMA {schema} TO {role};\n\
              GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {tables} TO {role};\n\
              GRANT SELECT ON TABLE schema_migrations TO {role};\n\
+             GRANT EXECUTE ON FUNCTION tollgate_audit_head(text), \
+             tollgate_watermarks(text, text[]) TO {role};\n\
              GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role};"
         );
         let mut transaction = connection.begin().await?;

@@ -669,11 +669,15 @@ async fn the_audit_heads_migration_continues_every_log_where_it_ended() {
     let three: Vec<AuditDraft> = (0..3).map(|_| draft("before")).collect();
     fixture.store.append_audit(&a, &three).await.unwrap();
     fixture.store.append_audit(&b, &three[..1]).await.unwrap();
-    // Back to the schema before migration 11, as a database of the previous release has it.
+    // Back to the schema before migration 11, as a database of the previous release has it,
+    // with tenant a's last leaf logged ahead of the clock (an earlier clock step): the next
+    // leaf must not be logged before it.
     let mut owner = PgConnection::connect(owner_url(&fixture)).await.unwrap();
     sqlx::raw_sql(
         "DROP FUNCTION tollgate_watermarks(text, text[]); DROP FUNCTION tollgate_audit_head(text); \
-         DROP TABLE audit_heads; DELETE FROM schema_migrations WHERE version >= 11;",
+         DROP TABLE audit_heads; DELETE FROM schema_migrations WHERE version >= 11; \
+         BEGIN; SELECT set_config('app.tenant_id', 'tenant-a', true); \
+         UPDATE audit_leaves SET logged = now() + interval '1 hour' WHERE seq = 2; COMMIT;",
     )
     .execute(&mut owner)
     .await
@@ -700,8 +704,12 @@ async fn the_audit_heads_migration_continues_every_log_where_it_ended() {
     let seqs: Vec<u64> = leaves.iter().map(|leaf| leaf.seq).collect();
     assert_eq!(seqs, vec![0, 1, 2, 3]);
     assert!(
-        leaves[3].logged >= leaves[2].logged,
-        "logged does not go backwards"
+        leaves[2].logged > time::OffsetDateTime::now_utc(),
+        "the last leaf before the migration is ahead of the clock"
+    );
+    assert_eq!(
+        leaves[3].logged, leaves[2].logged,
+        "logged does not go backwards: the head carries the last leaf's"
     );
 }
 

@@ -25,8 +25,10 @@ ALTER TABLE audit_leaves FORCE ROW LEVEL SECURITY;
 ALTER TABLE audit_heads FORCE ROW LEVEL SECURITY;
 
 -- Scope the caller's transaction to `tenant`, lock its log's head (creating it for a log's
--- first append) and return it. Every statement of a VOLATILE function takes its own snapshot,
--- so a SELECT that waited for the lock sees what the previous holder committed.
+-- first append) and return it. A SELECT … FOR UPDATE that waited for the lock returns the row
+-- as the previous holder committed it (READ COMMITTED, the server's default, which the store
+-- relies on: under REPEATABLE READ a contended append fails with a serialization error).
+-- Replicas of an older tollgate do not move the head: stop them before this migration.
 -- SECURITY INVOKER (the default): row-level security applies to the caller as always.
 CREATE FUNCTION tollgate_audit_head(tenant text)
 RETURNS TABLE (next_seq bigint, logged timestamptz)
@@ -46,10 +48,11 @@ BEGIN
 END
 $$;
 
--- A tenant's watermarks by name, scoped to the tenant for this statement alone (outside a
--- transaction the statement is its own, and `set_config(…, true)` ends with it): the gate
--- reads two on every check, and a transaction of its own (BEGIN with the scope, the SELECT,
--- COMMIT) is three round trips.
+-- A tenant's watermarks by name, scoped to the tenant for this statement alone: call it
+-- outside a transaction, where the statement is its own and `set_config(…, true)` ends with
+-- it (inside one it would scope the rest of that transaction). The gate reads two on every
+-- check, and a transaction of its own (BEGIN with the scope, the SELECT, COMMIT) is three
+-- round trips.
 CREATE FUNCTION tollgate_watermarks(tenant text, wanted text[])
 RETURNS TABLE (name text, value text)
 LANGUAGE plpgsql VOLATILE AS $$
