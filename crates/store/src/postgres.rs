@@ -115,7 +115,9 @@ pub(crate) fn now() -> OffsetDateTime {
 /// `BEGIN` and the tenant's scope (and, for `durable`, a commit that waits for the WAL flush)
 /// in one simple query: one round trip instead of two for every transaction. The tenant id is
 /// 1–64 of a-z, 0-9, '-' and '_' (`TenantId` refuses anything else), and is quoted as a
-/// literal all the same.
+/// literal all the same. READ COMMITTED whatever the server's default: the audit log's lock
+/// (`tollgate_audit_head`) and the gate's batches rely on each statement seeing what was
+/// committed before it began.
 fn scoped_begin(tenant: &TenantId, durable: bool) -> String {
     let literal = tenant.as_str().replace('\'', "''");
     let durable = if durable {
@@ -123,7 +125,10 @@ fn scoped_begin(tenant: &TenantId, durable: bool) -> String {
     } else {
         ""
     };
-    format!("BEGIN; SELECT set_config('app.tenant_id', '{literal}', true){durable}")
+    format!(
+        "BEGIN ISOLATION LEVEL READ COMMITTED; \
+         SELECT set_config('app.tenant_id', '{literal}', true){durable}"
+    )
 }
 
 pub(crate) async fn scope_to(
@@ -947,11 +952,13 @@ mod tests {
         let tenant = TenantId::parse("contoso-eu_1").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             scoped_begin(&tenant, false),
-            "BEGIN; SELECT set_config('app.tenant_id', 'contoso-eu_1', true)"
+            "BEGIN ISOLATION LEVEL READ COMMITTED; \
+             SELECT set_config('app.tenant_id', 'contoso-eu_1', true)"
         );
         assert_eq!(
             scoped_begin(&tenant, true),
-            "BEGIN; SELECT set_config('app.tenant_id', 'contoso-eu_1', true), \
+            "BEGIN ISOLATION LEVEL READ COMMITTED; \
+             SELECT set_config('app.tenant_id', 'contoso-eu_1', true), \
              set_config('synchronous_commit', 'on', true)"
         );
     }

@@ -814,6 +814,31 @@ async fn concurrent_appends_from_several_replicas_keep_the_audit_log_gap_free() 
     let Some(fixture) = Fixture::postgres("audit_replicas").await else {
         return;
     };
+    appends_from_two_replicas_stay_gap_free(&fixture).await;
+}
+
+/// The per-log lock needs each statement's own snapshot (READ COMMITTED): the store asks for
+/// it in every transaction, so a server whose default is stricter changes nothing.
+#[tokio::test]
+async fn appends_stay_gap_free_where_the_server_defaults_to_repeatable_read() {
+    let Some(fixture) = Fixture::postgres("audit_repeatable_read").await else {
+        return;
+    };
+    let mut owner = PgConnection::connect(owner_url(&fixture)).await.unwrap();
+    let database: String = sqlx::query_scalar("SELECT quote_ident(current_database())")
+        .fetch_one(&mut owner)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {database} SET default_transaction_isolation = 'repeatable read'"
+    )))
+    .execute(&mut owner)
+    .await
+    .unwrap();
+    appends_from_two_replicas_stay_gap_free(&fixture).await;
+}
+
+async fn appends_from_two_replicas_stay_gap_free(fixture: &Fixture) {
     let replicas = [fixture.open_again().await, fixture.open_again().await];
     for replica in &replicas {
         replica.set_leaf_encoder(Arc::new(PlainEncoder)).unwrap();
