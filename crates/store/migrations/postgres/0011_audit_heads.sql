@@ -26,8 +26,8 @@ ALTER TABLE audit_heads FORCE ROW LEVEL SECURITY;
 
 -- Scope the caller's transaction to `tenant`, lock its log's head (creating it for a log's
 -- first append) and return it. A SELECT … FOR UPDATE that waited for the lock returns the row
--- as the previous holder committed it (READ COMMITTED, the server's default, which the store
--- relies on: under REPEATABLE READ a contended append fails with a serialization error).
+-- as the previous holder committed it (READ COMMITTED: the store begins every transaction so,
+-- whatever the server's default; under REPEATABLE READ a contended append would fail).
 -- Replicas of an older tollgate do not move the head: stop them before this migration.
 -- SECURITY INVOKER (the default): row-level security applies to the caller as always.
 CREATE FUNCTION tollgate_audit_head(tenant text)
