@@ -8,6 +8,7 @@
     reason = "a test reports failure by panicking"
 )]
 
+use std::path::Path;
 use std::sync::Arc;
 
 use sqlx::Connection as _;
@@ -77,16 +78,25 @@ fn write(n: usize, event_type: &str) -> DecisionWrite {
     }
 }
 
+/// A SQLite store at `path` and the default tenant's writer on it.
+async fn writer_on(path: &Path) -> (Arc<SqliteStore>, Arc<DecisionWriter>) {
+    let store = Arc::new(SqliteStore::open(path.to_str().unwrap()).await.unwrap());
+    store.set_leaf_encoder(Arc::new(TypeEncoder)).unwrap();
+    let writer = Arc::new(DecisionWriter::new(
+        store.clone(),
+        TenantId::default_tenant(),
+    ));
+    (store, writer)
+}
+
 /// Many checks at once: each gets its own answer after its commit, a decision whose record
 /// cannot be stored fails alone, and nothing is stored twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_decisions_are_stored_each_with_its_own_answer() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("writer.db");
-    let store = Arc::new(SqliteStore::open(path.to_str().unwrap()).await.unwrap());
-    store.set_leaf_encoder(Arc::new(TypeEncoder)).unwrap();
+    let (store, writer) = writer_on(&path).await;
     let tenant = TenantId::default_tenant();
-    let writer = Arc::new(DecisionWriter::new(store.clone(), tenant.clone()));
     let mut calls = tokio::task::JoinSet::new();
     for n in 0..64 {
         let writer = writer.clone();
@@ -140,10 +150,8 @@ async fn concurrent_decisions_are_stored_each_with_its_own_answer() {
 async fn a_database_failure_fails_the_batch_at_once_and_the_writer_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("writer.db");
-    let store = Arc::new(SqliteStore::open(path.to_str().unwrap()).await.unwrap());
-    store.set_leaf_encoder(Arc::new(TypeEncoder)).unwrap();
+    let (store, writer) = writer_on(&path).await;
     let tenant = TenantId::default_tenant();
-    let writer = Arc::new(DecisionWriter::new(store.clone(), tenant.clone()));
     writer.record(write(0, "gate.decided")).await.unwrap();
 
     let mut raw = sqlx::SqliteConnection::connect(path.to_str().unwrap())

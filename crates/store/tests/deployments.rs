@@ -19,11 +19,11 @@ use serde_json::{Map, json};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 use tollgate_domain::TenantId;
+use tollgate_store::AuditDraft;
 use tollgate_store::deployments::{
     Deployment, DeploymentFilter, DeploymentKind, RunResult, RunState, RunStatus,
 };
 use tollgate_store::gate::{DecisionFilter, GateDecision, NewDecision, Verdict};
-use tollgate_store::{AuditDraft, LeafFilter};
 
 const NOW: OffsetDateTime = datetime!(2026-11-24 10:00:00 UTC);
 
@@ -72,23 +72,6 @@ fn queued(id: &str) -> AuditDraft {
     }
 }
 
-async fn audit_types(fixture: &Fixture, tenant: &TenantId) -> Vec<String> {
-    fixture
-        .store
-        .audit_leaves(
-            tenant,
-            &LeafFilter {
-                limit: 100,
-                ..LeafFilter::default()
-            },
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|leaf| leaf.event_type)
-        .collect()
-}
-
 async fn a_deployment_and_its_audit_record_land_together_or_not_at_all(fixture: Fixture) {
     fixture
         .store
@@ -106,7 +89,7 @@ async fn a_deployment_and_its_audit_record_land_together_or_not_at_all(fixture: 
         Some(first.clone())
     );
     assert_eq!(
-        audit_types(&fixture, &contoso).await,
+        fixture.audit_types(&contoso).await,
         vec!["deployment.queued"]
     );
 
@@ -115,7 +98,7 @@ async fn a_deployment_and_its_audit_record_land_together_or_not_at_all(fixture: 
         .record_deployment(&contoso, &first, &[queued("dp_1")])
         .await;
     assert!(again.is_err());
-    assert_eq!(audit_types(&fixture, &contoso).await.len(), 1);
+    assert_eq!(fixture.audit_types(&contoso).await.len(), 1);
 
     // An audit record the log refuses takes the row with it.
     let refused = deployment("dp_2", "staging", 102, 1);
@@ -128,7 +111,7 @@ async fn a_deployment_and_its_audit_record_land_together_or_not_at_all(fixture: 
             .is_err()
     );
     assert_eq!(store.deployment(&contoso, "dp_2").await.unwrap(), None);
-    assert_eq!(audit_types(&fixture, &contoso).await.len(), 1);
+    assert_eq!(fixture.audit_types(&contoso).await.len(), 1);
 
     // Another tenant sees none of it.
     let fabrikam = tenant("fabrikam");

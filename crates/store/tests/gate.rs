@@ -23,7 +23,7 @@ use tollgate_store::gate::{
     CallbackState, CallbackTarget, DecisionFilter, DecisionWrite, GateDecision, NewDecision,
     Stored, Verdict,
 };
-use tollgate_store::{AuditDraft, JobFilter, LeafFilter, NewJob};
+use tollgate_store::{AuditDraft, JobFilter, NewJob};
 
 const NOW: OffsetDateTime = datetime!(2026-11-24 10:00:00 UTC);
 
@@ -559,23 +559,6 @@ fn write(id: &str, key: &str, event_type: &str) -> DecisionWrite {
     }
 }
 
-async fn audit_types(fixture: &Fixture) -> Vec<String> {
-    fixture
-        .store
-        .audit_leaves(
-            &tenant("contoso"),
-            &LeafFilter {
-                limit: 100,
-                ..LeafFilter::default()
-            },
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|leaf| leaf.event_type)
-        .collect()
-}
-
 /// The decision stored under `id`: the earlier one or one of the batch.
 fn batch_decision(
     batch: &[DecisionWrite],
@@ -625,7 +608,10 @@ async fn a_batch_of_decisions_is_stored_together_or_not_at_all(fixture: Fixture)
             existing("d1")
         ]
     );
-    assert_eq!(audit_types(&fixture).await, ["d0", "d1", "d2"]);
+    assert_eq!(
+        fixture.audit_types(&tenant("contoso")).await,
+        ["d0", "d1", "d2"]
+    );
     assert_eq!(callback_jobs(&fixture).await, 3);
     for id in ["d1", "d2"] {
         assert!(
@@ -652,7 +638,10 @@ async fn a_batch_of_decisions_is_stored_together_or_not_at_all(fixture: Fixture)
             "{id}"
         );
     }
-    assert_eq!(audit_types(&fixture).await, ["d0", "d1", "d2"]);
+    assert_eq!(
+        fixture.audit_types(&tenant("contoso")).await,
+        ["d0", "d1", "d2"]
+    );
     assert_eq!(callback_jobs(&fixture).await, 3);
     assert!(
         store

@@ -12,14 +12,13 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Fixture, fresh_database, postgres_urls, role_of, with_database};
+use common::{Fixture, PlainEncoder, fresh_database, postgres_urls, role_of, with_database};
 use serde_json::{Map, json};
 use sqlx::{Connection, PgConnection, Row};
 use time::macros::datetime;
 use tollgate_domain::{InventoryItem, ResourceKind, TenantId};
 use tollgate_store::{
-    AuditDraft, EncodedLeaf, LeafEncoder, NewEvent, NewJob, PostgresStore, Replace, StoreError,
-    StoredApiKey, SyncMode,
+    AuditDraft, NewEvent, NewJob, PostgresStore, Replace, StoreError, StoredApiKey, SyncMode,
 };
 
 /// Every table that holds tenant rows (`every_table_is_in_the_row_level_security_tests` checks
@@ -46,29 +45,6 @@ const TENANT_TABLES: &[&str] = &[
     "deployments",
 ];
 
-struct PlainEncoder;
-
-impl LeafEncoder for PlainEncoder {
-    fn encode(
-        &self,
-        tenant: &TenantId,
-        draft: &AuditDraft,
-        seq: u64,
-        _logged: time::OffsetDateTime,
-    ) -> Result<EncodedLeaf, String> {
-        let bytes = format!("{tenant}/{seq}/{}", draft.event_type).into_bytes();
-        let mut hash = [0_u8; 32];
-        for (i, byte) in bytes.iter().enumerate() {
-            hash[i % 32] ^= byte;
-        }
-        Ok(EncodedLeaf {
-            record_id: format!("{tenant}-{seq}"),
-            bytes,
-            hash,
-        })
-    }
-}
-
 fn draft(event_type: &str) -> AuditDraft {
     AuditDraft {
         event_type: event_type.to_owned(),
@@ -93,6 +69,19 @@ fn owner_url(fixture: &Fixture) -> &str {
 }
 
 /// Rows of one tenant in every table, written through the store.
+/// Tenants `tenant-a` and `tenant-b`, each with a row in every tenant table.
+async fn two_filled_tenants(fixture: &Fixture) -> (TenantId, TenantId) {
+    fixture
+        .store
+        .set_leaf_encoder(Arc::new(PlainEncoder))
+        .unwrap();
+    let a = TenantId::parse("tenant-a").unwrap();
+    let b = TenantId::parse("tenant-b").unwrap();
+    fill(fixture, &a).await;
+    fill(fixture, &b).await;
+    (a, b)
+}
+
 async fn fill(fixture: &Fixture, tenant: &TenantId) {
     let store = &*fixture.store;
     let run = store
@@ -375,14 +364,7 @@ async fn row_level_security_hides_other_tenants_rows_from_a_query_that_forgets_i
     let Some(fixture) = Fixture::postgres("rls_hides").await else {
         return;
     };
-    fixture
-        .store
-        .set_leaf_encoder(Arc::new(PlainEncoder))
-        .unwrap();
-    let a = TenantId::parse("tenant-a").unwrap();
-    let b = TenantId::parse("tenant-b").unwrap();
-    fill(&fixture, &a).await;
-    fill(&fixture, &b).await;
+    two_filled_tenants(&fixture).await;
 
     let as_a = visible_rows(
         app_url(&fixture),
@@ -597,14 +579,7 @@ async fn the_one_statement_reads_scope_their_statement_alone() {
     let Some(fixture) = Fixture::postgres("one_statement_reads").await else {
         return;
     };
-    fixture
-        .store
-        .set_leaf_encoder(Arc::new(PlainEncoder))
-        .unwrap();
-    let a = TenantId::parse("tenant-a").unwrap();
-    let b = TenantId::parse("tenant-b").unwrap();
-    fill(&fixture, &a).await;
-    fill(&fixture, &b).await;
+    let (a, b) = two_filled_tenants(&fixture).await;
     fixture
         .store
         .append_audit(&a, &[draft("extra")])

@@ -137,6 +137,23 @@ pub async fn fresh_database(owner_url: &str, test: &str) -> String {
 }
 
 impl Fixture {
+    /// The event types in `tenant`'s audit log, in order (its first hundred).
+    pub async fn audit_types(&self, tenant: &tollgate_domain::TenantId) -> Vec<String> {
+        self.store
+            .audit_leaves(
+                tenant,
+                &tollgate_store::LeafFilter {
+                    limit: 100,
+                    ..tollgate_store::LeafFilter::default()
+                },
+            )
+            .await
+            .expect("the audit log")
+            .into_iter()
+            .map(|leaf| leaf.event_type)
+            .collect()
+    }
+
     pub async fn sqlite() -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir
