@@ -915,7 +915,7 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
     let audit = Arc::new(audit_service(config, parts.store.clone()).await?);
     record_what_started(config, &parts, &audit).await?;
     let tenancy = Arc::new(tenancy_service(config, parts.store.clone(), audit.clone())?);
-    let state = crate::http::AppState {
+    let state = crate::http::AppState::new(crate::http::AppContext {
         tenancy,
         tenants: parts.tenants.clone(),
         authenticator: authenticator.0,
@@ -937,7 +937,7 @@ pub async fn run_server(config: &Config, with_workers: bool) -> Result<()> {
         wake: parts.wake.clone(),
         max_attempts: config.worker.max_attempts,
         audit: audit.clone(),
-    };
+    });
     let listener = crate::http::bind(&config.server.listen).await?;
     let address = listener.local_addr()?;
     // The first line on stdout is the address (tests and scripts read it).

@@ -51,9 +51,29 @@ pub trait Readiness: Send + Sync {
     async fn check(&self) -> Result<()>;
 }
 
-/// What every handler can reach.
+/// What every handler can reach, behind one `Arc`: axum clones the state for every request
+/// and again for each middleware layer, and one reference count to move is cheaper than a
+/// dozen (the gate's profile under load had ≈ 4 % of the server's CPU in cloning and dropping
+/// the state's fields).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppContext>);
+
+impl AppState {
+    pub fn new(context: AppContext) -> Self {
+        Self(Arc::new(context))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppContext;
+
+    fn deref(&self) -> &AppContext {
+        &self.0
+    }
+}
+
+/// The services and settings [`AppState`] shares.
+pub struct AppContext {
     pub tenants: Arc<Tenants>,
     pub authenticator: Arc<crate::auth::authenticator::Authenticator>,
     pub rate_limiter: Arc<RateLimiter>,
@@ -73,7 +93,7 @@ pub struct AppState {
     pub tenancy: Arc<crate::services::tenancy::TenancyService>,
 }
 
-impl AppState {
+impl AppContext {
     /// Read queue depth and lag from the store, so every replica reports the shared queue.
     pub async fn refresh_queue_metrics(&self) {
         let Some(events) = &self.events else { return };
