@@ -58,8 +58,8 @@ fn write(n: usize, event_type: &str) -> DecisionWrite {
                 pipeline: None,
                 run_id: Some(n as u64),
                 requested_by: None,
-                findings: json!([]),
-                input: json!({"n": n}),
+                findings: tollgate_domain::CanonicalJson::new(&json!([])).unwrap(),
+                input: tollgate_domain::CanonicalJson::new(&json!({"n": n})).unwrap(),
                 callback: None,
                 callback_state: None,
                 approval_id: None,
@@ -70,6 +70,7 @@ fn write(n: usize, event_type: &str) -> DecisionWrite {
             callback_job: None,
         },
         audit: vec![AuditDraft {
+            encoded: Default::default(),
             event_type: event_type.to_owned(),
             time: now,
             fields: Map::new(),

@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::macros::datetime;
 use tollgate::config::{self, Config, Overrides};
-use tollgate::services::gate::DeploymentRequest;
+use tollgate::services::audit_events::Actor;
+use tollgate::services::gate::{DeploymentRequest, RequestSource};
 use tollgate::services::sync::{ModeRequest, NoProgress};
 use tollgate::startup;
 use tollgate_domain::{InventoryItem, ResourceKind, SecretString, TenantId};
@@ -82,6 +83,12 @@ async fn a_changed_build_is_seen_by_the_next_check_about_the_same_run() {
     let (_, again, same_input) = gate.judge(&request, TUESDAY).await.unwrap();
     assert_eq!(same_input, input);
     assert_eq!(format!("{again:?}"), format!("{findings:?}"));
+    // Through a recorded decision (the judgement kept for the version and the second).
+    let system = Actor::system();
+    let validate = || gate.validate(request.clone(), RequestSource::Api, &system);
+    let before = validate().await.unwrap();
+    assert!(!mentions(&before.findings, "GATE-08"), "{before:?}");
+    assert!(!mentions(&validate().await.unwrap().findings, "GATE-08"));
 
     // A sync records that the build failed after all.
     let mut raw: Value = serde_json::from_str(&build.raw).unwrap();
@@ -118,6 +125,19 @@ async fn a_changed_build_is_seen_by_the_next_check_about_the_same_run() {
     assert!(
         mentions(&findings, "GATE-08"),
         "the quality gate judges the failed build: {findings:?}"
+    );
+    // A decision right after the sync (within the same second as the last, as likely as
+    // not) is not answered from the judgement kept for the older version.
+    let after = validate().await.unwrap();
+    assert!(mentions(&after.findings, "GATE-08"), "{after:?}");
+    let recorded = store
+        .decision(&tenant, &after.decision_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        recorded.input.to_value().unwrap()["build"]["result"],
+        "failed"
     );
 }
 

@@ -57,7 +57,7 @@ impl LeafEncoder for RecordEncoder {
             id: &id,
             logged,
         };
-        let leaf = record::build_leaf(&placement, draft.time, &draft.fields)
+        let leaf = record::build_leaf_with(&placement, draft.time, &draft.fields, &draft.encoded)
             .map_err(|error| error.to_string())?;
         Ok(EncodedLeaf {
             record_id: id,

@@ -4,8 +4,12 @@
 //! docs/AUDIT.md is generated from [`AuditEvent::ALL`] (`TOLLGATE_WRITE_DOCS=1 cargo test
 //! --test audit_docs`), so the list and the code cannot drift apart.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
+use tollgate_domain::CanonicalJson;
+use tollgate_domain::json::Member;
 use tollgate_store::AuditDraft;
 
 use crate::auth::Principal;
@@ -283,6 +287,8 @@ pub struct Record {
     actor: Actor,
     target: Option<Target>,
     details: Map<String, Value>,
+    /// Details already in canonical form (shared by many records: a gate decision's input).
+    encoded_details: Vec<(String, CanonicalJson)>,
     dedupe_key: Option<String>,
 }
 
@@ -297,6 +303,7 @@ impl Record {
             actor: actor.clone(),
             target: None,
             details: Map::new(),
+            encoded_details: Vec::new(),
             dedupe_key: None,
         }
     }
@@ -333,6 +340,14 @@ impl Record {
         self
     }
 
+    /// A field of `details` already in canonical form: its bytes go into the record as they
+    /// are (a value many records share is encoded once, not once per record).
+    #[must_use]
+    pub fn detail_encoded(mut self, name: &str, value: CanonicalJson) -> Self {
+        self.encoded_details.push((name.to_owned(), value));
+        self
+    }
+
     #[must_use]
     pub fn dedupe_key(mut self, key: impl Into<String>) -> Self {
         self.dedupe_key = Some(key.into());
@@ -340,7 +355,7 @@ impl Record {
     }
 
     /// The draft the store appends.
-    pub fn draft(self) -> AuditDraft {
+    pub fn draft(mut self) -> AuditDraft {
         let mut event = Map::new();
         event.insert("type".to_owned(), json!(self.event.as_str()));
         event.insert("category".to_owned(), json!(self.event.category()));
@@ -356,10 +371,37 @@ impl Record {
         if let Some(target) = &self.target {
             fields.insert("target".to_owned(), target.to_json());
         }
-        if !self.details.is_empty() {
+        let mut encoded = BTreeMap::new();
+        if !self.encoded_details.is_empty() {
+            let members = self
+                .details
+                .iter()
+                .map(|(name, value)| (name.as_str(), Member::Value(value)))
+                .chain(
+                    self.encoded_details
+                        .iter()
+                        .map(|(name, value)| (name.as_str(), Member::Encoded(value))),
+                );
+            // Encoded here, on the caller's task, so the log's writer only copies the bytes.
+            // A detail the canonical form refuses (a float) goes into the draft as a value,
+            // and the encoder refuses the record naming where, as for any other record.
+            match CanonicalJson::object(members) {
+                Ok(details) => {
+                    encoded.insert("details".to_owned(), details);
+                }
+                Err(_) => {
+                    for (name, value) in &self.encoded_details {
+                        let value = value.to_value().unwrap_or(Value::Null);
+                        self.details.insert(name.clone(), value);
+                    }
+                }
+            }
+        }
+        if !self.details.is_empty() && encoded.is_empty() {
             fields.insert("details".to_owned(), Value::Object(self.details));
         }
         AuditDraft {
+            encoded,
             event_type: self.event.as_str().to_owned(),
             time: self.time,
             fields,

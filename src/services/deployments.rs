@@ -770,7 +770,7 @@ impl DeploymentService {
                 None => None,
             };
             let findings: Vec<JudgedFinding> =
-                serde_json::from_value(decision.findings.clone()).unwrap_or_default();
+                serde_json::from_str(decision.findings.as_str()).unwrap_or_default();
             summaries.push(RunDecision {
                 id: decision.id,
                 source: decision.source,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use tollgate_ado::{AdoClient, PlanEvent};
-use tollgate_domain::{InventoryItem, ResourceKind, SecretString, TenantId};
+use tollgate_domain::{CanonicalJson, InventoryItem, ResourceKind, SecretString, TenantId};
 use tollgate_policy::{GateEffect, GateFinding, PolicySet};
 use tollgate_store::gate::{
     Approval, ApprovalChange, ApprovalOutcome, ApprovalRefusal, ApprovalState, ApprovalVote,
@@ -348,6 +348,9 @@ pub struct GateService {
 pub struct GateMemory {
     facts: Memo<Facts>,
     verdicts: Memo<(Verdict, Vec<JudgedFinding>)>,
+    /// Each request's judgement, encoded, for the inventory's version and the second it was
+    /// judged in: a burst of checks about one run builds, judges and encodes its input once.
+    judgements: Memo<Judgement>,
     /// The capability and the inventory's version, read once for every check that asked
     /// while the previous read was under way.
     latest: SharedRead<(Setting, Option<String>)>,
@@ -357,11 +360,66 @@ pub struct GateMemory {
 /// repository, every deployment of its pipeline), and a burst is about a handful of runs.
 const RUNS_KEPT: usize = 128;
 
+/// What the rules made of one input, with the input and the findings in canonical form: the
+/// decision row and the audit record of every check it answers copy these bytes.
+struct Judgement {
+    verdict: Verdict,
+    findings: Vec<JudgedFinding>,
+    findings_json: CanonicalJson,
+    input: CanonicalJson,
+    /// From the input's run: who asked, which pipeline, which run, which project.
+    requested_by: Option<String>,
+    pipeline: Option<String>,
+    run_id: Option<u64>,
+    project: Option<String>,
+}
+
+impl Judgement {
+    fn new(verdict: Verdict, findings: Vec<JudgedFinding>, input: &Value) -> Result<Self> {
+        let findings_json = serde_json::to_value(&findings)
+            .map_err(anyhow::Error::from)
+            .and_then(|value| Ok(CanonicalJson::new(&value)?))
+            .context("encoding the findings")?;
+        let run = input.get("run").unwrap_or(&Value::Null);
+        Ok(Self {
+            verdict,
+            findings_json,
+            input: CanonicalJson::new(input).context("encoding the rules' input")?,
+            requested_by: text(run, &["requestedFor"]),
+            pipeline: text(run, &["pipeline", "name"]),
+            run_id: run.get("id").and_then(Value::as_u64),
+            project: text(run, &["project"]),
+            findings,
+        })
+    }
+
+    /// The same judgement with one more finding and another verdict (a switched-off
+    /// capability overriding the rules).
+    fn overridden(&self, verdict: Verdict, finding: JudgedFinding) -> Result<Self> {
+        let mut findings = self.findings.clone();
+        findings.push(finding);
+        let findings_json =
+            CanonicalJson::new(&serde_json::to_value(&findings).context("encoding the findings")?)
+                .context("encoding the findings")?;
+        Ok(Self {
+            verdict,
+            findings,
+            findings_json,
+            input: self.input.clone(),
+            requested_by: self.requested_by.clone(),
+            pipeline: self.pipeline.clone(),
+            run_id: self.run_id,
+            project: self.project.clone(),
+        })
+    }
+}
+
 impl Default for GateMemory {
     fn default() -> Self {
         Self {
             facts: Memo::with_capacity(RUNS_KEPT),
             verdicts: Memo::default(),
+            judgements: Memo::with_capacity(RUNS_KEPT),
             latest: SharedRead::default(),
         }
     }
@@ -556,31 +614,8 @@ impl GateService {
                 )
             })
             .await;
-        let (mut verdict, mut findings, input) = if evaluate.enabled {
-            match self.input_at(&request, &environment, now, version).await {
-                Ok(input) => {
-                    let (verdict, findings) = self.evaluate(&input, &environment)?;
-                    (verdict, findings, input)
-                }
-                Err(error) => {
-                    // The facts could not be read: never allow on missing facts.
-                    let degraded = JudgedFinding {
-                        rule: "capability:gate.evaluate".to_owned(),
-                        effect: GateEffect::Approval,
-                        action: "degrade".to_owned(),
-                        enforced: Some(GateEffect::Approval),
-                        message: format!(
-                            "the gate could not read the facts ({error:#}); people must approve"
-                        ),
-                        evidence: Value::Null,
-                    };
-                    (
-                        Verdict::Approval,
-                        vec![degraded],
-                        json!({"request": request}),
-                    )
-                }
-            }
+        let mut judgement = if evaluate.enabled {
+            self.judgement(&request, &environment, now, version).await?
         } else {
             let (verdict, effect) = match evaluate.fallback {
                 Fallback::Error => (Verdict::Deny, GateEffect::Deny),
@@ -601,31 +636,41 @@ impl GateService {
                 ),
                 evidence: Value::Null,
             };
-            (verdict, vec![finding], json!({"request": request}))
+            Arc::new(Judgement::new(
+                verdict,
+                vec![finding],
+                &json!({"request": request}),
+            )?)
         };
-        if verdict == Verdict::Approval {
+        if judgement.verdict == Verdict::Approval {
             let approvals = self
                 .capabilities
                 .get(&self.tenant, Capability::GateApprovals)
                 .await;
             if !approvals.enabled {
-                verdict = Verdict::Deny;
-                findings.push(JudgedFinding {
-                    rule: "capability:gate.approvals".to_owned(),
-                    effect: GateEffect::Deny,
-                    action: approvals.fallback.as_str().to_owned(),
-                    enforced: Some(GateEffect::Deny),
-                    message: "approvals are switched off, so a deployment that needs one is denied"
-                        .to_owned(),
-                    evidence: Value::Null,
-                });
+                judgement = Arc::new(judgement.overridden(
+                    Verdict::Deny,
+                    JudgedFinding {
+                        rule: "capability:gate.approvals".to_owned(),
+                        effect: GateEffect::Deny,
+                        action: approvals.fallback.as_str().to_owned(),
+                        enforced: Some(GateEffect::Deny),
+                        message:
+                            "approvals are switched off, so a deployment that needs one is denied"
+                                .to_owned(),
+                        evidence: Value::Null,
+                    },
+                )?);
             }
         }
-        let run = input.get("run").cloned().unwrap_or(Value::Null);
-        let requested_by = text(&run, &["requestedFor"]);
-        let pipeline = text(&run, &["pipeline", "name"]);
-        let run_id = run.get("id").and_then(Value::as_u64);
-        let project = text(&run, &["project"]).unwrap_or_else(|| request.project.clone());
+        let verdict = judgement.verdict;
+        let requested_by = judgement.requested_by.clone();
+        let pipeline = judgement.pipeline.clone();
+        let run_id = judgement.run_id;
+        let project = judgement
+            .project
+            .clone()
+            .unwrap_or_else(|| request.project.clone());
         let id = new_id("gd_", now);
         let is_callback = mode == "callback";
         let approval = (verdict == Verdict::Approval && mode != "dry-run").then(|| Approval {
@@ -637,7 +682,8 @@ impl GateService {
             pipeline: pipeline.clone(),
             run_id,
             requested_by: requested_by.clone(),
-            reasons: findings
+            reasons: judgement
+                .findings
                 .iter()
                 .filter(|f| f.enforced == Some(GateEffect::Approval))
                 .map(|f| f.message.clone())
@@ -661,8 +707,8 @@ impl GateService {
             pipeline,
             run_id,
             requested_by,
-            findings: serde_json::to_value(&findings).context("encoding the findings")?,
-            input: input.clone(),
+            findings: judgement.findings_json.clone(),
+            input: judgement.input.clone(),
             callback: callback.as_ref().map(|(target, _)| target.clone()),
             callback_state: is_callback.then_some(if verdict == Verdict::Approval {
                 CallbackState::Waiting
@@ -685,8 +731,8 @@ impl GateService {
                 .detail("mode", json!(mode))
                 .detail("source", json!(source.as_str()))
                 .detail("runId", json!(run_id))
-                .detail("findings", decision.findings.clone())
-                .detail("input", input)
+                .detail_encoded("findings", judgement.findings_json.clone())
+                .detail_encoded("input", judgement.input.clone())
                 .draft(),
         ];
         if let Some(approval) = &approval {
@@ -708,7 +754,74 @@ impl GateService {
         {
             self.notify(approval, NoticeKind::Requested).await;
         }
-        self.answer_for(recorded.decision, recorded.created).await
+        if recorded.created {
+            // The decision as written: its approval is the one just opened, its findings the
+            // judgement's (read nothing back, parse nothing again).
+            return Ok(GateAnswer {
+                decision_id: recorded.decision.id,
+                verdict,
+                approval: approval.as_ref().map(ApprovalSummary::of),
+                findings: judgement.findings.clone(),
+                fresh: true,
+            });
+        }
+        self.answer_for(recorded.decision, false).await
+    }
+
+    /// The judgement of `request` at `now`: kept from a check about the same request within
+    /// the same second at the same inventory version, or made now (and kept). Facts that
+    /// cannot be read degrade the verdict to an approval, never to an allow.
+    async fn judgement(
+        &self,
+        request: &DeploymentRequest,
+        environment: &EnvironmentGate,
+        now: OffsetDateTime,
+        version: Option<String>,
+    ) -> Result<Arc<Judgement>> {
+        let second = now.replace_nanosecond(0).unwrap_or(now);
+        let kept_under = match &version {
+            Some(version) => Some((
+                format!("{version}\n{}", second.unix_timestamp()),
+                serde_json::to_string(request).context("encoding the request")?,
+            )),
+            None => None,
+        };
+        if let Some((generation, key)) = &kept_under
+            && let Some(kept) = self.memory.judgements.get(generation, key)
+        {
+            return Ok(kept);
+        }
+        let judgement = match self.input_at(request, environment, now, version).await {
+            Ok(input) => {
+                let (verdict, findings) = self.evaluate(&input, environment)?;
+                Arc::new(Judgement::new(verdict, findings, &input)?)
+            }
+            Err(error) => {
+                // The facts could not be read: never allow on missing facts (and keep nothing:
+                // the next check tries again).
+                let degraded = JudgedFinding {
+                    rule: "capability:gate.evaluate".to_owned(),
+                    effect: GateEffect::Approval,
+                    action: "degrade".to_owned(),
+                    enforced: Some(GateEffect::Approval),
+                    message: format!(
+                        "the gate could not read the facts ({error:#}); people must approve"
+                    ),
+                    evidence: Value::Null,
+                };
+                return Ok(Arc::new(Judgement::new(
+                    Verdict::Approval,
+                    vec![degraded],
+                    &json!({"request": request}),
+                )?));
+            }
+        };
+        if let Some((generation, key)) = kept_under {
+            self.memory
+                .judgements
+                .put(&generation, key, judgement.clone());
+        }
+        Ok(judgement)
     }
 
     async fn answer_for(&self, decision: GateDecision, fresh: bool) -> Result<GateAnswer> {
@@ -717,7 +830,7 @@ impl GateService {
             None => None,
         };
         let findings: Vec<JudgedFinding> =
-            serde_json::from_value(decision.findings.clone()).unwrap_or_default();
+            serde_json::from_str(decision.findings.as_str()).unwrap_or_default();
         Ok(GateAnswer {
             decision_id: decision.id,
             verdict: decision.verdict,

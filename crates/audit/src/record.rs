@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
+use tollgate_domain::json::{self, CanonicalError, CanonicalJson, Member};
+
 use crate::merkle::{self, Hash};
 
 pub const SCHEMA: &str = "tollgate/v1";
@@ -14,9 +16,6 @@ pub const SCHEMA: &str = "tollgate/v1";
 /// The largest canonical record: one record always fits a Splunk HEC event and a Logs
 /// Ingestion row.
 pub const MAX_RECORD_BYTES: usize = 32 * 1024;
-
-/// The largest integer every JSON consumer reads exactly (2^53 − 1).
-const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 /// Reserved record types.
 pub mod types {
@@ -41,6 +40,18 @@ pub enum RecordError {
     NotCanonical(String),
     #[error("time {0} cannot be written")]
     Time(String),
+    #[error("field {0:?} is given twice")]
+    Twice(String),
+}
+
+impl From<CanonicalError> for RecordError {
+    fn from(error: CanonicalError) -> Self {
+        match error {
+            CanonicalError::Float { path } => RecordError::Float { path },
+            CanonicalError::IntegerRange { path } => RecordError::IntegerRange { path },
+            CanonicalError::Encoding(message) => RecordError::NotCanonical(message),
+        }
+    }
 }
 
 /// A time as records write it: RFC 3339 UTC with exactly six decimals.
@@ -84,10 +95,27 @@ pub fn build_leaf(
     time: OffsetDateTime,
     fields: &Map<String, Value>,
 ) -> Result<Leaf, RecordError> {
+    build_leaf_with(placement, time, fields, &BTreeMap::new())
+}
+
+/// [`build_leaf`] with some fields already in canonical form (`encoded`): their bytes are
+/// copied as they are, so a part many records share (a gate decision's input) is encoded once.
+pub fn build_leaf_with(
+    placement: &Placement<'_>,
+    time: OffsetDateTime,
+    fields: &Map<String, Value>,
+    encoded: &BTreeMap<String, CanonicalJson>,
+) -> Result<Leaf, RecordError> {
     for reserved in ["schema", "origin", "seq", "id", "time", "logged"] {
-        if fields.contains_key(reserved) {
+        if fields.contains_key(reserved) || encoded.contains_key(reserved) {
             return Err(RecordError::Reserved(reserved.to_owned()));
         }
+    }
+    if let Some(twice) = encoded
+        .keys()
+        .find(|name| fields.contains_key(name.as_str()))
+    {
+        return Err(RecordError::Twice(twice.clone()));
     }
     let assigned = [
         ("schema", Value::from(SCHEMA)),
@@ -97,33 +125,20 @@ pub fn build_leaf(
         ("time", Value::from(format_time(time)?)),
         ("logged", Value::from(format_time(placement.logged)?)),
     ];
-    let mut record: BTreeMap<&str, &Value> = assigned.iter().map(|(k, v)| (*k, v)).collect();
-    record.extend(fields.iter().map(|(k, v)| (k.as_str(), v)));
-    let mut ascii_keys = true;
-    for value in record.values() {
-        if !plain(value, &mut ascii_keys) {
-            // Find where, for the message (the slow path: only for a record refused anyway).
-            let owned: Map<String, Value> = record
+    let members = assigned
+        .iter()
+        .map(|(name, value)| (*name, Member::Value(value)))
+        .chain(
+            fields
                 .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).clone()))
-                .collect();
-            check_numbers(&Value::Object(owned), "$")?;
-        }
-    }
-    let bytes = if ascii_keys && record.keys().all(|key| key.is_ascii()) {
-        // Without floats and with ASCII keys only, RFC 8785 is what serde_json writes for a
-        // map sorted by key: UTF-16 and UTF-8 order agree on ASCII, integers are plain
-        // decimals, and both escape exactly `"`, `\` and control characters (short forms
-        // for \b \t \n \f \r, else \u00xx in lower case). It spares the canonicalizer and
-        // a deep copy of the fields on every record (`jcs_agrees_on_plain_records`).
-        serde_json::to_vec(&record).map_err(|error| RecordError::NotCanonical(error.to_string()))?
-    } else {
-        let owned: Map<String, Value> = record
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).clone()))
-            .collect();
-        canonical(&Value::Object(owned))?
-    };
+                .map(|(name, value)| (name.as_str(), Member::Value(value))),
+        )
+        .chain(
+            encoded
+                .iter()
+                .map(|(name, value)| (name.as_str(), Member::Encoded(value))),
+        );
+    let bytes = json::canonical_object_text(members)?.into_bytes();
     if bytes.len() > MAX_RECORD_BYTES {
         return Err(RecordError::TooLarge { size: bytes.len() });
     }
@@ -131,69 +146,9 @@ pub fn build_leaf(
     Ok(Leaf { bytes, hash })
 }
 
-/// True when `value` holds no float and no integer outside ±(2^53−1) (what
-/// [`check_numbers`] refuses); clears `ascii_keys` on meeting a key that is not ASCII.
-fn plain(value: &Value, ascii_keys: &mut bool) -> bool {
-    match value {
-        Value::Number(number) => {
-            !number.is_f64()
-                && (number.as_u64().is_some_and(|n| n <= MAX_SAFE_INTEGER)
-                    || number
-                        .as_i64()
-                        .is_some_and(|n| n.unsigned_abs() <= MAX_SAFE_INTEGER))
-        }
-        Value::Array(items) => items.iter().all(|item| plain(item, ascii_keys)),
-        Value::Object(map) => map.iter().all(|(key, item)| {
-            if !key.is_ascii() {
-                *ascii_keys = false;
-            }
-            plain(item, ascii_keys)
-        }),
-        _ => true,
-    }
-}
-
 /// RFC 8785 canonical bytes of a JSON value.
 pub fn canonical(value: &Value) -> Result<Vec<u8>, RecordError> {
-    serde_json_canonicalizer::to_vec(value)
-        .map_err(|error| RecordError::NotCanonical(error.to_string()))
-}
-
-/// Floats have no single canonical spelling across producers; records refuse them.
-pub fn check_numbers(value: &Value, path: &str) -> Result<(), RecordError> {
-    match value {
-        Value::Number(number) => {
-            if number.is_f64() {
-                return Err(RecordError::Float {
-                    path: path.to_owned(),
-                });
-            }
-            let within = number
-                .as_u64()
-                .map(|n| n <= MAX_SAFE_INTEGER)
-                .or_else(|| {
-                    number
-                        .as_i64()
-                        .map(|n| n.unsigned_abs() <= MAX_SAFE_INTEGER)
-                })
-                .unwrap_or(false);
-            if within {
-                Ok(())
-            } else {
-                Err(RecordError::IntegerRange {
-                    path: path.to_owned(),
-                })
-            }
-        }
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .try_for_each(|(i, item)| check_numbers(item, &format!("{path}[{i}]"))),
-        Value::Object(map) => map
-            .iter()
-            .try_for_each(|(key, item)| check_numbers(item, &format!("{path}.{key}"))),
-        _ => Ok(()),
-    }
+    Ok(json::canonical_bytes(value)?)
 }
 
 /// A fresh UUIDv7-shaped id (48-bit Unix milliseconds, version 7, random rest): ordered by
@@ -223,6 +178,7 @@ pub fn new_record_id(at: OffsetDateTime) -> String {
 mod tests {
     use serde_json::json;
     use time::macros::datetime;
+    use tollgate_domain::json::plain;
 
     use super::*;
 

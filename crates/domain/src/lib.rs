@@ -16,6 +16,8 @@ pub mod ado_api;
 pub mod ids;
 /// Inventory items: one ADO object as stored, with its raw JSON.
 pub mod inventory;
+/// JSON in RFC 8785 form, encoded once and shared (audit records, gate decisions).
+pub mod json;
 /// The kinds of ADO resource the inventory holds.
 pub mod kind;
 /// Secrets that never print.
@@ -23,5 +25,6 @@ pub mod secret;
 
 pub use ids::{SyncRunId, TenantId, TenantIdError};
 pub use inventory::InventoryItem;
+pub use json::{CanonicalError, CanonicalJson};
 pub use kind::{ResourceKind, UnknownKind};
 pub use secret::SecretString;

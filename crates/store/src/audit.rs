@@ -7,10 +7,12 @@
 //! and hash. Canonical form and hashing are the audit crate's business; the store never
 //! interprets a leaf.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
-use tollgate_domain::TenantId;
+use tollgate_domain::{CanonicalJson, TenantId};
 
 use crate::StoreError;
 
@@ -23,6 +25,9 @@ pub struct AuditDraft {
     /// When it happened.
     pub time: OffsetDateTime,
     pub fields: Map<String, Value>,
+    /// Fields already in canonical form, copied into the record as they are (a part many
+    /// records share, encoded once: a gate decision's details with the rules' input).
+    pub encoded: BTreeMap<String, CanonicalJson>,
     /// A source's own id (an ADO audit entry's): a draft whose key is already in the
     /// tenant's log is not appended again.
     pub dedupe_key: Option<String>,

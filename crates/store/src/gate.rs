@@ -13,9 +13,8 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use time::OffsetDateTime;
-use tollgate_domain::TenantId;
+use tollgate_domain::{CanonicalJson, TenantId};
 
 use crate::{AuditDraft, NewJob, StoreError};
 
@@ -110,9 +109,10 @@ pub struct GateDecision {
     pub run_id: Option<u64>,
     pub requested_by: Option<String>,
     /// What each gate rule said (rule, effect, action, message, evidence).
-    pub findings: Value,
-    /// The input the rules judged (facts, without secrets), for audit and backtests.
-    pub input: Value,
+    pub findings: CanonicalJson,
+    /// The input the rules judged (facts, without secrets), for audit and backtests. Shared
+    /// by every decision a burst of checks about one run makes (encoded once).
+    pub input: CanonicalJson,
     pub callback: Option<CallbackTarget>,
     pub callback_state: Option<CallbackState>,
     pub approval_id: Option<String>,

@@ -64,6 +64,7 @@ fn draft(event_type: &str, dedupe_key: Option<&str>) -> AuditDraft {
     let mut fields = Map::new();
     fields.insert("note".to_owned(), json!(event_type));
     AuditDraft {
+        encoded: Default::default(),
         event_type: event_type.to_owned(),
         time: datetime!(2026-05-04 12:00 UTC),
         fields,

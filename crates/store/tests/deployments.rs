@@ -65,6 +65,7 @@ fn queued(id: &str) -> AuditDraft {
     let mut fields = Map::new();
     fields.insert("deployment".to_owned(), json!(id));
     AuditDraft {
+        encoded: Default::default(),
         event_type: "deployment.queued".to_owned(),
         time: NOW,
         fields,
@@ -283,8 +284,8 @@ fn decision(id: &str, run_id: Option<u64>) -> NewDecision {
             pipeline: None,
             run_id,
             requested_by: None,
-            findings: json!([]),
-            input: json!({}),
+            findings: tollgate_domain::CanonicalJson::new(&json!([])).unwrap(),
+            input: tollgate_domain::CanonicalJson::new(&json!({})).unwrap(),
             callback: None,
             callback_state: None,
             approval_id: None,

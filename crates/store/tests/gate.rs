@@ -43,8 +43,12 @@ fn decision(id: &str, key: &str, verdict: Verdict) -> GateDecision {
         pipeline: Some("payments-api".to_owned()),
         run_id: Some(100),
         requested_by: Some("dev@fabrikam.example".to_owned()),
-        findings: json!([{"rule": "GATE-01", "effect": "approval"}]),
-        input: json!({"environment": {"name": "production"}}),
+        findings: tollgate_domain::CanonicalJson::new(
+            &json!([{"rule": "GATE-01", "effect": "approval"}]),
+        )
+        .unwrap(),
+        input: tollgate_domain::CanonicalJson::new(&json!({"environment": {"name": "production"}}))
+            .unwrap(),
         callback: Some(CallbackTarget {
             project_id: "p".into(),
             hub_name: "checks".into(),
@@ -530,6 +534,7 @@ async fn the_migration_fills_run_and_source_of_earlier_decisions(fixture: Fixtur
 
 fn decided(event_type: &str) -> AuditDraft {
     AuditDraft {
+        encoded: Default::default(),
         event_type: event_type.to_owned(),
         time: NOW,
         fields: Map::new(),

@@ -64,6 +64,7 @@ impl LeafEncoder for Encoder {
 
 fn draft(event_type: &str) -> AuditDraft {
     AuditDraft {
+        encoded: Default::default(),
         event_type: event_type.to_owned(),
         time: AT,
         fields: Map::new(),
@@ -549,8 +550,8 @@ fn gate_decision(id: &str, key: &str) -> GateDecision {
         pipeline: None,
         run_id: Some(1),
         requested_by: None,
-        findings: json!([]),
-        input: json!({}),
+        findings: tollgate_domain::CanonicalJson::new(&json!([])).unwrap(),
+        input: tollgate_domain::CanonicalJson::new(&json!({})).unwrap(),
         callback: Some(CallbackTarget {
             project_id: "p".into(),
             hub_name: "checks".into(),

@@ -47,6 +47,7 @@ const TENANT_TABLES: &[&str] = &[
 
 fn draft(event_type: &str) -> AuditDraft {
     AuditDraft {
+        encoded: Default::default(),
         event_type: event_type.to_owned(),
         time: datetime!(2026-05-04 12:00 UTC),
         fields: Map::new(),
@@ -213,8 +214,8 @@ async fn fill(fixture: &Fixture, tenant: &TenantId) {
         pipeline: None,
         run_id: None,
         requested_by: None,
-        findings: json!([]),
-        input: json!({}),
+        findings: tollgate_domain::CanonicalJson::new(&json!([])).unwrap(),
+        input: tollgate_domain::CanonicalJson::new(&json!({})).unwrap(),
         callback: None,
         callback_state: None,
         approval_id: Some(format!("{tenant}-approval")),

@@ -48,6 +48,7 @@ impl LeafEncoder for Encoder {
 
 fn draft(event_type: &str) -> AuditDraft {
     AuditDraft {
+        encoded: Default::default(),
         event_type: event_type.to_owned(),
         time: AT,
         fields: Map::new(),
