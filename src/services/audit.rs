@@ -2,8 +2,9 @@
 //! appends, checkpoints (signed when records arrived, at least hourly as a heartbeat, never
 //! inconsistent with the previous one), export bundles, and proofs.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -13,7 +14,7 @@ use time::OffsetDateTime;
 use tollgate_audit::bundle::BundleWriter;
 use tollgate_audit::checkpoint::Checkpoint;
 use tollgate_audit::keys::LogKeys;
-use tollgate_audit::merkle::{self, Hash};
+use tollgate_audit::merkle::{self, Frontier, Hash};
 use tollgate_audit::note;
 use tollgate_audit::record::{self, Placement};
 use tollgate_domain::TenantId;
@@ -107,7 +108,25 @@ pub struct AuditService {
     keys: LogKeys,
     origin_prefix: String,
     heartbeat: Duration,
+    /// Each tenant's tree as this process last signed it, so that the next checkpoint reads
+    /// only the leaves appended since rather than the whole log (which grows without end:
+    /// with every gate decision a record, re-reading it every few seconds cost more the
+    /// longer a server ran).
+    signed_trees: Mutex<HashMap<TenantId, SignedTree>>,
 }
+
+/// A tree this process signed: its right edge (enough to extend it) and how many
+/// checkpoints have extended it since the whole log was last read and checked.
+#[derive(Clone)]
+struct SignedTree {
+    frontier: Frontier,
+    extended: u32,
+}
+
+/// Every this many checkpoints the whole log is read again and checked against the last
+/// signed one (as the first checkpoint after a start always is): extending a tree proves the
+/// new leaves follow the old ones, but only a full read notices stored leaves that changed.
+const FULL_CHECK_EVERY: u32 = 60;
 
 impl AuditService {
     pub fn new(
@@ -121,6 +140,7 @@ impl AuditService {
             keys,
             origin_prefix: origin_prefix.to_owned(),
             heartbeat,
+            signed_trees: Mutex::default(),
         }
     }
 
@@ -191,9 +211,80 @@ impl AuditService {
         } else if size == 0 {
             return Ok(CheckpointOutcome::Unchanged);
         }
+        let kept = self
+            .signed_trees
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(tenant)
+            .cloned();
+        let extended = match (kept, &previous) {
+            (Some(tree), Some(previous))
+                if tree.extended < FULL_CHECK_EVERY
+                    && tree.frontier.size() == previous.size
+                    && tree.frontier.root() == previous.root
+                    && previous.size <= size =>
+            {
+                let mut frontier = tree.frontier;
+                for hash in self
+                    .store
+                    .audit_leaf_hashes(tenant, previous.size, size)
+                    .await?
+                {
+                    frontier.push(hash);
+                }
+                // A gap in what was read: take the whole log's way, which says where.
+                (frontier.size() == size).then_some(SignedTree {
+                    frontier,
+                    extended: tree.extended + 1,
+                })
+            }
+            _ => None,
+        };
+        let tree = match extended {
+            Some(tree) => tree,
+            None => {
+                self.check_whole_log(tenant, size, previous.as_ref(), now)
+                    .await?
+            }
+        };
+        let root = tree.frontier.root();
+        let body = Checkpoint::new(&self.origin(tenant), size, root).body();
+        let timestamp = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let origin = self.origin(tenant);
+        let log = self.keys.log.renamed(&origin)?;
+        let clock = self.keys.clock.renamed(&format!("{origin}-clock"))?;
+        let signed =
+            note::sign(&body, &[&log, &clock], timestamp).context("signing the checkpoint")?;
+        self.store
+            .add_checkpoint(
+                tenant,
+                &StoredCheckpoint {
+                    size,
+                    root,
+                    note: signed,
+                    signed_at: now,
+                },
+            )
+            .await?;
+        self.signed_trees
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(tenant.clone(), tree);
+        Ok(CheckpointOutcome::Signed { size })
+    }
+
+    /// Read the whole log of `size` leaves and check that it extends the `previous`
+    /// checkpoint; if it does not, record an integrity alert and refuse.
+    async fn check_whole_log(
+        &self,
+        tenant: &TenantId,
+        size: u64,
+        previous: Option<&StoredCheckpoint>,
+        now: OffsetDateTime,
+    ) -> Result<SignedTree> {
         let hashes = self.leaf_hashes(tenant, size).await?;
         let root = merkle::root(&hashes);
-        if let Some(previous) = previous.as_ref().filter(|p| p.size > 0) {
+        if let Some(previous) = previous.filter(|p| p.size > 0) {
             let consistent = previous.size <= size
                 && merkle::consistency_proof(previous.size as usize, &hashes)
                     .ok()
@@ -222,25 +313,14 @@ impl AuditService {
                 );
             }
         }
-        let body = Checkpoint::new(&self.origin(tenant), size, root).body();
-        let timestamp = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-        let origin = self.origin(tenant);
-        let log = self.keys.log.renamed(&origin)?;
-        let clock = self.keys.clock.renamed(&format!("{origin}-clock"))?;
-        let signed =
-            note::sign(&body, &[&log, &clock], timestamp).context("signing the checkpoint")?;
-        self.store
-            .add_checkpoint(
-                tenant,
-                &StoredCheckpoint {
-                    size,
-                    root,
-                    note: signed,
-                    signed_at: now,
-                },
-            )
-            .await?;
-        Ok(CheckpointOutcome::Signed { size })
+        let mut frontier = Frontier::new();
+        for hash in hashes {
+            frontier.push(hash);
+        }
+        Ok(SignedTree {
+            frontier,
+            extended: 0,
+        })
     }
 
     /// Write the tenant's log as a bundle in `dir` (a fresh checkpoint first, so the bundle
