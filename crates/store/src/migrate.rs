@@ -122,6 +122,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "audit_heads",
         sql: include_str!("../migrations/postgres/0011_audit_heads.sql"),
     },
+    Migration {
+        version: 12,
+        name: "inline_rows",
+        sql: include_str!("../migrations/postgres/0012_inline_rows.sql"),
+    },
 ];
 
 /// Every PostgreSQL table that holds tenant rows: each has `tenant_id` and row-level security

@@ -628,6 +628,84 @@ async fn the_one_statement_reads_scope_their_statement_alone() {
     transaction.commit().await.unwrap();
 }
 
+/// Decisions and audit records of a few kilobytes (what the gate writes for every check) are
+/// stored inline and uncompressed (migration 12): compressing them on insert cost CPU on the
+/// path every check waits for. Without the migration PostgreSQL compresses both (pglz).
+#[tokio::test]
+async fn gate_decisions_and_audit_records_are_stored_uncompressed() {
+    let Some(fixture) = Fixture::postgres("inline_rows").await else {
+        return;
+    };
+    fixture
+        .store
+        .set_leaf_encoder(Arc::new(PlainEncoder))
+        .unwrap();
+    let tenant = TenantId::parse("tenant-a").unwrap();
+    // Compressible, and well past the ≈ 2 KB at which PostgreSQL compresses a row.
+    let text = "the rules' input ".repeat(300);
+    let input = tollgate_domain::CanonicalJson::new(&json!({ "text": text })).unwrap();
+    let mut fields = Map::new();
+    fields.insert("details".to_owned(), json!({ "text": text }));
+    let record = AuditDraft {
+        fields,
+        ..draft("gate.decided")
+    };
+    let decision = tollgate_store::gate::GateDecision {
+        id: "gd-1".into(),
+        key: "ado:1".into(),
+        source: "ado-check".into(),
+        mode: "sync".into(),
+        verdict: tollgate_store::gate::Verdict::Allow,
+        project: "p".into(),
+        environment: "production".into(),
+        pipeline: None,
+        run_id: None,
+        requested_by: None,
+        findings: tollgate_domain::CanonicalJson::new(&json!([])).unwrap(),
+        input,
+        callback: None,
+        callback_state: None,
+        approval_id: None,
+        decided_at: datetime!(2026-05-04 12:00 UTC),
+    };
+    fixture
+        .store
+        .record_decision(
+            &tenant,
+            &tollgate_store::gate::NewDecision {
+                decision,
+                callback_token: None,
+                approval: None,
+                callback_job: None,
+            },
+            &[record],
+        )
+        .await
+        .unwrap();
+    let mut owner = PgConnection::connect(owner_url(&fixture)).await.unwrap();
+    let mut scoped = owner.begin().await.unwrap();
+    sqlx::query("SELECT set_config('app.tenant_id', 'tenant-a', true)")
+        .execute(&mut *scoped)
+        .await
+        .unwrap();
+    let stored: (i32, Option<String>) = sqlx::query_as(
+        "SELECT octet_length(document::text), pg_column_compression(document) FROM gate_decisions",
+    )
+    .fetch_one(&mut *scoped)
+    .await
+    .unwrap();
+    assert!(stored.0 > 4_000, "a large decision: {stored:?}");
+    assert_eq!(stored.1, None, "the decision is stored uncompressed");
+    let stored: (i32, Option<String>) = sqlx::query_as(
+        "SELECT octet_length(bytes), pg_column_compression(bytes) FROM audit_leaves",
+    )
+    .fetch_one(&mut *scoped)
+    .await
+    .unwrap();
+    assert!(stored.0 > 4_000, "a large record: {stored:?}");
+    assert_eq!(stored.1, None, "the record is stored uncompressed");
+}
+
 /// A database whose audit logs predate the heads table (migration 11) continues each log where
 /// it ended: the migration fills the heads from the leaves.
 #[tokio::test]
