@@ -200,9 +200,18 @@ impl AuditService {
     /// the last one is older than the heartbeat. Refuses to sign (and records an
     /// integrity alert) if the log no longer extends the last signed checkpoint.
     pub async fn checkpoint(&self, tenant: &TenantId) -> Result<CheckpointOutcome> {
+        self.sign(tenant, false).await
+    }
+
+    /// [`AuditService::checkpoint`], reading and checking the whole log whatever this process
+    /// signed before when `whole_log` (an export reads every leaf anyway).
+    async fn sign(&self, tenant: &TenantId, whole_log: bool) -> Result<CheckpointOutcome> {
         let now = OffsetDateTime::now_utc();
-        let size = self.store.audit_size(tenant).await?;
+        // The checkpoint first, then the size: another replica (an export, a proof) may sign
+        // in between, and a checkpoint read after the size could be larger than the log as
+        // this call saw it — a false integrity alert.
         let previous = self.store.latest_checkpoint(tenant).await?;
+        let size = self.store.audit_size(tenant).await?;
         if let Some(previous) = &previous {
             let fresh = now - previous.signed_at < self.heartbeat;
             if previous.size == size && fresh {
@@ -219,7 +228,8 @@ impl AuditService {
             .cloned();
         let extended = match (kept, &previous) {
             (Some(tree), Some(previous))
-                if tree.extended < FULL_CHECK_EVERY
+                if !whole_log
+                    && tree.extended + 1 < FULL_CHECK_EVERY
                     && tree.frontier.size() == previous.size
                     && tree.frontier.root() == previous.root
                     && previous.size <= size =>
@@ -232,7 +242,8 @@ impl AuditService {
                 {
                     frontier.push(hash);
                 }
-                // A gap in what was read: take the whole log's way, which says where.
+                // The store reports a gap as an error; a count that still differs takes the
+                // whole log's way, which says where the log breaks.
                 (frontier.size() == size).then_some(SignedTree {
                     frontier,
                     extended: tree.extended + 1,
@@ -329,7 +340,7 @@ impl AuditService {
         self.ensure_genesis(tenant).await?;
         // A log that no longer extends its last checkpoint is exported as it is, under the
         // checkpoints it has: the verifier then says where it breaks.
-        if let Err(error) = self.checkpoint(tenant).await {
+        if let Err(error) = self.sign(tenant, true).await {
             tracing::warn!(%tenant, error = %format!("{error:#}"), "exporting without a fresh checkpoint");
         }
         let latest = self
