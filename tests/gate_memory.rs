@@ -86,6 +86,13 @@ async fn a_changed_build_is_seen_by_the_next_check_about_the_same_run() {
     // Through a recorded decision (the judgement kept for the version and the second).
     let system = Actor::system();
     let validate = || gate.validate(request.clone(), RequestSource::Api, &system);
+    // At the start of a second, so that the decision after the sync below falls in the same
+    // second (asserted there): only the inventory's version then tells the two apart.
+    let into_second = OffsetDateTime::now_utc().nanosecond();
+    tokio::time::sleep(std::time::Duration::from_nanos(
+        u64::from(1_000_000_000 - into_second) + 5_000_000,
+    ))
+    .await;
     let before = validate().await.unwrap();
     assert!(!mentions(&before.findings, "GATE-08"), "{before:?}");
     assert!(!mentions(&validate().await.unwrap().findings, "GATE-08"));
@@ -126,8 +133,8 @@ async fn a_changed_build_is_seen_by_the_next_check_about_the_same_run() {
         mentions(&findings, "GATE-08"),
         "the quality gate judges the failed build: {findings:?}"
     );
-    // A decision right after the sync (within the same second as the last, as likely as
-    // not) is not answered from the judgement kept for the older version.
+    // A decision right after the sync, in the same second as the one before it, is not
+    // answered from the judgement kept for the older version.
     let after = validate().await.unwrap();
     assert!(mentions(&after.findings, "GATE-08"), "{after:?}");
     let recorded = store
@@ -135,6 +142,16 @@ async fn a_changed_build_is_seen_by_the_next_check_about_the_same_run() {
         .await
         .unwrap()
         .unwrap();
+    let earlier = store
+        .decision(&tenant, &before.decision_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        recorded.decided_at.unix_timestamp(),
+        earlier.decided_at.unix_timestamp(),
+        "both decisions in one second (the test took longer than a second?)"
+    );
     assert_eq!(
         recorded.input.to_value().unwrap()["build"]["result"],
         "failed"

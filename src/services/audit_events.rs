@@ -384,7 +384,8 @@ impl Record {
                 );
             // Encoded here, on the caller's task, so the log's writer only copies the bytes.
             // A detail the canonical form refuses (a float) goes into the draft as a value,
-            // and the encoder refuses the record naming where, as for any other record.
+            // and the encoder refuses the record naming where, as for any other record (so
+            // the stand-in for an encoded part that cannot be parsed back is never stored).
             match CanonicalJson::object(members) {
                 Ok(details) => {
                     encoded.insert("details".to_owned(), details);

@@ -342,7 +342,8 @@ pub struct GateService {
 }
 
 /// What one tenant's gate keeps between checks: each run's facts while the inventory's version
-/// stays the same, and each verdict for the same input within the same second. A burst of
+/// stays the same, each verdict for the same input within the same second, and each request's
+/// whole judgement (input and findings encoded) for the same version and second. A burst of
 /// checks about one run is judged once; a change to the inventory or the next second is
 /// judged afresh.
 pub struct GateMemory {

@@ -265,6 +265,42 @@ mod tests {
         assert_eq!(leaf.bytes, through_the_canonicalizer(at, &extra));
     }
 
+    /// A gate decision's record: its details encoded once (with keys that are not ASCII inside)
+    /// and spliced into the leaf give the bytes the same details as values give.
+    #[test]
+    fn encoded_fields_give_the_bytes_their_values_give() {
+        let at = datetime!(2026-11-24 10:00:00.5 UTC);
+        let details = json!({"decision": "gd_1", "input": {"run": {"id": 7}, "é": {"z": 1, "a": 2}},
+                             "findings": [], "\u{e000}": "x", "😀": "y"});
+        let actor = json!({"id": "ado-check:p", "kind": "ado"});
+        let as_values = build_leaf(
+            &placement(),
+            at,
+            &fields(json!({"actor": actor, "details": details})),
+        )
+        .unwrap();
+        let mut encoded = BTreeMap::new();
+        encoded.insert("details".to_owned(), CanonicalJson::new(&details).unwrap());
+        let spliced =
+            build_leaf_with(&placement(), at, &fields(json!({"actor": actor})), &encoded).unwrap();
+        assert_eq!(
+            String::from_utf8(spliced.bytes).unwrap(),
+            String::from_utf8(as_values.bytes).unwrap()
+        );
+        assert_eq!(spliced.hash, as_values.hash);
+        // A field given both ways, or a reserved one given encoded, is refused.
+        assert_eq!(
+            build_leaf_with(&placement(), at, &fields(json!({"details": {}})), &encoded),
+            Err(RecordError::Twice("details".to_owned()))
+        );
+        let mut reserved = BTreeMap::new();
+        reserved.insert("seq".to_owned(), CanonicalJson::new(&json!(1)).unwrap());
+        assert_eq!(
+            build_leaf_with(&placement(), at, &Map::new(), &reserved),
+            Err(RecordError::Reserved("seq".to_owned()))
+        );
+    }
+
     #[test]
     fn floats_big_integers_reserved_fields_and_oversize_records_are_refused() {
         let at = datetime!(2026-01-02 03:04:05 UTC);

@@ -368,6 +368,28 @@ mod tests {
         assert_eq!(built.to_value().unwrap(), whole);
     }
 
+    /// The serde_json way with an encoded member: every name outside ASCII is inside the
+    /// already canonical part, which is copied as it is.
+    #[test]
+    fn ascii_members_around_an_encoded_part_are_the_canonical_object() {
+        let input = json!({"é": {"z": 1, "a": [true, null]}, "\u{e000}": 3, "😀": 4, "b": "\u{1}"});
+        let encoded = CanonicalJson::new(&input).unwrap();
+        let decision = json!("gd_1");
+        let built = CanonicalJson::object([
+            ("input", Member::Encoded(&encoded)),
+            ("decision", Member::Value(&decision)),
+        ])
+        .unwrap();
+        let whole = json!({"input": input, "decision": "gd_1"});
+        assert_eq!(built.as_str(), through_the_canonicalizer(&whole));
+        let text = canonical_object_text([
+            ("decision", Member::Value(&decision)),
+            ("input", Member::Encoded(&encoded)),
+        ])
+        .unwrap();
+        assert_eq!(text, built.as_str());
+    }
+
     #[test]
     fn floats_and_unsafe_integers_are_refused_where_they_are() {
         assert_eq!(
