@@ -294,7 +294,12 @@ impl AuditService {
         now: OffsetDateTime,
     ) -> Result<SignedTree> {
         let hashes = self.leaf_hashes(tenant, size).await?;
-        let root = merkle::root(&hashes);
+        // The tree's right edge, kept to extend it, gives its root as well.
+        let mut frontier = Frontier::new();
+        for hash in &hashes {
+            frontier.push(*hash);
+        }
+        let root = frontier.root();
         if let Some(previous) = previous.filter(|p| p.size > 0) {
             let consistent = previous.size <= size
                 && merkle::consistency_proof(previous.size as usize, &hashes)
@@ -323,10 +328,6 @@ impl AuditService {
                     previous.size
                 );
             }
-        }
-        let mut frontier = Frontier::new();
-        for hash in hashes {
-            frontier.push(hash);
         }
         Ok(SignedTree {
             frontier,

@@ -361,6 +361,11 @@ pub struct GateMemory {
 /// repository, every deployment of its pipeline), and a burst is about a handful of runs.
 const RUNS_KEPT: usize = 128;
 
+fn encoded_findings(findings: &[JudgedFinding]) -> Result<CanonicalJson> {
+    let value = serde_json::to_value(findings).context("encoding the findings")?;
+    CanonicalJson::new(&value).context("encoding the findings")
+}
+
 /// What the rules made of one input, with the input and the findings in canonical form: the
 /// decision row and the audit record of every check it answers copy these bytes.
 struct Judgement {
@@ -377,10 +382,7 @@ struct Judgement {
 
 impl Judgement {
     fn new(verdict: Verdict, findings: Vec<JudgedFinding>, input: &Value) -> Result<Self> {
-        let findings_json = serde_json::to_value(&findings)
-            .map_err(anyhow::Error::from)
-            .and_then(|value| Ok(CanonicalJson::new(&value)?))
-            .context("encoding the findings")?;
+        let findings_json = encoded_findings(&findings)?;
         let run = input.get("run").unwrap_or(&Value::Null);
         Ok(Self {
             verdict,

@@ -207,12 +207,6 @@ impl std::fmt::Debug for CanonicalJson {
     }
 }
 
-impl std::fmt::Display for CanonicalJson {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Equal when the canonical texts are: one value has one canonical form.
 impl PartialEq for CanonicalJson {
     fn eq(&self, other: &Self) -> bool {
@@ -234,14 +228,6 @@ impl<'de> Deserialize<'de> for CanonicalJson {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;
         CanonicalJson::new(&value).map_err(serde::de::Error::custom)
-    }
-}
-
-impl TryFrom<&Value> for CanonicalJson {
-    type Error = CanonicalError;
-
-    fn try_from(value: &Value) -> Result<Self, CanonicalError> {
-        CanonicalJson::new(value)
     }
 }
 
