@@ -64,6 +64,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "tenancy",
         sql: include_str!("../migrations/sqlite/0011_tenancy.sql"),
     },
+    Migration {
+        version: 12,
+        name: "audit_leaf_hashes",
+        sql: include_str!("../migrations/sqlite/0012_audit_leaf_hashes.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[

@@ -14,7 +14,10 @@ use time::OffsetDateTime;
 use tollgate_domain::TenantId;
 
 use crate::StoreError;
-use crate::audit::{AuditDraft, AuditStore, EncodedLeaf, LeafFilter, StoredCheckpoint, StoredLeaf};
+use crate::audit::{
+    AuditDraft, AuditStore, EncodedLeaf, HASHES_PER_READ, LeafFilter, StoredCheckpoint, StoredLeaf,
+    check_packed_hashes, missing_leaf, unpack_hashes,
+};
 use crate::postgres::{PostgresStore, now, tenant_column};
 
 const LEAF_COLUMNS: &str =
@@ -262,33 +265,57 @@ impl AuditStore for PostgresStore {
         from: u64,
         to: u64,
     ) -> Result<Vec<[u8; 32]>, StoreError> {
-        let mut transaction = self.begin_for(tenant).await?;
-        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT seq, leaf_hash FROM audit_leaves WHERE tenant_id = $1 AND seq >= $2 \
-             AND seq < $3 ORDER BY seq",
-        )
-        .bind(tenant.as_str())
-        .bind(to_i64(from)?)
-        .bind(to_i64(to)?)
-        .fetch_all(&mut *transaction)
-        .await?;
-        transaction.commit().await?;
-        let mut expected = from;
-        let mut hashes = Vec::with_capacity(rows.len());
-        for (seq, hash) in rows {
-            // A hole means rows were deleted under us: say so rather than build a wrong tree.
-            if seq_from(seq)? != expected {
-                return Err(StoreError::Corrupt(format!(
-                    "audit log of {tenant}: leaf {expected} is missing"
-                )));
+        to_i64(to)?;
+        let mut hashes = Vec::new();
+        let mut start = from;
+        while start < to {
+            let end = to.min(start.saturating_add(HASHES_PER_READ));
+            let mut transaction = self.begin_for(tenant).await?;
+            // One row for the whole range: the hashes concatenated in seq order.
+            let (count, shortest, longest, packed): (
+                i64,
+                Option<i32>,
+                Option<i32>,
+                Option<Vec<u8>>,
+            ) = sqlx::query_as(
+                "SELECT COUNT(*), MIN(length(leaf_hash)), MAX(length(leaf_hash)), \
+                     string_agg(leaf_hash, ''::bytea ORDER BY seq) FROM audit_leaves \
+                     WHERE tenant_id = $1 AND seq >= $2 AND seq < $3",
+            )
+            .bind(tenant.as_str())
+            .bind(to_i64(start)?)
+            .bind(to_i64(end)?)
+            .fetch_one(&mut *transaction)
+            .await?;
+            let lengths = (shortest.map(i64::from), longest.map(i64::from));
+            if let Err(error) = check_packed_hashes(tenant, start, end, count, lengths) {
+                let seqs: Vec<i64> = sqlx::query_scalar(
+                    "SELECT seq FROM audit_leaves WHERE tenant_id = $1 AND seq >= $2 \
+                     AND seq < $3 ORDER BY seq",
+                )
+                .bind(tenant.as_str())
+                .bind(to_i64(start)?)
+                .bind(to_i64(end)?)
+                .fetch_all(&mut *transaction)
+                .await?;
+                let seqs = seqs
+                    .into_iter()
+                    .map(seq_from)
+                    .collect::<Result<Vec<_>, _>>()?;
+                if u64::try_from(seqs.len()).ok() != Some(end - start) {
+                    return Err(missing_leaf(tenant, start, end, seqs));
+                }
+                return Err(error);
             }
-            hashes.push(hash_from(hash, "a leaf hash")?);
-            expected += 1;
-        }
-        if expected != to {
-            return Err(StoreError::Corrupt(format!(
-                "audit log of {tenant}: leaves {expected}..{to} are missing"
-            )));
+            transaction.commit().await?;
+            unpack_hashes(
+                tenant,
+                start,
+                end,
+                packed.as_deref().unwrap_or_default(),
+                &mut hashes,
+            )?;
+            start = end;
         }
         Ok(hashes)
     }

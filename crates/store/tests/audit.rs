@@ -273,7 +273,88 @@ async fn checkpoints_and_sink_cursors_are_kept_per_tenant(fixture: Fixture) {
     assert_eq!(store.sink_cursor(&globex(), "syslog").await.unwrap(), 0);
 }
 
+/// More leaves than one packed read holds (65,536): the hashes still come whole and in
+/// order, and any range of them is the same slice of the whole.
+async fn leaf_hashes_are_read_whole_and_in_order_past_one_read(fixture: Fixture) {
+    let store = with_encoder(&fixture);
+    const LEAVES: u64 = 70_000;
+    for first in (0..LEAVES).step_by(10_000) {
+        let drafts: Vec<AuditDraft> = (first..first + 10_000)
+            .map(|i| draft(&format!("e{i}"), None))
+            .collect();
+        store.append_audit(&acme(), &drafts).await.unwrap();
+    }
+    let mut expected = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = store
+            .audit_leaves(
+                &acme(),
+                &LeafFilter {
+                    from,
+                    limit: 10_000,
+                    ..LeafFilter::default()
+                },
+            )
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        from = last.seq + 1;
+        expected.extend(
+            page.iter()
+                .map(|leaf| <[u8; 32]>::from(Sha256::digest(leaf.bytes.as_ref().unwrap()))),
+        );
+    }
+    assert_eq!(expected.len() as u64, LEAVES);
+    let hashes = store.audit_leaf_hashes(&acme(), 0, LEAVES).await.unwrap();
+    assert!(hashes == expected, "the hashes differ from the leaves' own");
+    let middle = store
+        .audit_leaf_hashes(&acme(), 65_000, 66_000)
+        .await
+        .unwrap();
+    assert!(middle[..] == expected[65_000..66_000]);
+    assert!(
+        store
+            .audit_leaf_hashes(&acme(), 10, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let error = store
+        .audit_leaf_hashes(&acme(), 69_990, LEAVES + 1)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("leaf 70000 is missing"),
+        "{error}"
+    );
+}
+
+async fn a_leaf_hash_of_another_length_is_refused(fixture: Fixture) {
+    let store = with_encoder(&fixture);
+    let drafts: Vec<AuditDraft> = (0..4).map(|i| draft(&format!("e{i}"), None)).collect();
+    store.append_audit(&acme(), &drafts).await.unwrap();
+    fixture
+        .behind_the_store(
+            "acme",
+            "UPDATE audit_leaves SET leaf_hash = x'00ff' WHERE seq = 2",
+            "UPDATE audit_leaves SET leaf_hash = '\\x00ff'::bytea WHERE seq = 2",
+        )
+        .await;
+    let error = store.audit_leaf_hashes(&acme(), 0, 4).await.unwrap_err();
+    assert!(
+        matches!(error, StoreError::Corrupt(_)) && error.to_string().contains("not 32 bytes"),
+        "{error}"
+    );
+    assert_eq!(
+        store.audit_leaf_hashes(&acme(), 0, 2).await.unwrap().len(),
+        2
+    );
+}
+
 on_both_backends!(
+    leaf_hashes_are_read_whole_and_in_order_past_one_read,
+    a_leaf_hash_of_another_length_is_refused,
     appends_get_gap_free_positions_per_tenant,
     a_source_id_is_logged_once,
     a_record_the_encoder_refuses_appends_nothing,

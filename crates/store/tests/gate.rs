@@ -504,7 +504,7 @@ async fn the_migration_fills_run_and_source_of_earlier_decisions(fixture: Fixtur
     let undo = |version: u32| {
         format!(
             "DROP TABLE deployments; DROP TABLE memberships; DROP TABLE tenants; \
-             DROP INDEX gate_decisions_by_source; \
+             DROP INDEX gate_decisions_by_source; DROP INDEX IF EXISTS audit_leaf_hashes; \
              ALTER TABLE gate_decisions DROP COLUMN source; \
              ALTER TABLE gate_decisions DROP COLUMN run_id; \
              DELETE FROM schema_migrations WHERE version >= {version};"
