@@ -52,6 +52,42 @@ impl<V> Memo<V> {
         entries.values.get(key).cloned()
     }
 
+    /// The value kept for `key` in `generation`, or `make()` kept now: one value per key even
+    /// when many ask at once (a cell to compute into makes a burst wait for one computation).
+    pub fn get_or_insert_with(
+        &self,
+        generation: &str,
+        key: &str,
+        make: impl FnOnce() -> V,
+    ) -> Arc<V> {
+        let mut entries = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.generation == generation
+            && let Some(kept) = entries.values.get(key)
+        {
+            return kept.clone();
+        }
+        if entries.generation != generation || entries.values.len() >= self.capacity {
+            entries.values.clear();
+            generation.clone_into(&mut entries.generation);
+        }
+        let value = Arc::new(make());
+        entries.values.insert(key.to_owned(), value.clone());
+        value
+    }
+
+    /// Drop the entry for `key` in `generation` if it is still `value` (not one kept since).
+    pub fn forget(&self, generation: &str, key: &str, value: &Arc<V>) {
+        let mut entries = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.generation == generation
+            && entries
+                .values
+                .get(key)
+                .is_some_and(|kept| Arc::ptr_eq(kept, value))
+        {
+            entries.values.remove(key);
+        }
+    }
+
     /// Keep `value` for `key` in `generation`; entries of any other generation are dropped.
     pub fn put(&self, generation: &str, key: String, value: Arc<V>) {
         let mut entries = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
@@ -75,6 +111,33 @@ mod tests {
         assert_eq!(memo.get("v1", "run 7").as_deref(), Some(&7));
         assert_eq!(memo.get("v1", "run 8"), None, "another key");
         assert_eq!(memo.get("v2", "run 7"), None, "another generation");
+    }
+
+    #[test]
+    fn get_or_insert_makes_a_value_once_per_key_and_generation() {
+        let memo: Memo<u32> = Memo::default();
+        let mut made = 0;
+        let mut make = |n| {
+            made += 1;
+            n
+        };
+        assert_eq!(*memo.get_or_insert_with("v1", "a", || make(1)), 1);
+        assert_eq!(*memo.get_or_insert_with("v1", "a", || make(2)), 1, "kept");
+        assert_eq!(
+            *memo.get_or_insert_with("v2", "a", || make(3)),
+            3,
+            "new generation"
+        );
+        assert_eq!(memo.get("v1", "a"), None);
+        assert_eq!(made, 2);
+        let kept = memo.get("v2", "a").unwrap();
+        memo.forget("v2", "a", &Arc::new(3));
+        assert!(
+            memo.get("v2", "a").is_some(),
+            "another value of the same key stays"
+        );
+        memo.forget("v2", "a", &kept);
+        assert_eq!(memo.get("v2", "a"), None);
     }
 
     #[test]
