@@ -338,9 +338,61 @@ pub async fn serve(
     Ok(())
 }
 
-/// Bind an address, with a clear error when it is taken.
+/// Connections the kernel may hold for us before we accept them. Tokio's listener asks for
+/// 128, which a burst of callers connecting at once while the server is busy overruns — ADO's
+/// agents each open their own connections — and a SYN dropped from a full queue is only sent
+/// again after a second, a second added to that check's answer (seen in the gate benchmark).
+/// The kernel caps it at `net.core.somaxconn` (4,096 on current Linux).
+const ACCEPT_BACKLOG: u32 = 4_096;
+
+/// Bind an address, with a clear error when it is taken. Like `TcpListener::bind`, each
+/// address the name resolves to is tried in turn (`localhost` on a host without IPv6).
 pub async fn bind(address: &str) -> Result<TcpListener> {
-    TcpListener::bind(address)
+    let mut last_error = None;
+    for resolved in tokio::net::lookup_host(address)
         .await
-        .with_context(|| format!("listening on {address}"))
+        .with_context(|| format!("listening on {address}"))?
+    {
+        match listen_on(resolved) {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(match last_error {
+        Some(error) => anyhow::Error::new(error),
+        None => anyhow::anyhow!("the address resolves to nothing"),
+    })
+    .with_context(|| format!("listening on {address}"))
+}
+
+fn listen_on(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does on Unix: a restarted server binds while the old one's
+    // connections linger in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test reports failure by panicking")]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_taken_address_is_a_clear_error_and_a_name_resolves() {
+        let first = bind("127.0.0.1:0").await.unwrap();
+        let taken = first.local_addr().unwrap().to_string();
+        let error = format!("{:#}", bind(&taken).await.unwrap_err());
+        assert!(error.contains(&format!("listening on {taken}")), "{error}");
+        assert!(error.to_lowercase().contains("in use"), "{error}");
+        let named = bind("localhost:0").await.unwrap();
+        assert!(named.local_addr().unwrap().ip().is_loopback());
+    }
 }
