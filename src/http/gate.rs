@@ -45,6 +45,11 @@ pub struct CheckAnswer {
     pub approval: Option<String>,
 }
 
+/// The largest id a check may name: the decision and its audit record hold ids as JSON
+/// numbers, exact only up to 2^53 − 1 (ADO's run, pipeline and work item ids are 32-bit).
+/// Refused here with a 400 rather than failing later, when the record is encoded, with a 500.
+const LARGEST_ID: u64 = (1 << 53) - 1;
+
 /// The check's body as a deployment. ADO expands macros such as `$(Build.BuildId)` into
 /// strings, so ids are accepted as numbers or digit strings, and a macro ADO did not know stays
 /// as written (`$(…)`) and counts as absent. Besides our template's names (docs/GATE.md) the
@@ -74,10 +79,11 @@ fn deployment_from_check_body(body: &Value) -> Result<DeploymentRequest, String>
     let id = |names: &[&str]| -> Result<Option<u64>, String> {
         for name in names {
             if let Some(digits) = text(&[name])? {
-                return digits
-                    .parse()
-                    .map(Some)
-                    .map_err(|_| format!("`{name}` must be a number, not {digits:?}"));
+                return match digits.parse() {
+                    Ok(id) if id <= LARGEST_ID => Ok(Some(id)),
+                    Ok(_) => Err(format!("`{name}` {digits} is beyond 2^53 − 1")),
+                    Err(_) => Err(format!("`{name}` must be a number, not {digits:?}")),
+                };
             }
         }
         Ok(None)
@@ -92,6 +98,7 @@ fn deployment_from_check_body(body: &Value) -> Result<DeploymentRequest, String>
                     Value::String(s) => s.trim().parse().ok(),
                     _ => None,
                 }
+                .filter(|id| *id <= LARGEST_ID)
                 .ok_or_else(|| format!("`workItems` holds {item}, not a work item id"))
             })
             .collect::<Result<_, _>>()?,
@@ -103,7 +110,9 @@ fn deployment_from_check_body(body: &Value) -> Result<DeploymentRequest, String>
             .map(|part| {
                 part.trim_start_matches('#')
                     .parse()
-                    .map_err(|_| format!("`workItems` holds {part:?}, not a work item id"))
+                    .ok()
+                    .filter(|id| *id <= LARGEST_ID)
+                    .ok_or_else(|| format!("`workItems` holds {part:?}, not a work item id"))
             })
             .collect::<Result<_, _>>()?,
         Some(_) => return Err("`workItems` must be a list of work item ids".to_owned()),
@@ -254,7 +263,9 @@ pub async fn check(
         request.project = value("ProjectId");
     }
     if request.run_id.is_none() {
-        request.run_id = header_value(&headers, "BuildId").and_then(|id| id.parse().ok());
+        request.run_id = header_value(&headers, "BuildId")
+            .and_then(|id| id.parse().ok())
+            .filter(|id| *id <= LARGEST_ID);
     }
     if request.environment.is_empty() {
         match request.stage.clone() {
@@ -400,10 +411,22 @@ mod tests {
             (json!({"workItems": [true]}), "workItems"),
             (json!({"workItems": "12,x"}), "workItems"),
             (json!({"buildId": "x"}), "buildId"),
+            (json!({"runId": "9007199254740992"}), "runId"),
+            (
+                json!({"pipelineId": 9_007_199_254_740_992_u64}),
+                "pipelineId",
+            ),
+            (
+                json!({"workItems": [9_007_199_254_740_992_u64]}),
+                "workItems",
+            ),
+            (json!({"workItems": "12, 9007199254740992"}), "workItems"),
         ] {
             let error = deployment_from_check_body(&body).unwrap_err();
             assert!(error.contains(field), "{error}");
         }
         assert!(deployment_from_check_body(&json!([1])).is_err());
+        let largest = deployment_from_check_body(&json!({"runId": "9007199254740991"})).unwrap();
+        assert_eq!(largest.run_id, Some(9_007_199_254_740_991));
     }
 }
