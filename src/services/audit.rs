@@ -115,6 +115,20 @@ pub struct AuditService {
     signed_trees: Mutex<HashMap<TenantId, SignedTree>>,
 }
 
+/// `frontier` extended by `hashes`, hashed on a blocking thread: 50,000 leaves every 5 s at
+/// 10,000 gate decisions/s are ≈ 20 ms of hashing that would otherwise hold one of the
+/// runtime's threads — the ones answering checks — for as long.
+async fn extended_off_the_runtime(mut frontier: Frontier, hashes: Vec<Hash>) -> Result<Frontier> {
+    tokio::task::spawn_blocking(move || {
+        for hash in hashes {
+            frontier.push(hash);
+        }
+        frontier
+    })
+    .await
+    .context("extending the signed audit tree")
+}
+
 /// A tree this process signed: its right edge (enough to extend it) and how many
 /// checkpoints have extended it since the whole log was last read and checked.
 #[derive(Clone)]
@@ -234,14 +248,11 @@ impl AuditService {
                     && tree.frontier.root() == previous.root
                     && previous.size <= size =>
             {
-                let mut frontier = tree.frontier;
-                for hash in self
+                let hashes = self
                     .store
                     .audit_leaf_hashes(tenant, previous.size, size)
-                    .await?
-                {
-                    frontier.push(hash);
-                }
+                    .await?;
+                let frontier = extended_off_the_runtime(tree.frontier, hashes).await?;
                 // The store reports a gap as an error; a count that still differs takes the
                 // whole log's way, which says where the log breaks.
                 (frontier.size() == size).then_some(SignedTree {
@@ -294,40 +305,49 @@ impl AuditService {
         now: OffsetDateTime,
     ) -> Result<SignedTree> {
         let hashes = self.leaf_hashes(tenant, size).await?;
-        // The tree's right edge, kept to extend it, gives its root as well.
-        let mut frontier = Frontier::new();
-        for hash in &hashes {
-            frontier.push(*hash);
-        }
-        let root = frontier.root();
-        if let Some(previous) = previous.filter(|p| p.size > 0) {
-            let consistent = previous.size <= size
-                && merkle::consistency_proof(previous.size as usize, &hashes)
-                    .ok()
-                    .is_some_and(|proof| {
-                        merkle::verify_consistency(
-                            previous.size,
-                            size,
-                            &previous.root,
-                            &root,
-                            &proof,
-                        )
-                        .is_ok()
-                    });
-            if !consistent {
-                let alert = Record::new(AuditEvent::IntegrityAlert, &Actor::system(), now)
-                    .failure()
-                    .reason(format!(
-                        "the log of {size} leaves does not extend the checkpoint of {} leaves; not signing",
-                        previous.size
-                    ))
-                    .draft();
-                self.store.append_audit(tenant, &[alert]).await?;
-                bail!(
-                    "audit log of {tenant}: the stored leaves do not extend the last signed checkpoint (size {}); refusing to sign",
-                    previous.size
-                );
+        let previous_tree = previous.filter(|p| p.size > 0).map(|p| (p.size, p.root));
+        // Hashing the whole log is long work: off the runtime's threads, which answer checks.
+        let (frontier, consistent) = tokio::task::spawn_blocking(move || {
+            // The tree's right edge, kept to extend it, gives its root as well.
+            let mut frontier = Frontier::new();
+            for hash in &hashes {
+                frontier.push(*hash);
             }
+            let root = frontier.root();
+            let consistent = previous_tree.is_none_or(|(previous_size, previous_root)| {
+                previous_size <= size
+                    && merkle::consistency_proof(previous_size as usize, &hashes)
+                        .ok()
+                        .is_some_and(|proof| {
+                            merkle::verify_consistency(
+                                previous_size,
+                                size,
+                                &previous_root,
+                                &root,
+                                &proof,
+                            )
+                            .is_ok()
+                        })
+            });
+            (frontier, consistent)
+        })
+        .await
+        .context("checking the whole audit log")?;
+        if let Some(previous) = previous.filter(|p| p.size > 0)
+            && !consistent
+        {
+            let alert = Record::new(AuditEvent::IntegrityAlert, &Actor::system(), now)
+                .failure()
+                .reason(format!(
+                    "the log of {size} leaves does not extend the checkpoint of {} leaves; not signing",
+                    previous.size
+                ))
+                .draft();
+            self.store.append_audit(tenant, &[alert]).await?;
+            bail!(
+                "audit log of {tenant}: the stored leaves do not extend the last signed checkpoint (size {}); refusing to sign",
+                previous.size
+            );
         }
         Ok(SignedTree {
             frontier,
