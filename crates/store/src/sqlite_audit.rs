@@ -324,6 +324,10 @@ impl AuditStore for SqliteStore {
         tenant: &TenantId,
         checkpoint: &StoredCheckpoint,
     ) -> Result<(), StoreError> {
+        // On the durable connection: a signed checkpoint is handed to others (exports, SIEM
+        // copies) and must survive power loss; and SQLite's writers then queue for that one
+        // connection instead of meeting a locked file and sleeping in its busy handler
+        // (1, 2, 5, 10 … ms), which stalled the gate's group commit behind each checkpoint.
         sqlx::query(
             "INSERT INTO audit_checkpoints (tenant_id, size, root, note, signed_at) \
              VALUES (?, ?, ?, ?, ?)",
@@ -333,7 +337,7 @@ impl AuditStore for SqliteStore {
         .bind(&checkpoint.root[..])
         .bind(&checkpoint.note)
         .bind(stamp(checkpoint.signed_at)?)
-        .execute(self.pool())
+        .execute(self.durable_pool())
         .await?;
         Ok(())
     }
