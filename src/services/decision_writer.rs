@@ -18,6 +18,9 @@ use tollgate_store::{AuditDraft, StoreError};
 /// kilobytes; a larger batch would only make its callers wait for each other longer).
 const MAX_BATCH: usize = 256;
 
+/// A group commit at least this long is logged as a warning: each of its checks waited for it.
+const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Decisions waiting for the writer at most; past that, callers wait to queue (back-pressure
 /// rather than unbounded memory).
 const QUEUE: usize = 4_096;
@@ -110,7 +113,19 @@ async fn write_batches(
             .drain(..)
             .map(|pending| (pending.write, pending.reply))
             .unzip();
-        match store.record_decisions(&tenant, &writes).await {
+        let started = std::time::Instant::now();
+        let result = store.record_decisions(&tenant, &writes).await;
+        let took = started.elapsed();
+        // Every check of the batch waited this long for its answer: say so when it is long
+        // (a slow disk, a database under other load), and always at debug for diagnosis.
+        if took >= SLOW_COMMIT {
+            tracing::warn!(%tenant, batch = writes.len(), took_ms = took.as_millis(),
+                "a group commit of gate decisions was slow");
+        } else {
+            tracing::debug!(%tenant, batch = writes.len(), took_us = took.as_micros(),
+                "gate decisions committed");
+        }
+        match result {
             Ok(stored) => {
                 for ((write, reply), stored) in writes.into_iter().zip(replies).zip(stored) {
                     // A caller that gave up (its request was dropped) needs no answer; its
