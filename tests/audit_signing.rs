@@ -61,6 +61,10 @@ async fn checkpoints_extend_the_signed_tree_and_a_changed_leaf_is_still_caught()
     // Growing: every checkpoint's root is the root of every leaf stored.
     for round in 1..=5 {
         append(&store, round * 3).await;
+        // Between checkpoints the signed tree is advanced by what was appended so far (a no-op
+        // before the first checkpoint); the checkpoint reads only what came after.
+        audit.advance(&tenant).await.unwrap();
+        append(&store, round).await;
         assert!(matches!(
             audit.checkpoint(&tenant).await.unwrap(),
             CheckpointOutcome::Signed { .. }
@@ -91,10 +95,12 @@ async fn checkpoints_extend_the_signed_tree_and_a_changed_leaf_is_still_caught()
         "{refused:#}"
     );
 
-    // The running process extends what it signed (it does not read the old leaves again)
-    // until its next whole-log check, which refuses.
+    // The running process extends what it signed, advanced between checkpoints (it does not
+    // read the old leaves again), until its next whole-log check, which refuses.
     let mut signed = 0;
     let refusal = loop {
+        append(&store, 1).await;
+        audit.advance(&tenant).await.unwrap();
         append(&store, 1).await;
         match audit.checkpoint(&tenant).await {
             Ok(_) => signed += 1,
