@@ -29,17 +29,7 @@ const TUESDAY: OffsetDateTime = datetime!(2026-11-24 10:00:00 UTC);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_checks_is_judged_once() {
     let synced = synced_gate().await;
-    let builds = synced
-        .store
-        .items(&synced.tenant, ResourceKind::Builds, None, 1_000)
-        .await
-        .unwrap();
-    let request = DeploymentRequest {
-        project: builds[0].project.clone(),
-        environment: "production".to_owned(),
-        run_id: Some(builds[0].ado_id.parse().unwrap()),
-        ..DeploymentRequest::default()
-    };
+    let request = deployment_of_build(&synced, 0, "production").await;
     for _attempt in 0..3 {
         let into_second = OffsetDateTime::now_utc().nanosecond();
         tokio::time::sleep(std::time::Duration::from_nanos(
@@ -95,17 +85,7 @@ async fn burst_is_judged_once(synced: &Synced, request: &DeploymentRequest) -> b
 async fn an_approval_for_unreadable_facts_is_not_kept() {
     let synced = synced_gate().await;
     let gate = synced.gate.clone();
-    let builds = synced
-        .store
-        .items(&synced.tenant, ResourceKind::Builds, None, 1_000)
-        .await
-        .unwrap();
-    let request = DeploymentRequest {
-        project: builds[1].project.clone(),
-        environment: "staging".to_owned(),
-        run_id: Some(builds[1].ado_id.parse().unwrap()),
-        ..DeploymentRequest::default()
-    };
+    let request = deployment_of_build(&synced, 1, "staging").await;
     let sql = |statement: &'static str| {
         let url = format!("sqlite://{}", synced.db_path.display());
         async move {
@@ -155,6 +135,21 @@ async fn an_approval_for_unreadable_facts_is_not_kept() {
         return;
     }
     panic!("three attempts each crossed a second: the machine is too busy for this test");
+}
+
+/// A deployment of the `nth` synced build's run to `environment`.
+async fn deployment_of_build(synced: &Synced, nth: usize, environment: &str) -> DeploymentRequest {
+    let builds = synced
+        .store
+        .items(&synced.tenant, ResourceKind::Builds, None, 1_000)
+        .await
+        .unwrap();
+    DeploymentRequest {
+        project: builds[nth].project.clone(),
+        environment: environment.to_owned(),
+        run_id: Some(builds[nth].ado_id.parse().unwrap()),
+        ..DeploymentRequest::default()
+    }
 }
 
 struct Synced {

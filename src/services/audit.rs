@@ -239,12 +239,7 @@ impl AuditService {
         } else if size == 0 {
             return Ok(CheckpointOutcome::Unchanged);
         }
-        let kept = self
-            .signed_trees
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(tenant)
-            .cloned();
+        let kept = self.kept_tree(tenant);
         let extended = match (kept, &previous) {
             (Some(tree), Some(previous))
                 if !whole_log
@@ -301,18 +296,22 @@ impl AuditService {
         Ok(CheckpointOutcome::Signed { size })
     }
 
+    /// The tree this process signed last for `tenant` (advanced since, maybe), if any.
+    fn kept_tree(&self, tenant: &TenantId) -> Option<SignedTree> {
+        self.signed_trees
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(tenant)
+            .cloned()
+    }
+
     /// Between checkpoints: extend the tree this process signed last by the leaves appended
     /// since, so that the next checkpoint has only the last few to read and hash. At 10,000
     /// gate decisions/s a checkpoint every 5 s otherwise reads and hashes 50,000 leaves at once,
     /// tens of milliseconds of CPU taken from the checks in one go. Nothing is signed or
     /// trusted here: signing still starts from the latest stored checkpoint (or the whole log).
     pub async fn advance(&self, tenant: &TenantId) -> Result<()> {
-        let kept = self
-            .signed_trees
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(tenant)
-            .cloned();
+        let kept = self.kept_tree(tenant);
         let Some(tree) = kept else {
             return Ok(());
         };

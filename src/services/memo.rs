@@ -24,6 +24,17 @@ struct Entries<V> {
     values: HashMap<String, Arc<V>>,
 }
 
+impl<V> Entries<V> {
+    /// Ready to take an entry of `generation`: another generation's entries are dropped, and
+    /// a full memo starts again.
+    fn make_room(&mut self, generation: &str, capacity: usize) {
+        if self.generation != generation || self.values.len() >= capacity {
+            self.values.clear();
+            generation.clone_into(&mut self.generation);
+        }
+    }
+}
+
 impl<V> Default for Memo<V> {
     fn default() -> Self {
         Self::with_capacity(CAPACITY)
@@ -66,10 +77,7 @@ impl<V> Memo<V> {
         {
             return kept.clone();
         }
-        if entries.generation != generation || entries.values.len() >= self.capacity {
-            entries.values.clear();
-            generation.clone_into(&mut entries.generation);
-        }
+        entries.make_room(generation, self.capacity);
         let value = Arc::new(make());
         entries.values.insert(key.to_owned(), value.clone());
         value
@@ -91,10 +99,7 @@ impl<V> Memo<V> {
     /// Keep `value` for `key` in `generation`; entries of any other generation are dropped.
     pub fn put(&self, generation: &str, key: String, value: Arc<V>) {
         let mut entries = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.generation != generation || entries.values.len() >= self.capacity {
-            entries.values.clear();
-            generation.clone_into(&mut entries.generation);
-        }
+        entries.make_room(generation, self.capacity);
         entries.values.insert(key, value);
     }
 }
