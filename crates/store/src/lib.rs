@@ -26,6 +26,7 @@ mod sqlite_gate;
 mod sqlite_keys;
 mod sqlite_queue;
 mod sqlite_tenancy;
+mod sqlite_wal;
 mod tenancy;
 
 use std::collections::BTreeMap;
