@@ -771,8 +771,14 @@ async fn checkpoint_periodically(
                 break stopping;
             }
             for tenant in &tenants.ids() {
-                if let Err(error) = audit.advance(tenant).await {
-                    tracing::debug!(%tenant, error = %format!("{error:#}"), "advancing the signed audit tree");
+                let started = std::time::Instant::now();
+                match audit.advance(tenant).await {
+                    Ok(()) => {
+                        tracing::debug!(%tenant, took_us = started.elapsed().as_micros(), "signed audit tree advanced")
+                    }
+                    Err(error) => {
+                        tracing::debug!(%tenant, error = %format!("{error:#}"), "advancing the signed audit tree")
+                    }
                 }
             }
         };
@@ -795,8 +801,14 @@ async fn checkpoint_periodically(
             if !mine {
                 continue;
             }
-            if let Err(error) = audit.checkpoint(tenant).await {
-                tracing::error!(%tenant, error = %format!("{error:#}"), "signing an audit checkpoint failed");
+            let started = std::time::Instant::now();
+            match audit.checkpoint(tenant).await {
+                Ok(_) => {
+                    tracing::debug!(%tenant, took_us = started.elapsed().as_micros(), "audit checkpoint signed")
+                }
+                Err(error) => {
+                    tracing::error!(%tenant, error = %format!("{error:#}"), "signing an audit checkpoint failed")
+                }
             }
             if stopping {
                 // Hand the lease on at once: a lease of no time has expired already.
