@@ -48,18 +48,8 @@ async fn a_burst_of_checks_is_judged_once() {
 async fn burst_is_judged_once(synced: &Synced, request: &DeploymentRequest) -> bool {
     let gate = synced.gate.clone();
     let before = gate.memory.judged_afresh();
-    let mut burst = tokio::task::JoinSet::new();
-    for _ in 0..24 {
-        let (gate, request) = (gate.clone(), request.clone());
-        burst.spawn(async move {
-            gate.validate(request, RequestSource::Api, &Actor::system())
-                .await
-                .unwrap()
-        });
-    }
     let mut seconds = std::collections::BTreeSet::new();
-    while let Some(answer) = burst.join_next().await {
-        let answer = answer.unwrap();
+    for answer in validate_together(&gate, request, 24).await {
         let decision = synced
             .store
             .decision(&synced.tenant, &answer.decision_id)
@@ -109,16 +99,7 @@ async fn an_approval_for_unreadable_facts_is_not_kept() {
         .await;
         let second = OffsetDateTime::now_utc().unix_timestamp();
         sql("ALTER TABLE inventory RENAME TO inventory_away").await;
-        let mut burst = tokio::task::JoinSet::new();
-        for _ in 0..8 {
-            let (gate, request) = (gate.clone(), request.clone());
-            burst.spawn(async move {
-                gate.validate(request, RequestSource::Api, &Actor::system())
-                    .await
-                    .unwrap()
-            });
-        }
-        let answers = burst.join_all().await;
+        let answers = validate_together(&gate, &request, 8).await;
         sql("ALTER TABLE inventory_away RENAME TO inventory").await;
         for answer in &answers {
             assert_eq!(answer.verdict.as_str(), "approval", "{answer:?}");
@@ -135,6 +116,24 @@ async fn an_approval_for_unreadable_facts_is_not_kept() {
         return;
     }
     panic!("three attempts each crossed a second: the machine is too busy for this test");
+}
+
+/// `checks` validations of `request` sent at once, their answers once all are in.
+async fn validate_together(
+    gate: &std::sync::Arc<tollgate::services::gate::GateService>,
+    request: &DeploymentRequest,
+    checks: usize,
+) -> Vec<tollgate::services::gate::GateAnswer> {
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..checks {
+        let (gate, request) = (gate.clone(), request.clone());
+        burst.spawn(async move {
+            gate.validate(request, RequestSource::Api, &Actor::system())
+                .await
+                .unwrap()
+        });
+    }
+    burst.join_all().await
 }
 
 /// A deployment of the `nth` synced build's run to `environment`.

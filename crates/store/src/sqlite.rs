@@ -758,18 +758,24 @@ impl InventoryStore for SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, reason = "a test reports failure by panicking")]
 
     use super::*;
 
-    #[tokio::test]
-    async fn both_pools_copy_the_log_at_the_mark_and_keep_a_large_cache() {
+    /// A new store in a new directory (dropped with the directory).
+    pub(crate) async fn store_in_new_dir(file: &str) -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("pages.db");
+        let path = dir.path().join(file);
         let store = SqliteStore::open(&path.display().to_string())
             .await
             .unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn both_pools_copy_the_log_at_the_mark_and_keep_a_large_cache() {
+        let (_dir, store) = store_in_new_dir("pages.db").await;
         for pool in [store.pool(), store.durable_pool()] {
             let pages: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
                 .fetch_one(pool)
@@ -792,11 +798,8 @@ mod tests {
     /// copy moves them into the database file without another commit or a checkpoint call.
     #[tokio::test]
     async fn the_log_is_copied_into_the_database_in_the_background() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, store) = store_in_new_dir("copied.db").await;
         let path = dir.path().join("copied.db");
-        let store = SqliteStore::open(&path.display().to_string())
-            .await
-            .unwrap();
         // Let the copy of the migrations settle, then measure from there.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let before = file_len(&path);
@@ -828,11 +831,7 @@ mod tests {
     /// connection closed SQLite removes the log file.
     #[tokio::test]
     async fn dropping_the_store_stops_the_copy() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dropped.db");
-        let store = SqliteStore::open(&path.display().to_string())
-            .await
-            .unwrap();
+        let (dir, store) = store_in_new_dir("dropped.db").await;
         let wal = dir.path().join("dropped.db-wal");
         assert!(wal.exists());
         store.pool().close().await;

@@ -474,11 +474,7 @@ mod tests {
 
     #[tokio::test]
     async fn packed_hashes_are_read_through_the_narrow_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("plan.db");
-        let store = SqliteStore::open(&path.display().to_string())
-            .await
-            .unwrap();
+        let (_dir, store) = crate::sqlite::tests::store_in_new_dir("plan.db").await;
         let plan: Vec<(i64, i64, i64, String)> =
             sqlx::query_as(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {PACKED_HASHES}")))
                 .bind("acme")
