@@ -345,7 +345,7 @@ impl InventoryStore for SqliteStore {
         if items.is_empty() {
             return Ok(());
         }
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.pool.begin_with(BEGIN_WRITE).await?;
         for item in items {
             sqlx::query(
                 "INSERT INTO inventory_staging (run_id, tenant_id, kind, key, scope, project, ado_id, name, revision, raw) \
@@ -377,7 +377,10 @@ impl InventoryStore for SqliteStore {
         watermarks: &[(String, String)],
     ) -> Result<u64, StoreError> {
         let filters = replacement_filters(replace);
-        let mut transaction = self.pool.begin().await?;
+        // Write-locked from the start: this transaction reads before it writes, and a read
+        // snapshot another commit made stale cannot become a write (SQLite answers "database
+        // is locked" at once, without waiting).
+        let mut transaction = self.pool.begin_with(BEGIN_WRITE).await?;
         let mode: Option<String> =
             sqlx::query_scalar("SELECT mode FROM sync_runs WHERE id = ? AND tenant_id = ?")
                 .bind(run.0)

@@ -788,3 +788,54 @@ mod findings {
         coverage_limits_what_is_fixed(store).await;
     }
 }
+
+/// A kind commits while another connection holds the write lock: it waits its turn. Its
+/// transaction reads before it writes; begun deferred, it would hold a read snapshot that the
+/// other commit makes stale, and SQLite refuses such an upgrade at once ("database is
+/// locked") instead of waiting.
+#[tokio::test]
+async fn a_kind_commits_after_another_writer_finishes() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("busy.db");
+    let path = path.to_str().expect("utf-8").to_owned();
+    let store = std::sync::Arc::new(SqliteStore::open(&path).await.expect("open"));
+    let tenant = TenantId::default_tenant();
+    let run = store
+        .begin_sync(&tenant, SyncMode::Full)
+        .await
+        .expect("begin")
+        .id;
+    store
+        .stage(
+            &tenant,
+            run,
+            &[item(ResourceKind::Teams, "p", "p", "t", "{}")],
+        )
+        .await
+        .expect("stage");
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+        .await
+        .expect("connect");
+    sqlx::raw_sql("BEGIN IMMEDIATE; UPDATE sync_runs SET mode = mode;")
+        .execute(&mut other)
+        .await
+        .expect("hold the write lock");
+    let committing = tokio::spawn({
+        let store = store.clone();
+        let tenant = tenant.clone();
+        async move {
+            store
+                .commit_kind(&tenant, run, ResourceKind::Teams, &Replace::all(), &[])
+                .await
+        }
+    });
+    // Give the commit time to start (and, begun deferred, to take its read snapshot).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut other)
+        .await
+        .expect("commit");
+    let count = committing.await.expect("task").expect("the kind commits");
+    assert_eq!(count, 1);
+}
