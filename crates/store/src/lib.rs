@@ -24,6 +24,7 @@ mod sqlite_deployments;
 mod sqlite_findings;
 mod sqlite_gate;
 mod sqlite_keys;
+mod sqlite_pack;
 mod sqlite_queue;
 mod sqlite_tenancy;
 mod sqlite_wal;

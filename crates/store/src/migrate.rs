@@ -69,6 +69,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "audit_leaf_hashes",
         sql: include_str!("../migrations/sqlite/0012_audit_leaf_hashes.sql"),
     },
+    Migration {
+        version: 13,
+        name: "audit_leaves_rowid",
+        sql: include_str!("../migrations/sqlite/0013_audit_leaves_rowid.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[

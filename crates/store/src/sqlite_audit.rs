@@ -17,6 +17,7 @@ use crate::audit::{
     check_packed_hashes, missing_leaf, unpack_hashes,
 };
 use crate::sqlite::SqliteStore;
+use crate::sqlite_pack::{pack, unpack};
 use crate::sqlite_queue::{BEGIN_WRITE, parse_stamp, stamp};
 
 /// 9 values a row: 100 rows stay far below SQLite's bound-parameter limit.
@@ -66,14 +67,18 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 }
 
 fn leaf_from(row: &SqliteRow) -> Result<StoredLeaf, StoreError> {
+    let seq = seq_from(row.try_get("seq")?)?;
     Ok(StoredLeaf {
-        seq: seq_from(row.try_get("seq")?)?,
+        seq,
         record_id: row.try_get("record_id")?,
         event_type: row.try_get("event_type")?,
         time: parse_stamp(&row.try_get::<String, _>("time")?)?,
         logged: parse_stamp(&row.try_get::<String, _>("logged")?)?,
         hash: hash_from(row.try_get("leaf_hash")?, "a leaf hash")?,
-        bytes: row.try_get("bytes")?,
+        bytes: row
+            .try_get::<Option<Vec<u8>>, _>("bytes")?
+            .map(|stored| unpack(stored, &format!("audit record {seq}")))
+            .transpose()?,
     })
 }
 
@@ -169,7 +174,7 @@ impl SqliteStore {
                     continue;
                 }
             }
-            let leaf = encoder
+            let mut leaf = encoder
                 .encode(tenant, draft, next, logged)
                 .map_err(|error| {
                     StoreError::InvalidInput(format!(
@@ -177,7 +182,9 @@ impl SqliteStore {
                         draft.event_type
                     ))
                 })?;
-            rows.push((next, draft, stamp(draft.time)?, leaf));
+            // Packed here, on the writer's path, because only SQLite's pages need it.
+            let stored = pack(std::mem::take(&mut leaf.bytes));
+            rows.push((next, draft, stamp(draft.time)?, leaf, stored));
             placed.push(Some(next));
             next += 1;
         }
@@ -189,7 +196,7 @@ impl SqliteStore {
                  leaf_hash, bytes, dedupe_key) VALUES {values}"
             );
             let mut insert = sqlx::query(AssertSqlSafe(sql));
-            for (seq, draft, time, leaf) in chunk {
+            for (seq, draft, time, leaf, stored) in chunk {
                 insert = insert
                     .bind(tenant.as_str())
                     .bind(to_i64(*seq)?)
@@ -198,7 +205,7 @@ impl SqliteStore {
                     .bind(time)
                     .bind(&logged_text)
                     .bind(&leaf.hash[..])
-                    .bind(&leaf.bytes)
+                    .bind(stored)
                     .bind(&draft.dedupe_key);
             }
             insert.execute(&mut *connection).await?;

@@ -15,6 +15,7 @@ use crate::gate::{
     SOURCE_ADO_CHECK, Stored, document, parse, run_column, verdict_column,
 };
 use crate::sqlite::SqliteStore;
+use crate::sqlite_pack::{StoredText, pack_text, unpack};
 use crate::sqlite_queue::{BEGIN_WRITE, PreparedJob, enqueue_in, parse_stamp, stamp};
 use crate::{AuditDraft, NewJob, StoreError};
 
@@ -36,12 +37,24 @@ async fn decision_where(
     value: &str,
 ) -> Result<Option<GateDecision>, StoreError> {
     let sql = format!("SELECT document FROM gate_decisions WHERE tenant_id = ? AND {column} = ?");
-    let row: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+    let row: Option<Vec<u8>> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(tenant.as_str())
         .bind(value)
         .fetch_optional(&mut *connection)
         .await?;
-    row.map(|raw| parse(&raw, "gate decision")).transpose()
+    row.map(stored_decision).transpose()
+}
+
+/// A decision's document in its stored form: packed when large (crate::sqlite_pack), so
+/// SQL here never reads into it (`json_extract`); what queries need is in columns.
+fn decision_document(decision: &GateDecision) -> Result<StoredText, StoreError> {
+    Ok(pack_text(document(decision)?))
+}
+
+fn stored_decision(stored: Vec<u8>) -> Result<GateDecision, StoreError> {
+    let raw = unpack(stored, "gate decision")?;
+    serde_json::from_slice(&raw)
+        .map_err(|error| StoreError::Corrupt(format!("gate decision: {error}")))
 }
 
 async fn write_decision(
@@ -53,7 +66,7 @@ async fn write_decision(
     )
     .bind(decision.callback_state.map(CallbackState::as_str))
     .bind(&decision.approval_id)
-    .bind(document(decision)?)
+    .bind(decision_document(decision)?)
     .bind(&decision.id)
     .execute(&mut *connection)
     .await?;
@@ -93,7 +106,7 @@ async fn insert_decisions(
                 .bind(&decision.approval_id)
                 .bind(decision.callback_state.map(CallbackState::as_str))
                 .bind(&write.new.callback_token)
-                .bind(document(decision)?)
+                .bind(decision_document(decision)?)
                 .bind(&decision.source)
                 .bind(decision.run_id.map(run_column).transpose()?);
         }
@@ -184,10 +197,10 @@ impl GateStore for SqliteStore {
         if filter.run_id.is_some() && run_id.is_none() {
             return Ok(Vec::new());
         }
-        let rows: Vec<String> = sqlx::query_scalar(
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
             "SELECT document FROM gate_decisions WHERE tenant_id = ? \
              AND (? IS NULL OR environment = ?) AND (? IS NULL OR decided_at >= ?) \
-             AND (? IS NULL OR json_extract(document, '$.run_id') = ?) \
+             AND (? IS NULL OR run_id = ?) \
              ORDER BY decided_at DESC, id DESC LIMIT ?",
         )
         .bind(tenant.as_str())
@@ -200,7 +213,7 @@ impl GateStore for SqliteStore {
         .bind(i64::from(filter.limit.max(1)))
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(|raw| parse(raw, "gate decision")).collect()
+        rows.into_iter().map(stored_decision).collect()
     }
 
     async fn check_decisions(&self, tenant: &TenantId) -> Result<Vec<CheckDecision>, StoreError> {

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 use tollgate_domain::TenantId;
 use tollgate_store::{
-    AuditDraft, EncodedLeaf, LeafEncoder, LeafFilter, StoreError, StoredCheckpoint,
+    AuditDraft, EncodedLeaf, LeafEncoder, LeafFilter, StoreError, StoredCheckpoint, StoredLeaf,
 };
 
 /// A stand-in for the audit crate's encoder: plain JSON of what the store hands over.
@@ -80,6 +80,20 @@ fn globex() -> TenantId {
     TenantId::parse("globex").unwrap()
 }
 
+/// A tenant's first leaves (up to 100), read back.
+async fn first_leaves(store: &dyn common::AnyStore, tenant: &TenantId) -> Vec<StoredLeaf> {
+    store
+        .audit_leaves(
+            tenant,
+            &LeafFilter {
+                limit: 100,
+                ..LeafFilter::default()
+            },
+        )
+        .await
+        .unwrap()
+}
+
 async fn appends_get_gap_free_positions_per_tenant(fixture: Fixture) {
     let store = with_encoder(&fixture);
     let placed = store
@@ -111,16 +125,7 @@ async fn appends_get_gap_free_positions_per_tenant(fixture: Fixture) {
         0
     );
 
-    let leaves = store
-        .audit_leaves(
-            &acme(),
-            &LeafFilter {
-                limit: 10,
-                ..LeafFilter::default()
-            },
-        )
-        .await
-        .unwrap();
+    let leaves = first_leaves(store, &acme()).await;
     let types: Vec<&str> = leaves.iter().map(|l| l.event_type.as_str()).collect();
     assert_eq!(types, ["a", "b", "c"]);
     assert!(leaves.windows(2).all(|w| w[0].logged <= w[1].logged));
@@ -203,16 +208,7 @@ async fn withheld_payloads_keep_their_hashes_and_the_cut_is_recorded(fixture: Fi
         .await
         .unwrap();
     assert_eq!(withheld, 2, "leaf 0 (the genesis) is kept");
-    let leaves = store
-        .audit_leaves(
-            &acme(),
-            &LeafFilter {
-                limit: 10,
-                ..LeafFilter::default()
-            },
-        )
-        .await
-        .unwrap();
+    let leaves = first_leaves(store, &acme()).await;
     assert_eq!(leaves.len(), 6);
     assert!(leaves[0].bytes.is_some());
     assert!(leaves[1..3].iter().all(|l| l.bytes.is_none()));
@@ -352,7 +348,41 @@ async fn a_leaf_hash_of_another_length_is_refused(fixture: Fixture) {
     );
 }
 
+/// A draft whose record is ≈ 3 KB of JSON, like a gate decision's record with its evidence.
+fn large_draft(event_type: &str) -> AuditDraft {
+    let mut large = draft(event_type, None);
+    let facts: Vec<_> = (0..40)
+        .map(|i| json!({"environment": "production", "build": {"id": i, "result": "succeeded"}}))
+        .collect();
+    large.fields.insert("input".to_owned(), json!(facts));
+    large
+}
+
+/// The hash is the encoder's, over the bytes it made: the bytes read back hash to it only if
+/// they are those bytes (however the backend stores them).
+async fn a_large_record_reads_back_byte_for_byte(fixture: Fixture) {
+    let store = with_encoder(&fixture);
+    let drafts = [draft("small", None), large_draft("large")];
+    store.append_audit(&acme(), &drafts).await.unwrap();
+    let leaves = first_leaves(store, &acme()).await;
+    assert_eq!(leaves.len(), 2);
+    for (leaf, draft) in leaves.iter().zip(&drafts) {
+        let bytes = leaf.bytes.as_ref().unwrap();
+        assert_eq!(<[u8; 32]>::from(Sha256::digest(bytes)), leaf.hash);
+        let record: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        assert_eq!(record["fields"], json!(draft.fields));
+    }
+    assert!(leaves[1].bytes.as_ref().unwrap().len() > 2_500);
+    let by_id = store
+        .audit_leaf_by_id(&acme(), "acme-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_id.bytes, leaves[1].bytes);
+}
+
 on_both_backends!(
+    a_large_record_reads_back_byte_for_byte,
     leaf_hashes_are_read_whole_and_in_order_past_one_read,
     a_leaf_hash_of_another_length_is_refused,
     appends_get_gap_free_positions_per_tenant,
@@ -363,3 +393,95 @@ on_both_backends!(
     without_an_encoder_appending_is_a_clear_error,
     a_missing_leaf_is_reported_not_skipped,
 );
+
+/// SQLite keeps a large record packed (crates/store/src/sqlite_pack.rs): in under half its
+/// bytes, so a page holds several; a small one stays as it is.
+#[tokio::test]
+async fn on_sqlite_a_large_record_is_stored_packed() {
+    let fixture = Fixture::sqlite().await;
+    let store = with_encoder(&fixture);
+    store
+        .append_audit(&acme(), &[draft("small", None), large_draft("large")])
+        .await
+        .unwrap();
+    let mut connection = fixture.sqlite_connection().await;
+    let stored: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, bytes FROM audit_leaves WHERE tenant_id = 'acme' ORDER BY seq")
+            .fetch_all(&mut connection)
+            .await
+            .unwrap();
+    let leaves = first_leaves(store, &acme()).await;
+    let plain = |seq: usize| leaves[seq].bytes.clone().unwrap();
+    assert_eq!(stored[0].1, plain(0), "a small record is stored as it is");
+    assert!(
+        stored[1].1.starts_with(&[0x28, 0xB5, 0x2F, 0xFD]),
+        "a zstd frame"
+    );
+    assert!(
+        stored[1].1.len() * 2 < plain(1).len(),
+        "{} bytes stored for {}",
+        stored[1].1.len(),
+        plain(1).len()
+    );
+}
+
+/// A database from before migration 13 (leaves in a table without rowids) keeps every leaf,
+/// byte for byte, and its log goes on where it ended.
+#[tokio::test]
+async fn on_sqlite_the_rowid_migration_keeps_the_log() {
+    let fixture = Fixture::sqlite().await;
+    let store = with_encoder(&fixture);
+    let drafts: Vec<AuditDraft> = (0..6)
+        .map(|i| {
+            if i % 2 == 0 {
+                draft(&format!("e{i}"), Some(&format!("source-{i}")))
+            } else {
+                large_draft(&format!("e{i}"))
+            }
+        })
+        .collect();
+    store.append_audit(&acme(), &drafts).await.unwrap();
+    store.append_audit(&globex(), &drafts[..2]).await.unwrap();
+    let before = first_leaves(store, &acme()).await;
+    // Back to the table as migrations 7 and 12 left it.
+    fixture
+        .behind_the_store(
+            "acme",
+            "CREATE TABLE old_leaves (tenant_id TEXT NOT NULL, seq INTEGER NOT NULL, \
+               record_id TEXT NOT NULL, event_type TEXT NOT NULL, time TEXT NOT NULL, \
+               logged TEXT NOT NULL, leaf_hash BLOB NOT NULL, bytes BLOB, dedupe_key TEXT, \
+               PRIMARY KEY (tenant_id, seq)) WITHOUT ROWID; \
+             INSERT INTO old_leaves SELECT * FROM audit_leaves; \
+             DROP TABLE audit_leaves; ALTER TABLE old_leaves RENAME TO audit_leaves; \
+             CREATE UNIQUE INDEX audit_by_record ON audit_leaves (tenant_id, record_id); \
+             CREATE UNIQUE INDEX audit_by_source ON audit_leaves (tenant_id, dedupe_key) \
+               WHERE dedupe_key IS NOT NULL; \
+             CREATE INDEX audit_by_type ON audit_leaves (tenant_id, event_type, seq); \
+             CREATE INDEX audit_leaf_hashes ON audit_leaves (tenant_id, seq, leaf_hash); \
+             DELETE FROM schema_migrations WHERE version >= 13;",
+            "",
+        )
+        .await;
+    let upgraded = fixture.open_again().await;
+    upgraded.set_leaf_encoder(Arc::new(TestEncoder)).unwrap();
+    assert_eq!(first_leaves(&*upgraded, &acme()).await, before);
+    assert_eq!(upgraded.audit_size(&globex()).await.unwrap(), 2);
+    let placed = upgraded
+        .append_audit(
+            &acme(),
+            &[draft("e0", Some("source-0")), draft("after", None)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        placed,
+        [None, Some(6)],
+        "the source id is still known; seq 6 is next"
+    );
+    let schema: String =
+        sqlx::query_scalar("SELECT sql FROM sqlite_schema WHERE name = 'audit_leaves'")
+            .fetch_one(&mut fixture.sqlite_connection().await)
+            .await
+            .unwrap();
+    assert!(!schema.contains("WITHOUT ROWID"), "{schema}");
+}

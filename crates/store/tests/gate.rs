@@ -657,7 +657,104 @@ async fn a_batch_of_decisions_is_stored_together_or_not_at_all(fixture: Fixture)
     );
 }
 
+/// A decision whose rules' input is ≈ 3 KB, as a real check's is.
+fn large_decision(id: &str, key: &str, run_id: u64) -> GateDecision {
+    let builds: Vec<_> = (0..40)
+        .map(|i| json!({"id": i, "result": "succeeded", "environment": "production"}))
+        .collect();
+    GateDecision {
+        run_id: Some(run_id),
+        approval_id: None,
+        input: tollgate_domain::CanonicalJson::new(&json!({"builds": builds})).unwrap(),
+        ..decision(id, key, Verdict::Allow)
+    }
+}
+
+/// Record a decision with no token, approval or callback job, and no audit records.
+async fn record_alone(fixture: &Fixture, tenant: &TenantId, decision: GateDecision) {
+    let new = NewDecision {
+        decision,
+        callback_token: None,
+        approval: None,
+        callback_job: None,
+    };
+    fixture
+        .store
+        .record_decision(tenant, &new, &[])
+        .await
+        .unwrap();
+}
+
+async fn a_large_decision_reads_back_as_written(fixture: Fixture) {
+    let acme = tenant("acme");
+    let written = [
+        large_decision("large-1", "ado:large-1", 7),
+        large_decision("large-2", "ado:large-2", 8),
+    ];
+    for decision in &written {
+        record_alone(&fixture, &acme, decision.clone()).await;
+    }
+    let store = &fixture.store;
+    assert_eq!(
+        store.decision(&acme, "large-1").await.unwrap().as_ref(),
+        Some(&written[0])
+    );
+    assert_eq!(
+        store
+            .decision_by_key(&acme, "ado:large-2")
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&written[1])
+    );
+    let by_run = store
+        .decisions(
+            &acme,
+            &DecisionFilter {
+                run_id: Some(8),
+                limit: 10,
+                ..DecisionFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_run, [written[1].clone()]);
+}
+
+/// SQLite keeps a large decision's document packed, a small one as text.
+#[tokio::test]
+async fn on_sqlite_a_large_decision_is_stored_packed() {
+    let fixture = Fixture::sqlite().await;
+    let acme = tenant("acme");
+    let mut small = decision("small", "ado:small", Verdict::Allow);
+    small.approval_id = None;
+    for decision in [small, large_decision("large", "ado:large", 7)] {
+        record_alone(&fixture, &acme, decision).await;
+    }
+    let mut connection = fixture.sqlite_connection().await;
+    let stored: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT id, typeof(document), length(CAST(document AS BLOB)) FROM gate_decisions ORDER BY id",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .unwrap();
+    let large_json = serde_json::to_vec(&large_decision("large", "ado:large", 7)).unwrap();
+    assert_eq!(stored[0].0, "large");
+    assert_eq!(stored[0].1, "blob");
+    assert!(
+        (stored[0].2 as usize) * 2 < large_json.len(),
+        "{} bytes stored for {}",
+        stored[0].2,
+        large_json.len()
+    );
+    assert_eq!(
+        (stored[1].0.as_str(), stored[1].1.as_str()),
+        ("small", "text")
+    );
+}
+
 on_both_backends!(
+    a_large_decision_reads_back_as_written,
     a_batch_of_decisions_is_stored_together_or_not_at_all,
     the_migration_fills_run_and_source_of_earlier_decisions,
     check_decisions_list_the_checks_answers_of_one_tenant,

@@ -187,6 +187,16 @@ impl Fixture {
         })
     }
 
+    /// A connection of its own to a SQLite fixture's file, to look at how rows are stored.
+    pub async fn sqlite_connection(&self) -> sqlx::SqliteConnection {
+        let Backend::Sqlite { path, .. } = &self.backend else {
+            panic!("a SQLite fixture")
+        };
+        sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+            .await
+            .unwrap()
+    }
+
     pub fn is_postgres(&self) -> bool {
         matches!(self.backend, Backend::Postgres { .. })
     }
