@@ -68,6 +68,7 @@ fn write(n: usize, event_type: &str) -> DecisionWrite {
             callback_token: None,
             approval: None,
             callback_job: None,
+            notices: Vec::new(),
         },
         audit: vec![AuditDraft {
             encoded: Default::default(),

@@ -12,6 +12,7 @@
 #[path = "support/server.rs"]
 mod server;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -236,23 +237,52 @@ async fn a_saturday_deploy_to_production_is_denied_and_never_with_a_2xx() {
 }
 
 /// A loopback receiver that keeps every JSON body posted to it.
-async fn receiver() -> (String, Arc<std::sync::Mutex<Vec<Value>>>) {
-    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let store = received.clone();
-    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
-        let store = store.clone();
-        async move {
-            if let Ok(value) = serde_json::from_slice::<Value>(&body) {
-                store.lock().unwrap().push(value);
+async fn receiver() -> (String, Shared<Value>) {
+    let (url, received, _) = receiver_failing(0, axum::http::StatusCode::SERVICE_UNAVAILABLE).await;
+    (url, received)
+}
+
+/// A loopback receiver that answers `refusal` to its first `failures` requests and keeps the
+/// JSON bodies it accepts after that; the last list holds every request's `webhook-id`.
+async fn receiver_failing(
+    failures: usize,
+    refusal: axum::http::StatusCode,
+) -> (String, Shared<Value>, Shared<String>) {
+    let received = Shared::default();
+    let requests = Shared::default();
+    let (store, seen) = (received.clone(), requests.clone());
+    let app = axum::Router::new().fallback(
+        move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let (store, seen) = (store.clone(), seen.clone());
+            async move {
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|id| id.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let earlier = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(id);
+                    seen.len() - 1
+                };
+                if earlier < failures {
+                    return refusal;
+                }
+                if let Ok(value) = serde_json::from_slice::<Value>(&body) {
+                    store.lock().unwrap().push(value);
+                }
+                axum::http::StatusCode::NO_CONTENT
             }
-            axum::http::StatusCode::NO_CONTENT
-        }
-    });
+        },
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{address}/hook"), received)
+    (format!("http://{address}/hook"), received, requests)
 }
+
+/// A list the test and a loopback server both reach.
+type Shared<T> = Arc<std::sync::Mutex<Vec<T>>>;
 
 /// A loopback server that counts every request it gets.
 async fn trap() -> (String, Arc<AtomicUsize>) {
@@ -311,16 +341,7 @@ async fn a_tuesday_deploy_waits_for_a_release_manager_and_not_an_operator() {
     // Approvers hear about it through a signed webhook.
     let (hook_url, received) = receiver().await;
     let secret_dir = tempfile::tempdir().unwrap();
-    let secret_file = secret_dir.path().join("whsec");
-    std::fs::write(&secret_file, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
-    let setup = setup_with(
-        TUESDAY,
-        &format!(
-            "[[notifications]]\nkind = \"webhook\"\nurl = \"{hook_url}\"\nsecret_file = \"{}\"\n",
-            secret_file.display()
-        ),
-    )
-    .await;
+    let setup = setup_with(TUESDAY, &webhook_channel(&hook_url, secret_dir.path())).await;
     let headers = check_headers(&org_plan_url(&setup), &setup.project_id, "plan-tue");
     let deployment = json!({"environment": "production", "requestedFor": "dev@fabrikam.example"});
     let (status, body) =
@@ -409,6 +430,104 @@ async fn a_tuesday_deploy_waits_for_a_release_manager_and_not_an_operator() {
             "{expected} missing: {types:?}"
         );
     }
+}
+
+/// A signed-webhook channel for approval notices, with its secret file.
+fn webhook_channel(hook_url: &str, secret_dir: &Path) -> String {
+    let secret_file = secret_dir.join("whsec");
+    std::fs::write(&secret_file, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+    format!(
+        "[[notifications]]\nkind = \"webhook\"\nurl = \"{hook_url}\"\nsecret_file = \"{}\"\n",
+        secret_file.display()
+    )
+}
+
+/// A notice is a job enqueued with the approval: when the channel's own retries all fail,
+/// the queue tries again later instead of the notice being lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_the_channel_refused_is_sent_again_later() {
+    // The first attempt and the channel's three retries all get 503.
+    let (hook_url, received, requests) =
+        receiver_failing(4, axum::http::StatusCode::SERVICE_UNAVAILABLE).await;
+    let secret_dir = tempfile::tempdir().unwrap();
+    let setup = setup_with(TUESDAY, &webhook_channel(&hook_url, secret_dir.path())).await;
+    let headers = check_headers(&org_plan_url(&setup), &setup.project_id, "plan-later");
+    let deployment = json!({"environment": "production", "requestedFor": "dev@fabrikam.example"});
+    let (status, body) = call_gate(&setup, "sync", &headers, deployment, GATE_PASSWORD).await;
+    assert_eq!(status, 409, "{body}");
+    let approval = body["approval"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while received.lock().unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no notice after {} attempts",
+            requests.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ids = requests.lock().unwrap().clone();
+    assert_eq!(
+        ids.len(),
+        5,
+        "four refused, the job's second attempt delivered"
+    );
+    assert!(ids[0].starts_with("msg_"), "{ids:?}");
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "one notice, one webhook-id on every attempt: {ids:?}"
+    );
+    let notices = received.lock().unwrap().clone();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0]["type"], "approval.requested");
+    assert_eq!(notices[0]["data"]["approval_id"], approval.as_str());
+}
+
+/// A channel that rejects the notice (a 4xx) will not take it later either: the job is
+/// dead-lettered after one attempt, visibly, and the channel is not asked again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_the_channel_rejects_is_dead_lettered_at_once() {
+    let (hook_url, received, requests) =
+        receiver_failing(usize::MAX, axum::http::StatusCode::BAD_REQUEST).await;
+    let secret_dir = tempfile::tempdir().unwrap();
+    let setup = setup_with(TUESDAY, &webhook_channel(&hook_url, secret_dir.path())).await;
+    let headers = check_headers(&org_plan_url(&setup), &setup.project_id, "plan-rejected");
+    let deployment = json!({"environment": "production", "requestedFor": "dev@fabrikam.example"});
+    let (status, body) = call_gate(&setup, "sync", &headers, deployment, GATE_PASSWORD).await;
+    assert_eq!(status, 409, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        let page: Value = setup
+            .client
+            .get(
+                setup
+                    .server
+                    .url("/api/v1/jobs?kind=approval.notify&status=dead"),
+            )
+            .bearer_auth(setup.server.admin_key())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(job) = page["items"].as_array().and_then(|items| items.first()) {
+            break job.clone();
+        }
+        assert!(Instant::now() < deadline, "no dead notice job: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(dead["attempts"], 1, "{dead}");
+    assert!(
+        dead["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("400"),
+        "{dead}"
+    );
+    assert_eq!(requests.lock().unwrap().len(), 1);
+    assert!(received.lock().unwrap().is_empty());
+    let types = audit_types(&setup).await;
+    assert!(types.iter().any(|t| t == "job.dead"), "{types:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

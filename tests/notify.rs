@@ -35,6 +35,7 @@ const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwLHhLqaaQ2Fk=
 
 fn notice() -> ApprovalNotice {
     ApprovalNotice {
+        id: "msg_apr-42_requested".to_owned(),
         tenant: "contoso".to_owned(),
         approval_id: "apr-42".to_owned(),
         kind: NoticeKind::Requested,

@@ -17,9 +17,10 @@ use tokio::sync::{Notify, watch};
 use tollgate_domain::TenantId;
 use tollgate_store::{EventStatus, EventStore, Job, JobStatus, JobStore, NewJob, Retry};
 
+use crate::services::FinalFailure;
 use crate::services::capabilities::Capability;
 use crate::services::events::{JOB_EVALUATE, JOB_EVENT, JOB_FULL_SYNC, JOB_REFRESH};
-use crate::services::gate::{JOB_APPROVALS_EXPIRE, JOB_GATE_CALLBACK};
+use crate::services::gate::{JOB_APPROVAL_NOTIFY, JOB_APPROVALS_EXPIRE, JOB_GATE_CALLBACK};
 use crate::services::scan::Evaluation;
 use crate::services::sync::{ModeRequest, NoProgress};
 use crate::services::tenant::{TenantContext, Tenants};
@@ -119,7 +120,8 @@ impl Worker {
             }
             Err(error) => {
                 let message = format!("{error:#}");
-                let retry = if job.attempts >= job.max_attempts {
+                let final_failure = error.chain().any(|cause| cause.is::<FinalFailure>());
+                let retry = if job.attempts >= job.max_attempts || final_failure {
                     Retry::Never
                 } else {
                     let delay = backoff(job.attempts);
@@ -198,6 +200,12 @@ impl Worker {
             JOB_FULL_SYNC => self.refresh(&job.tenant, ModeRequest::Full).await,
             JOB_EVALUATE => self.evaluate(&job.tenant, Evaluation::All).await,
             JOB_GATE_CALLBACK => self.gate_callback(job).await,
+            JOB_APPROVAL_NOTIFY => {
+                self.tenant(&job.tenant)?
+                    .gate
+                    .send_notice(&job.payload)
+                    .await
+            }
             JOB_APPROVALS_EXPIRE => {
                 let expired = self.tenant(&job.tenant)?.gate.expire_due().await?;
                 if expired > 0 {

@@ -13,7 +13,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use tollgate_domain::SecretString;
 
 use crate::config::SmtpTls;
-use crate::services::notify::{ApprovalNotice, NoticeKind, Notifier};
+use crate::services::notify::{ApprovalNotice, NoticeKind, Notifier, TryLater};
 
 /// Connecting, and each SMTP command.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -142,6 +142,10 @@ impl Notifier for EmailNotifier {
                 Err(error) if error.is_transient() && attempt < super::RETRIES => {
                     tokio::time::sleep(super::backoff(attempt)).await;
                     attempt += 1;
+                }
+                Err(error) if error.is_transient() => {
+                    let reason = format!("{}: sending the e-mail: {error}", self.name);
+                    return Err(TryLater(reason).into());
                 }
                 Err(error) => {
                     return Err(error)

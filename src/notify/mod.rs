@@ -24,7 +24,7 @@ pub use teams::TeamsNotifier;
 pub use webhook::{VerifyError, WebhookNotifier, WebhookSecret, verify};
 
 use crate::config::{NotificationConfig, SmtpTls};
-use crate::services::notify::{ApprovalNotice, NoticeKind, Notifier};
+use crate::services::notify::{ApprovalNotice, NoticeKind, Notifier, TryLater};
 
 /// Per request; a chat service that has not answered by then is not going to.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -279,9 +279,13 @@ async fn post_with_retries(
                 // Only failures before the request went out are retried: after a timeout the
                 // message may have arrived, and a chat message must not be posted twice.
                 let error = error.without_url();
-                if !error.is_connect() || attempt == RETRIES {
+                if !error.is_connect() {
                     return Err(anyhow::Error::new(error))
                         .with_context(|| format!("{channel}: sending failed"));
+                }
+                if attempt == RETRIES {
+                    let reason = format!("{channel}: sending failed: {error}");
+                    return Err(TryLater(reason).into());
                 }
                 backoff(attempt)
             }
@@ -300,12 +304,13 @@ async fn post_with_retries(
                 if !transient || attempt == RETRIES {
                     let body = response.text().await.unwrap_or_default();
                     let body: String = body.trim().chars().take(ERROR_BODY_CHARS).collect();
-                    let tries = if transient {
-                        format!(" (after {} attempts)", attempt + 1)
-                    } else {
-                        String::new()
-                    };
-                    bail!("{channel} answered {status}{tries}: {body}");
+                    if transient {
+                        let tries = attempt + 1;
+                        let reason =
+                            format!("{channel} answered {status} (after {tries} attempts): {body}");
+                        return Err(TryLater(reason).into());
+                    }
+                    bail!("{channel} answered {status}: {body}");
                 }
                 retry_after.map_or_else(|| backoff(attempt), |wait| wait.min(RETRY_AFTER_CAP))
             }

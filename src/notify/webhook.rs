@@ -195,8 +195,7 @@ impl Notifier for WebhookNotifier {
 
     async fn notify(&self, notice: &ApprovalNotice) -> Result<()> {
         let now = OffsetDateTime::now_utc();
-        // A UUIDv7: unique, time-ordered, and free of the `.` the signed content delimits with.
-        let id = format!("msg_{}", tollgate_audit::record::new_record_id(now));
+        let id = &notice.id;
         let body = serde_json::to_vec(&payload(notice, now)).context("encoding the payload")?;
         super::post_with_retries(&self.name, || {
             // Each attempt carries its own time, so a late retry is not refused as a replay.
@@ -205,9 +204,9 @@ impl Notifier for WebhookNotifier {
                 .client
                 .post(&self.url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header("webhook-id", &id)
+                .header("webhook-id", id)
                 .header("webhook-timestamp", timestamp.to_string())
-                .header("webhook-signature", self.secret.sign(&id, timestamp, &body))
+                .header("webhook-signature", self.secret.sign(id, timestamp, &body))
                 .body(body.clone()))
         })
         .await?;

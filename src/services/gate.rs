@@ -25,11 +25,12 @@ use tollgate_store::gate::{
 use tollgate_store::{AuditDraft, AuditStore, INVENTORY_VERSION, InventoryStore, NewJob};
 
 use crate::auth::{Principal, Role};
+use crate::services::FinalFailure;
 use crate::services::audit_events::{Actor, AuditEvent, Record, Target, rfc3339};
 use crate::services::capabilities::{Capabilities, Capability, Fallback, Setting};
 use crate::services::decision_writer::DecisionWriter;
 use crate::services::memo::Memo;
-use crate::services::notify::{ApprovalNotice, NoticeKind, Notifications};
+use crate::services::notify::{ApprovalNotice, NoticeKind, Notifications, TryLater};
 use crate::services::settings::Action;
 use crate::services::shared_read::SharedRead;
 
@@ -37,6 +38,8 @@ use crate::services::shared_read::SharedRead;
 pub const JOB_GATE_CALLBACK: &str = "gate.callback";
 /// The job that expires a tenant's overdue approvals.
 pub const JOB_APPROVALS_EXPIRE: &str = "approvals.expire";
+/// Tells one channel's approvers about an approval (payload: approval, channel, notice).
+pub const JOB_APPROVAL_NOTIFY: &str = "approval.notify";
 
 /// A clock, injected so that tests and backtests judge at a chosen time.
 pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
@@ -740,6 +743,14 @@ impl GateService {
         };
         let callback_job =
             (is_callback && verdict != Verdict::Approval).then(|| callback_job(&decision.id));
+        let notices = match &approval {
+            Some(approval) => notice_jobs(
+                &self.notice_channels().await,
+                &approval.id,
+                NOTICE_REQUESTED,
+            ),
+            None => Vec::new(),
+        };
         let mut audit = vec![
             Record::new(AuditEvent::GateDecided, actor, now)
                 .target(Target::new(
@@ -763,17 +774,13 @@ impl GateService {
             callback_token: callback.map(|(_, token)| token.expose().to_owned()),
             approval: approval.clone(),
             callback_job,
+            notices,
         };
         let recorded = self
             .writer
             .record(DecisionWrite { new, audit })
             .await
             .context("recording the gate decision")?;
-        if recorded.created
-            && let Some(approval) = &approval
-        {
-            self.notify(approval, NoticeKind::Requested).await;
-        }
         if recorded.created {
             // The decision as written: its approval is the one just opened, its findings the
             // judgement's (read nothing back, parse nothing again).
@@ -1050,18 +1057,31 @@ impl GateService {
         })
     }
 
-    async fn notify(&self, approval: &Approval, kind: NoticeKind) {
+    /// The channels to tell about approvals now: none when none is configured or the
+    /// notifications capability is off.
+    async fn notice_channels(&self) -> Vec<String> {
         if self.notifications.is_empty() {
-            return;
+            return Vec::new();
         }
         let capability = self
             .capabilities
             .get(&self.tenant, Capability::Notifications)
             .await;
-        if !capability.enabled {
-            return;
+        if capability.enabled {
+            self.notifications.names()
+        } else {
+            Vec::new()
         }
-        let notice = ApprovalNotice {
+    }
+
+    fn notice_of(&self, approval: &Approval, kind: NoticeKind) -> ApprovalNotice {
+        let label = match kind {
+            NoticeKind::Requested => NOTICE_REQUESTED,
+            NoticeKind::Decided { .. } => NOTICE_DECIDED,
+        };
+        ApprovalNotice {
+            // Approval ids are `ap_` and hex: no `.`.
+            id: format!("msg_{}_{label}", approval.id),
             tenant: self.tenant.to_string(),
             approval_id: approval.id.clone(),
             kind,
@@ -1081,13 +1101,52 @@ impl GateService {
                     approval.id
                 )
             }),
+        }
+    }
+
+    /// Send one notice job's notice to its channel (the `approval.notify` job). An error
+    /// leaves the job to be tried again later; the channel has already retried briefly.
+    pub async fn send_notice(&self, payload: &Value) -> Result<()> {
+        let field = |name: &str| {
+            payload
+                .get(name)
+                .and_then(Value::as_str)
+                .ok_or_else(|| anyhow!("an {JOB_APPROVAL_NOTIFY} job names its {name}"))
         };
-        // In the background: a channel may retry for a minute, and ADO wants its check
-        // answered in seconds. `send` logs each channel that fails.
-        let notifications = self.notifications.clone();
-        tokio::spawn(async move {
-            notifications.send(&notice).await;
-        });
+        let (approval_id, channel, notice) =
+            (field("approval")?, field("channel")?, field("notice")?);
+        if self.notice_channels().await.is_empty() {
+            tracing::info!(tenant = %self.tenant, approval = approval_id, channel,
+                "approval notice not sent: notifications are off or none is configured");
+            return Ok(());
+        }
+        let approval = self
+            .gate_store
+            .approval(&self.tenant, approval_id)
+            .await?
+            .ok_or_else(|| anyhow!("no approval {approval_id}"))?;
+        let kind = match notice {
+            NOTICE_REQUESTED => NoticeKind::Requested,
+            _ => NoticeKind::Decided {
+                state: approval.state.as_str().to_owned(),
+                by: approval.closed_by.clone(),
+            },
+        };
+        match self
+            .notifications
+            .send_to(channel, &self.notice_of(&approval, kind))
+            .await
+        {
+            Some(Ok(())) => Ok(()),
+            Some(Err(error)) if error.is::<TryLater>() => Err(error),
+            // Sending again could post it twice, or cannot succeed: dead-letter the job.
+            Some(Err(error)) => Err(FinalFailure(format!("{error:#}")).into()),
+            None => {
+                tracing::warn!(tenant = %self.tenant, approval = approval_id, channel,
+                    "approval notice dropped: the channel is no longer configured");
+                Ok(())
+            }
+        }
     }
 
     pub async fn approvals(
@@ -1249,24 +1308,17 @@ impl GateService {
             vec![record.draft()]
         };
         let callback = |_: &Approval, decision: &GateDecision| Some(callback_job(&decision.id));
+        let channels = self.notice_channels().await;
+        let notices = |approval: &Approval| notice_jobs(&channels, &approval.id, NOTICE_DECIDED);
         let outcome = self
             .gate_store
-            .change_approval(&self.tenant, id, &change, &audit, &callback)
+            .change_approval(&self.tenant, id, &change, &audit, &callback, &notices)
             .await
             .map_err(anyhow::Error::from)?;
         match outcome {
             ApprovalOutcome::NotFound => Err(ApprovalError::NotFound(id.to_owned())),
             ApprovalOutcome::Refused(refusal) => Err(ApprovalError::Refused(refusal)),
-            ApprovalOutcome::Changed(approval) => {
-                if !approval.is_open() {
-                    let kind = NoticeKind::Decided {
-                        state: approval.state.as_str().to_owned(),
-                        by: approval.closed_by.clone(),
-                    };
-                    self.notify(&approval, kind).await;
-                }
-                Ok(*approval)
-            }
+            ApprovalOutcome::Changed(approval) => Ok(*approval),
         }
     }
 
@@ -1372,6 +1424,25 @@ fn new_id(prefix: &str, now: OffsetDateTime) -> String {
         "{prefix}{}",
         tollgate_audit::record::new_record_id(now).replace('-', "")
     )
+}
+
+const NOTICE_REQUESTED: &str = "requested";
+const NOTICE_DECIDED: &str = "decided";
+
+/// One job per channel, so a channel that is down is retried alone and the others are not
+/// told twice. Enqueued with the approval's change, so a notice outlives a crash; the
+/// dedupe key keeps a retried change from queueing it twice.
+fn notice_jobs(channels: &[String], approval_id: &str, notice: &str) -> Vec<NewJob> {
+    channels
+        .iter()
+        .map(|channel| NewJob {
+            kind: JOB_APPROVAL_NOTIFY.to_owned(),
+            payload: json!({"approval": approval_id, "channel": channel, "notice": notice}),
+            dedupe_key: Some(format!("notify:{approval_id}:{notice}:{channel}")),
+            run_after: OffsetDateTime::now_utc(),
+            max_attempts: 6,
+        })
+        .collect()
 }
 
 /// The job that posts the decision to the plan. It runs at once by the queue's clock, the wall

@@ -21,3 +21,9 @@ pub mod siem;
 pub mod sync;
 pub mod tenancy;
 pub mod tenant;
+
+/// A failure that trying again cannot fix. A job whose handler fails with it (anywhere in the
+/// error's chain) is dead-lettered at once, and audited as such, instead of being retried.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FinalFailure(pub String);

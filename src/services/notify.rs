@@ -27,6 +27,9 @@ pub enum NoticeKind {
 /// One approval event, everything a channel shows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApprovalNotice {
+    /// Names this notice to receivers, the same on every attempt to deliver it (the signed
+    /// webhook's `webhook-id`, which receivers deduplicate on). Never contains `.`.
+    pub id: String,
     pub tenant: String,
     pub approval_id: String,
     pub kind: NoticeKind,
@@ -46,12 +49,21 @@ pub struct ApprovalNotice {
     pub link: Option<String>,
 }
 
+/// A notice that did not reach its channel, and may if sent again later: the channel was
+/// unreachable, or answered 429 or 5xx, through all of its own retries. Every other failure
+/// is final (a 4xx, or a timeout after the request went out, when the message may have
+/// arrived and must not be posted twice).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TryLater(pub String);
+
 /// One destination for approval notices.
 #[async_trait::async_trait]
 pub trait Notifier: Send + Sync {
     /// Names the channel in outcomes and logs (never a URL: Teams and Slack URLs are secrets).
     fn name(&self) -> &str;
-    /// Deliver the notice, retrying transient failures itself; an error is final.
+    /// Deliver the notice, retrying transient failures itself briefly. An error is
+    /// [`TryLater`] when sending again later may succeed, else final.
     async fn notify(&self, notice: &ApprovalNotice) -> Result<()>;
 }
 
@@ -75,25 +87,39 @@ impl Notifications {
         self.channels.iter().map(|c| c.name().to_owned()).collect()
     }
 
+    /// Send to the channel named `name`; `None` when no channel has that name. A failure
+    /// is logged here too.
+    pub async fn send_to(&self, name: &str, notice: &ApprovalNotice) -> Option<Result<()>> {
+        let channel = self
+            .channels
+            .iter()
+            .find(|channel| channel.name() == name)?;
+        Some(deliver(channel.as_ref(), notice).await)
+    }
+
     /// Send to every channel at once, so a slow or retrying channel delays no other; returns
     /// each channel's outcome in configuration order. Failures are logged here too.
     pub async fn send(&self, notice: &ApprovalNotice) -> Vec<(String, Result<(), String>)> {
         let deliveries = self.channels.iter().map(|channel| async move {
-            let outcome = channel
-                .notify(notice)
+            let outcome = deliver(channel.as_ref(), notice)
                 .await
                 .map_err(|error| format!("{error:#}"));
-            if let Err(error) = &outcome {
-                tracing::warn!(
-                    channel = channel.name(),
-                    tenant = %notice.tenant,
-                    approval = %notice.approval_id,
-                    %error,
-                    "approval notification failed"
-                );
-            }
             (channel.name().to_owned(), outcome)
         });
         futures_util::future::join_all(deliveries).await
     }
+}
+
+async fn deliver(channel: &dyn Notifier, notice: &ApprovalNotice) -> Result<()> {
+    let outcome = channel.notify(notice).await;
+    if let Err(error) = &outcome {
+        tracing::warn!(
+            channel = channel.name(),
+            tenant = %notice.tenant,
+            approval = %notice.approval_id,
+            error = format!("{error:#}"),
+            "approval notification failed"
+        );
+    }
+    outcome
 }

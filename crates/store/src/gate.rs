@@ -297,6 +297,9 @@ pub struct NewDecision {
     pub approval: Option<Approval>,
     /// The callback job, when the verdict is final at once (callback mode, allow or deny).
     pub callback_job: Option<NewJob>,
+    /// Jobs that tell approvers about the approval (one per notification channel), enqueued
+    /// with it so a notice outlives a crash and a channel that is down.
+    pub notices: Vec<NewJob>,
 }
 
 /// One decision of a batch, with the audit records to append if it is stored.
@@ -356,6 +359,9 @@ pub type ApprovalAudit<'a> = &'a (dyn Fn(&Approval) -> Vec<AuditDraft> + Send + 
 
 /// The callback job to enqueue once an approval closes (for decisions waiting on it).
 pub type CallbackJob<'a> = &'a (dyn Fn(&Approval, &GateDecision) -> Option<NewJob> + Send + Sync);
+
+/// The jobs that tell approvers an approval closed, enqueued in the same transaction.
+pub type ApprovalNotices<'a> = &'a (dyn Fn(&Approval) -> Vec<NewJob> + Send + Sync);
 
 #[derive(Clone, Debug, Default)]
 pub struct DecisionFilter {
@@ -464,8 +470,9 @@ pub trait GateStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Approval>, StoreError>;
 
-    /// Change one approval under a row lock. When it closes, the decision that opened it gets
-    /// the callback job `callback` makes (in the same transaction) and its audit records.
+    /// Change one approval under a row lock, with its audit records. When it closes, the
+    /// decision that opened it gets the callback job `callback` makes and the jobs `notices`
+    /// makes are enqueued, all in the same transaction.
     async fn change_approval(
         &self,
         tenant: &TenantId,
@@ -473,6 +480,7 @@ pub trait GateStore: Send + Sync {
         change: &ApprovalChange,
         audit: ApprovalAudit<'_>,
         callback: CallbackJob<'_>,
+        notices: ApprovalNotices<'_>,
     ) -> Result<ApprovalOutcome, StoreError>;
 
     /// The ids of pending approvals whose expiry is at or before `now`.

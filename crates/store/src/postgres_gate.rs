@@ -11,9 +11,9 @@ use time::OffsetDateTime;
 use tollgate_domain::TenantId;
 
 use crate::gate::{
-    Approval, ApprovalAudit, ApprovalChange, ApprovalOutcome, ApprovalState, CallbackJob,
-    CallbackState, CheckDecision, DecisionFilter, DecisionWrite, GateDecision, GateStore,
-    SOURCE_ADO_CHECK, Stored, document, parse, run_column, verdict_column,
+    Approval, ApprovalAudit, ApprovalChange, ApprovalNotices, ApprovalOutcome, ApprovalState,
+    CallbackJob, CallbackState, CheckDecision, DecisionFilter, DecisionWrite, GateDecision,
+    GateStore, SOURCE_ADO_CHECK, Stored, document, parse, run_column, verdict_column,
 };
 use crate::postgres::PostgresStore;
 use crate::postgres_queue::{PreparedJob, enqueue_in};
@@ -154,7 +154,7 @@ async fn insert_decisions(
             .execute(&mut *connection)
             .await?;
         }
-        if let Some(job) = &new.callback_job {
+        for job in new.callback_job.iter().chain(&new.notices) {
             enqueue(connection, tenant, job).await?;
         }
         recorded.push(Stored::Created);
@@ -332,6 +332,7 @@ impl GateStore for PostgresStore {
         change: &ApprovalChange,
         audit: ApprovalAudit<'_>,
         callback: CallbackJob<'_>,
+        notices: ApprovalNotices<'_>,
     ) -> Result<ApprovalOutcome, StoreError> {
         let mut transaction = self.begin_durable_for(tenant).await?;
         let row: Option<String> =
@@ -361,6 +362,11 @@ impl GateStore for PostgresStore {
             enqueue(&mut transaction, tenant, &job).await?;
             decision.callback_state = Some(CallbackState::Queued);
             write_decision(&mut transaction, &decision).await?;
+        }
+        if !approval.is_open() {
+            for job in notices(&approval) {
+                enqueue(&mut transaction, tenant, &job).await?;
+            }
         }
         self.append_audit_in(&mut transaction, tenant, &audit(&approval))
             .await?;

@@ -10,9 +10,9 @@ use time::OffsetDateTime;
 use tollgate_domain::TenantId;
 
 use crate::gate::{
-    Approval, ApprovalAudit, ApprovalChange, ApprovalOutcome, ApprovalState, CallbackJob,
-    CallbackState, CheckDecision, DecisionFilter, DecisionWrite, GateDecision, GateStore,
-    SOURCE_ADO_CHECK, Stored, document, parse, run_column, verdict_column,
+    Approval, ApprovalAudit, ApprovalChange, ApprovalNotices, ApprovalOutcome, ApprovalState,
+    CallbackJob, CallbackState, CheckDecision, DecisionFilter, DecisionWrite, GateDecision,
+    GateStore, SOURCE_ADO_CHECK, Stored, document, parse, run_column, verdict_column,
 };
 use crate::sqlite::SqliteStore;
 use crate::sqlite_pack::{StoredText, pack_text, unpack};
@@ -140,7 +140,7 @@ async fn insert_decisions(
             .execute(&mut *connection)
             .await?;
         }
-        if let Some(job) = &new.callback_job {
+        for job in new.callback_job.iter().chain(&new.notices) {
             enqueue(connection, tenant, job).await?;
         }
         recorded.push(Stored::Created);
@@ -318,6 +318,7 @@ impl GateStore for SqliteStore {
         change: &ApprovalChange,
         audit: ApprovalAudit<'_>,
         callback: CallbackJob<'_>,
+        notices: ApprovalNotices<'_>,
     ) -> Result<ApprovalOutcome, StoreError> {
         let mut transaction = self.durable_pool().begin_with(BEGIN_WRITE).await?;
         let row: Option<String> =
@@ -348,6 +349,11 @@ impl GateStore for SqliteStore {
             enqueue(&mut transaction, tenant, &job).await?;
             decision.callback_state = Some(CallbackState::Queued);
             write_decision(&mut transaction, &decision).await?;
+        }
+        if !approval.is_open() {
+            for job in notices(&approval) {
+                enqueue(&mut transaction, tenant, &job).await?;
+            }
         }
         self.append_audit_in(&mut transaction, tenant, &audit(&approval))
             .await?;

@@ -294,6 +294,7 @@ fn decision(id: &str, run_id: Option<u64>) -> NewDecision {
         callback_token: None,
         approval: None,
         callback_job: None,
+        notices: Vec::new(),
     }
 }
 

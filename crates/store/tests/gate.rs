@@ -103,12 +103,54 @@ fn callback_job(approval: &Approval, decision: &GateDecision) -> Option<NewJob> 
     })
 }
 
+/// A job that tells approvers about `approval` (the gate makes one per channel).
+fn notice_job(approval: &str, notice: &str) -> NewJob {
+    NewJob {
+        kind: "approval.notify".into(),
+        payload: json!({"approval": approval, "notice": notice}),
+        dedupe_key: Some(format!("notify:{approval}:{notice}")),
+        run_after: NOW,
+        max_attempts: 5,
+    }
+}
+
+fn closed_notice(approval: &Approval) -> Vec<NewJob> {
+    vec![notice_job(&approval.id, approval.state.as_str())]
+}
+
+/// The notice jobs of one tenant's approvals, as (approval, notice) pairs.
+async fn notices(fixture: &Fixture) -> Vec<(String, String)> {
+    let mut notices: Vec<(String, String)> = fixture
+        .store
+        .jobs(
+            &tenant("contoso"),
+            &JobFilter {
+                kind: Some("approval.notify".into()),
+                limit: 100,
+                ..JobFilter::default()
+            },
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|job| {
+            (
+                job.payload["approval"].as_str().unwrap().to_owned(),
+                job.payload["notice"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    notices.sort();
+    notices
+}
+
 async fn with_approval(fixture: &Fixture, id: &str, quorum: u32) -> GateDecision {
     let decision = decision(id, &format!("ado:{id}"), Verdict::Approval);
     let new = NewDecision {
         approval: Some(approval(&decision, quorum)),
         callback_token: Some("job-token-secret".into()),
         callback_job: None,
+        notices: vec![notice_job(&format!("{id}-approval"), "requested")],
         decision: decision.clone(),
     };
     let recorded = fixture
@@ -146,9 +188,15 @@ async fn decisions_are_idempotent_and_keep_the_token_apart(fixture: Fixture) {
         callback_token: Some("other".into()),
         approval: None,
         callback_job: None,
+        notices: vec![notice_job("d1-again-approval", "requested")],
     };
     let recorded = store.record_decision(&contoso, &again, &[]).await.unwrap();
     assert!(!recorded.created);
+    assert_eq!(
+        notices(&fixture).await,
+        [("d1-approval".to_owned(), "requested".to_owned())],
+        "a check delivered again asks no one again"
+    );
     assert_eq!(recorded.decision, first);
     assert_eq!(
         store.decision(&contoso, "d1").await.unwrap(),
@@ -244,6 +292,7 @@ async fn decisions_are_idempotent_and_keep_the_token_apart(fixture: Fixture) {
             &vote("rm@x", "approved"),
             &|_| vec![],
             &callback_job,
+            &closed_notice,
         )
         .await
         .unwrap();
@@ -259,7 +308,14 @@ async fn a_quorum_closes_the_approval_and_queues_one_callback(fixture: Fixture) 
         let change = vote(by, decision);
         async move {
             store
-                .change_approval(contoso, "d2-approval", &change, &|_| vec![], &callback_job)
+                .change_approval(
+                    contoso,
+                    "d2-approval",
+                    &change,
+                    &|_| vec![],
+                    &callback_job,
+                    &closed_notice,
+                )
                 .await
                 .unwrap()
         }
@@ -269,6 +325,12 @@ async fn a_quorum_closes_the_approval_and_queues_one_callback(fixture: Fixture) 
     };
     assert_eq!(one.state, ApprovalState::Pending);
     assert_eq!(callback_jobs(&fixture).await, 0);
+    let requested = ("d2-approval".to_owned(), "requested".to_owned());
+    assert_eq!(
+        notices(&fixture).await,
+        std::slice::from_ref(&requested),
+        "a vote that does not close the approval tells no one"
+    );
     assert!(matches!(
         change("RM@fabrikam.example", "approved").await,
         ApprovalOutcome::Refused(ApprovalRefusal::AlreadyVoted(_))
@@ -283,6 +345,11 @@ async fn a_quorum_closes_the_approval_and_queues_one_callback(fixture: Fixture) 
     assert_eq!(two.state, ApprovalState::Approved);
     assert_eq!(two.votes.len(), 2);
     assert_eq!(callback_jobs(&fixture).await, 1);
+    let approved = ("d2-approval".to_owned(), "approved".to_owned());
+    assert_eq!(
+        notices(&fixture).await,
+        [approved.clone(), requested.clone()]
+    );
     assert_eq!(
         store
             .decision(contoso, "d2")
@@ -297,6 +364,7 @@ async fn a_quorum_closes_the_approval_and_queues_one_callback(fixture: Fixture) 
         ApprovalOutcome::Refused(ApprovalRefusal::NotPending("approved"))
     ));
     assert_eq!(callback_jobs(&fixture).await, 1);
+    assert_eq!(notices(&fixture).await, [approved, requested]);
     assert_eq!(
         store
             .approval(contoso, "d2-approval")
@@ -322,6 +390,7 @@ async fn rejection_expiry_and_cancellation_close_pending_approvals(fixture: Fixt
                 &change,
                 &|_| vec![],
                 &callback_job,
+                &closed_notice,
             )
             .await
             .unwrap()
@@ -381,10 +450,22 @@ async fn concurrent_votes_from_two_replicas_reach_the_quorum_once(fixture: Fixtu
     let (vote_a, vote_b) = (vote("a@x", "approved"), vote("b@x", "approved"));
     let no_audit = |_: &Approval| vec![];
     let (a, b) = tokio::join!(
-        fixture
-            .store
-            .change_approval(&contoso, "q-approval", &vote_a, &no_audit, &callback_job),
-        other.change_approval(&contoso, "q-approval", &vote_b, &no_audit, &callback_job),
+        fixture.store.change_approval(
+            &contoso,
+            "q-approval",
+            &vote_a,
+            &no_audit,
+            &callback_job,
+            &closed_notice,
+        ),
+        other.change_approval(
+            &contoso,
+            "q-approval",
+            &vote_b,
+            &no_audit,
+            &callback_job,
+            &closed_notice,
+        ),
     );
     assert!(matches!(a.unwrap(), ApprovalOutcome::Changed(_)));
     assert!(matches!(b.unwrap(), ApprovalOutcome::Changed(_)));
@@ -416,6 +497,7 @@ async fn check_decisions_list_the_checks_answers_of_one_tenant(fixture: Fixture)
             callback_token: None,
             approval: None,
             callback_job: None,
+            notices: Vec::new(),
         }
     };
     for (tenant_name, new) in [
@@ -492,6 +574,7 @@ async fn the_migration_fills_run_and_source_of_earlier_decisions(fixture: Fixtur
         callback_token: None,
         approval: None,
         callback_job: None,
+        notices: Vec::new(),
     };
     fixture
         .store
@@ -559,6 +642,7 @@ fn write(id: &str, key: &str, event_type: &str) -> DecisionWrite {
                 run_after: NOW,
                 max_attempts: 5,
             }),
+            notices: Vec::new(),
         },
         audit: vec![decided(event_type)],
     }
@@ -677,6 +761,7 @@ async fn record_alone(fixture: &Fixture, tenant: &TenantId, decision: GateDecisi
         callback_token: None,
         approval: None,
         callback_job: None,
+        notices: Vec::new(),
     };
     fixture
         .store

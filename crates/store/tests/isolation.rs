@@ -596,6 +596,7 @@ async fn gate_is_per_tenant(fixture: Fixture) {
                 approval: Some(pending_approval(&decision)),
                 callback_token: Some("b-token".into()),
                 callback_job: None,
+                notices: Vec::new(),
                 decision: decision.clone(),
             },
             &[],
@@ -644,7 +645,14 @@ async fn gate_is_per_tenant(fixture: Fixture) {
         at: AT,
     });
     let outcome = store
-        .change_approval(&a(), &approval_id, &vote, &|_| Vec::new(), &|_, _| None)
+        .change_approval(
+            &a(),
+            &approval_id,
+            &vote,
+            &|_| Vec::new(),
+            &|_, _| None,
+            &|_| Vec::new(),
+        )
         .await
         .unwrap();
     assert!(matches!(outcome, ApprovalOutcome::NotFound), "{outcome:?}");
@@ -657,6 +665,7 @@ async fn gate_is_per_tenant(fixture: Fixture) {
                 callback_token: None,
                 approval: None,
                 callback_job: None,
+                notices: Vec::new(),
             },
             &[],
         )
@@ -671,6 +680,7 @@ async fn gate_is_per_tenant(fixture: Fixture) {
             callback_token: None,
             approval: None,
             callback_job: None,
+            notices: Vec::new(),
         },
         audit: Vec::new(),
     }];

@@ -247,6 +247,7 @@ async fn fill(fixture: &Fixture, tenant: &TenantId) {
                 callback_token: None,
                 approval: Some(approval),
                 callback_job: None,
+                notices: Vec::new(),
             },
             &[],
         )
@@ -677,6 +678,7 @@ async fn gate_decisions_and_audit_records_are_stored_uncompressed() {
                 callback_token: None,
                 approval: None,
                 callback_job: None,
+                notices: Vec::new(),
             },
             &[record],
         )
