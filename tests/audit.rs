@@ -168,6 +168,11 @@ async fn the_demo_log_verifies_and_every_kind_of_tampering_is_named() {
     let db = copy_db(dir.path(), "modified.db");
     let mut connection = connect(&db).await;
     let (bytes, hash) = leaf(&mut connection, 5).await;
+    assert_eq!(
+        bytes.first(),
+        Some(&b'{'),
+        "record 5 is small, so stored unpacked"
+    );
     let mut changed: Value = serde_json::from_slice(&bytes).unwrap();
     changed["event"]["outcome"] = Value::from("failure");
     let changed = serde_json::to_vec(&changed).unwrap();

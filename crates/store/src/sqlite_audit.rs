@@ -17,7 +17,7 @@ use crate::audit::{
     check_packed_hashes, missing_leaf, unpack_hashes,
 };
 use crate::sqlite::SqliteStore;
-use crate::sqlite_pack::{pack, unpack};
+use crate::sqlite_pack::{pack, unpack_or_stored};
 use crate::sqlite_queue::{BEGIN_WRITE, parse_stamp, stamp};
 
 /// 9 values a row: 100 rows stay far below SQLite's bound-parameter limit.
@@ -77,8 +77,7 @@ fn leaf_from(row: &SqliteRow) -> Result<StoredLeaf, StoreError> {
         hash: hash_from(row.try_get("leaf_hash")?, "a leaf hash")?,
         bytes: row
             .try_get::<Option<Vec<u8>>, _>("bytes")?
-            .map(|stored| unpack(stored, &format!("audit record {seq}")))
-            .transpose()?,
+            .map(|stored| unpack_or_stored(stored, &format!("audit record {seq}"))),
     })
 }
 

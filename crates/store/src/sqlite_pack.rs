@@ -109,6 +109,22 @@ pub(crate) fn unpack(stored: Vec<u8>, what: &str) -> Result<Vec<u8>, StoreError>
         .map_err(|error| StoreError::Corrupt(format!("{what}: cannot unpack: {error}")))
 }
 
+/// An audit record's bytes from their stored form, or the stored bytes themselves when they
+/// cannot be unpacked: a damaged record must not stop the log from being read, exported or
+/// streamed; its hash no longer matches, which is how verification names it.
+pub(crate) fn unpack_or_stored(stored: Vec<u8>, what: &str) -> Vec<u8> {
+    if !stored.starts_with(&ZSTD_MAGIC) {
+        return stored;
+    }
+    match zstd::bulk::decompress(&stored, UNPACKED_LIMIT_BYTES) {
+        Ok(payload) => payload,
+        Err(error) => {
+            tracing::warn!(%error, "{what} cannot be unpacked; read as stored");
+            stored
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +177,15 @@ mod tests {
     fn rows_written_plain_before_packing_read_as_they_are() {
         let row = br#"{"id":"gd_1","verdict":"allow"}"#.to_vec();
         assert_eq!(unpack(row.clone(), "a decision").unwrap(), row);
+    }
+
+    #[test]
+    fn a_damaged_record_reads_as_stored() {
+        let payload = json_payload(2_200);
+        assert_eq!(unpack_or_stored(pack(payload.clone()), "record 1"), payload);
+        let mut damaged = pack(payload);
+        damaged.truncate(damaged.len() / 2);
+        assert_eq!(unpack_or_stored(damaged.clone(), "record 1"), damaged);
     }
 
     #[test]

@@ -425,6 +425,31 @@ async fn on_sqlite_a_large_record_is_stored_packed() {
     );
 }
 
+/// A packed record damaged on disk is read as it is stored, so the rest of the log still
+/// reads (exports, sinks) and verification names the record: its hash no longer matches.
+#[tokio::test]
+async fn on_sqlite_a_damaged_packed_record_does_not_stop_the_log() {
+    let fixture = Fixture::sqlite().await;
+    let store = with_encoder(&fixture);
+    let drafts = [large_draft("a"), large_draft("b"), large_draft("c")];
+    store.append_audit(&acme(), &drafts).await.unwrap();
+    // Keep zstd's magic number, cut the frame short.
+    fixture
+        .behind_the_store(
+            "acme",
+            "UPDATE audit_leaves SET bytes = substr(bytes, 1, 40) WHERE seq = 1",
+            "",
+        )
+        .await;
+    let leaves = first_leaves(store, &acme()).await;
+    assert_eq!(leaves.len(), 3);
+    let hash_of =
+        |leaf: &StoredLeaf| <[u8; 32]>::from(Sha256::digest(leaf.bytes.as_ref().unwrap()));
+    assert_eq!(hash_of(&leaves[0]), leaves[0].hash);
+    assert_ne!(hash_of(&leaves[1]), leaves[1].hash, "the damage shows");
+    assert_eq!(hash_of(&leaves[2]), leaves[2].hash);
+}
+
 /// A database from before migration 13 (leaves in a table without rowids) keeps every leaf,
 /// byte for byte, and its log goes on where it ended.
 #[tokio::test]
