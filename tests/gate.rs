@@ -383,6 +383,12 @@ async fn a_tuesday_deploy_waits_for_a_release_manager_and_not_an_operator() {
             (status, response.json::<Value>().await.unwrap())
         }
     };
+    // Approvers act once told: the notice that asks them comes first.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "no approval.requested notice");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (status, body) = decide(operator, "approve").await;
     assert_eq!(status, 403, "an operator may not approve: {body}");
     // Still waiting.
@@ -480,6 +486,81 @@ async fn a_notice_the_channel_refused_is_sent_again_later() {
     assert_eq!(notices.len(), 1, "{notices:?}");
     assert_eq!(notices[0]["type"], "approval.requested");
     assert_eq!(notices[0]["data"]["approval_id"], approval.as_str());
+}
+
+/// A receiver that holds the first request it gets until the test ends, and logs when each
+/// request arrives and when the held one ends (answered, or dropped by its client).
+async fn receiver_holding_the_first() -> (String, Shared<&'static str>) {
+    struct Ended(Shared<&'static str>);
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            self.0.lock().unwrap().push("first ended");
+        }
+    }
+    let log: Shared<&'static str> = Shared::default();
+    let seen = log.clone();
+    let app = axum::Router::new().fallback(move || {
+        let seen = seen.clone();
+        async move {
+            let first = {
+                let mut seen = seen.lock().unwrap();
+                let first = !seen.contains(&"first arrived");
+                seen.push(if first {
+                    "first arrived"
+                } else {
+                    "another arrived"
+                });
+                first
+            };
+            if first {
+                let _ended = Ended(seen.clone());
+                tokio::time::sleep(Duration::from_secs(3_600)).await;
+            }
+            axum::http::StatusCode::NO_CONTENT
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{address}/hook"), log)
+}
+
+/// A notice stuck on a slow channel holds one worker slot, not the queue: a job enqueued
+/// after it (here another approval's notice) runs while it is still in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_notice_does_not_hold_up_the_jobs_behind_it() {
+    let (hook_url, log) = receiver_holding_the_first().await;
+    let secret_dir = tempfile::tempdir().unwrap();
+    let setup = setup_with(TUESDAY, &webhook_channel(&hook_url, secret_dir.path())).await;
+    let deployment = json!({"environment": "production", "requestedFor": "dev@fabrikam.example"});
+    let wait_for = |entry: &'static str| {
+        let log = log.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !log.lock().unwrap().contains(&entry) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{entry}: {:?}",
+                    log.lock().unwrap()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let first = check_headers(&org_plan_url(&setup), &setup.project_id, "plan-slow-1");
+    let (status, body) = call_gate(&setup, "sync", &first, deployment.clone(), GATE_PASSWORD).await;
+    assert_eq!(status, 409, "{body}");
+    wait_for("first arrived").await;
+    let second = check_headers(&org_plan_url(&setup), &setup.project_id, "plan-slow-2");
+    let (status, body) = call_gate(&setup, "sync", &second, deployment, GATE_PASSWORD).await;
+    assert_eq!(status, 409, "{body}");
+    wait_for("another arrived").await;
+    let log = log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        ["first arrived", "another arrived"],
+        "the second notice went out while the first was still in flight"
+    );
 }
 
 /// A channel that rejects the notice (a 4xx) will not take it later either: the job is

@@ -28,7 +28,7 @@ use time::macros::datetime;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tollgate::config::{Overrides, load_from};
-use tollgate::services::notify::{ApprovalNotice, NoticeKind, Notifications};
+use tollgate::services::notify::{ApprovalNotice, NoticeKind, Notifications, TryLater};
 
 /// 32 random bytes, as Standard Webhooks secrets are given.
 const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwLHhLqaaQ2Fk=";
@@ -387,6 +387,41 @@ async fn an_unreachable_channel_fails_without_naming_its_url() {
         !error.contains("s3cret-token"),
         "the URL is a secret: {error}"
     );
+}
+
+/// A channel that cannot be reached never got the notice: the gate's job sends it again
+/// later (`TryLater`), over HTTP and over SMTP alike.
+#[tokio::test]
+async fn an_unreachable_channel_is_worth_trying_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let notifications = channels(
+        dir.path(),
+        &format!(
+            r#"{webhook}
+[[notifications]]
+kind = "email"
+smtp_host = "127.0.0.1"
+smtp_port = {port}
+tls = "none"
+from = "tollgate@contoso.example"
+to = ["release-managers@contoso.example"]
+"#,
+            webhook = webhook_config(dir.path(), &format!("http://127.0.0.1:{port}/hook"))
+        ),
+    );
+    for channel in ["hub", "email"] {
+        let error = notifications
+            .send_to(channel, &notice())
+            .await
+            .expect("the channel is configured")
+            .unwrap_err();
+        assert!(error.is::<TryLater>(), "{channel}: {error:#}");
+    }
+    assert!(notifications.send_to("teams", &notice()).await.is_none());
 }
 
 #[tokio::test]

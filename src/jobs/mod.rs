@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
-use futures_util::future::join_all;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
@@ -61,43 +60,58 @@ pub fn backoff(attempt: u32) -> Duration {
 
 impl Worker {
     /// Claim and run jobs until `shutdown` turns true; then finish the jobs in hand and return.
+    /// A slot that frees is filled at once: a slow job (a notice to a chat service that is
+    /// retrying) holds its own slot only, never the gate callbacks queued behind it.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let worker = Arc::new(self);
+        let slots = worker.settings.concurrency.max(1);
+        let mut running = tokio::task::JoinSet::new();
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let now = OffsetDateTime::now_utc();
-            let claimed = match worker
-                .jobs
-                .claim(
-                    &worker.settings.id,
-                    worker.settings.concurrency as u32,
-                    worker.settings.lease,
-                    now,
-                )
-                .await
-            {
-                Ok(claimed) => claimed,
-                Err(error) => {
-                    tracing::warn!(%error, "claiming jobs failed; retrying");
-                    Vec::new()
+            let free = slots.saturating_sub(running.len());
+            let claimed = if free == 0 {
+                Vec::new()
+            } else {
+                let now = OffsetDateTime::now_utc();
+                let wanted = u32::try_from(free).unwrap_or(u32::MAX);
+                match worker
+                    .jobs
+                    .claim(&worker.settings.id, wanted, worker.settings.lease, now)
+                    .await
+                {
+                    Ok(claimed) => claimed,
+                    Err(error) => {
+                        tracing::warn!(%error, "claiming jobs failed; retrying");
+                        Vec::new()
+                    }
                 }
             };
-            if claimed.is_empty() {
-                tokio::select! {
-                    () = worker.wake.notified() => {}
-                    () = tokio::time::sleep(worker.settings.poll_interval) => {}
-                    _ = shutdown.changed() => {}
-                }
-                continue;
-            }
-            // In-flight jobs always finish: shutdown is only looked at between batches.
-            join_all(claimed.into_iter().map(|job| {
+            for job in claimed {
                 let worker = worker.clone();
-                async move { worker.run_job(job).await }
-            }))
-            .await;
+                running.spawn(async move { worker.run_job(job).await });
+            }
+            // A slot still free means the queue had nothing more: wait to be woken (or
+            // poll). Either way, a job that finishes frees a slot to claim again.
+            let idle_slot = running.len() < slots;
+            tokio::select! {
+                Some(finished) = running.join_next(), if !running.is_empty() => {
+                    if let Err(error) = finished {
+                        // The job's lease runs out and another claim runs it again.
+                        tracing::error!(%error, "a job's task failed");
+                    }
+                }
+                () = worker.wake.notified(), if idle_slot => {}
+                () = tokio::time::sleep(worker.settings.poll_interval), if idle_slot => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        // In-flight jobs always finish.
+        while let Some(finished) = running.join_next().await {
+            if let Err(error) = finished {
+                tracing::error!(%error, "a job's task failed");
+            }
         }
         tracing::info!(worker = %worker.settings.id, "worker stopped");
     }

@@ -143,7 +143,7 @@ impl Notifier for EmailNotifier {
                     tokio::time::sleep(super::backoff(attempt)).await;
                     attempt += 1;
                 }
-                Err(error) if error.is_transient() => {
+                Err(error) if may_succeed_later(&error) => {
                     let reason = format!("{}: sending the e-mail: {error}", self.name);
                     return Err(TryLater(reason).into());
                 }
@@ -154,4 +154,30 @@ impl Notifier for EmailNotifier {
             }
         }
     }
+}
+
+/// Whether sending again later may succeed, without risk of a second copy: the server asked
+/// to come back (4xx), or the message never left because the server could not be reached
+/// or the TLS handshake failed. A timeout or a broken connection mid-session may come after
+/// the server took the message, so it is final.
+fn may_succeed_later(error: &lettre::transport::smtp::Error) -> bool {
+    use std::io::ErrorKind;
+    if error.is_transient() || error.is_tls() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::NotFound
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkUnreachable
+                    | ErrorKind::AddrNotAvailable
+            );
+        }
+        source = cause.source();
+    }
+    false
 }

@@ -28,6 +28,8 @@ use crate::services::notify::{ApprovalNotice, NoticeKind, Notifier, TryLater};
 
 /// Per request; a chat service that has not answered by then is not going to.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// To open a connection; below `TIMEOUT`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Retries after the first attempt (429, 5xx, connection refused or reset before sending).
 const RETRIES: u32 = 3;
 /// The first retry waits this long, each further one twice as long.
@@ -260,6 +262,9 @@ fn read_file(path: &Path) -> std::result::Result<SecretString, String> {
 fn http_client() -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .timeout(TIMEOUT)
+        // A host that drops the connection attempt is then a connect failure (retried, and
+        // sent again later), not a timeout of a request that may have arrived.
+        .connect_timeout(CONNECT_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("building the HTTP client")
@@ -267,7 +272,8 @@ fn http_client() -> Result<reqwest::Client> {
 
 /// POST what `request` builds (again for every attempt, so a signature can carry the attempt's
 /// time) until it is answered 2xx; 429, 5xx and connection failures are retried `RETRIES`
-/// times with backoff, honouring `Retry-After` seconds up to a cap. Returns the answer's body.
+/// times with backoff, honouring `Retry-After` seconds up to a cap, and are then [`TryLater`]
+/// errors. Returns the answer's body.
 async fn post_with_retries(
     channel: &str,
     mut request: impl FnMut() -> Result<reqwest::RequestBuilder>,

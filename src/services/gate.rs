@@ -1104,33 +1104,45 @@ impl GateService {
         }
     }
 
-    /// Send one notice job's notice to its channel (the `approval.notify` job). An error
-    /// leaves the job to be tried again later; the channel has already retried briefly.
+    /// Send one notice job's notice to its channel (the `approval.notify` job). A
+    /// [`TryLater`] error leaves the job to be tried again later (the channel has already
+    /// retried briefly); any other failure is a [`FinalFailure`], which dead-letters it.
     pub async fn send_notice(&self, payload: &Value) -> Result<()> {
         let field = |name: &str| {
-            payload
-                .get(name)
-                .and_then(Value::as_str)
-                .ok_or_else(|| anyhow!("an {JOB_APPROVAL_NOTIFY} job names its {name}"))
+            payload.get(name).and_then(Value::as_str).ok_or_else(|| {
+                FinalFailure(format!("an {JOB_APPROVAL_NOTIFY} job names its {name}"))
+            })
         };
         let (approval_id, channel, notice) =
             (field("approval")?, field("channel")?, field("notice")?);
         if self.notice_channels().await.is_empty() {
-            tracing::info!(tenant = %self.tenant, approval = approval_id, channel,
-                "approval notice not sent: notifications are off or none is configured");
+            // The worker may run as a process of its own, with its own configuration.
+            tracing::warn!(tenant = %self.tenant, approval = approval_id, channel,
+                "approval notice not sent: notifications are off, or none is configured here");
             return Ok(());
         }
         let approval = self
             .gate_store
             .approval(&self.tenant, approval_id)
             .await?
-            .ok_or_else(|| anyhow!("no approval {approval_id}"))?;
+            .ok_or_else(|| FinalFailure(format!("no approval {approval_id}")))?;
         let kind = match notice {
-            NOTICE_REQUESTED => NoticeKind::Requested,
-            _ => NoticeKind::Decided {
+            // "Approval needed" once it was decided would send approvers after a closed
+            // approval (a notice retried, or late behind a backlog): the decision's notice
+            // tells them instead.
+            NOTICE_REQUESTED if approval.is_open() => NoticeKind::Requested,
+            NOTICE_REQUESTED => {
+                tracing::info!(tenant = %self.tenant, approval = approval_id, channel,
+                    state = approval.state.as_str(), "approval notice skipped: already decided");
+                return Ok(());
+            }
+            NOTICE_DECIDED => NoticeKind::Decided {
                 state: approval.state.as_str().to_owned(),
                 by: approval.closed_by.clone(),
             },
+            other => {
+                return Err(FinalFailure(format!("unknown approval notice {other:?}")).into());
+            }
         };
         match self
             .notifications
@@ -1143,7 +1155,7 @@ impl GateService {
             Some(Err(error)) => Err(FinalFailure(format!("{error:#}")).into()),
             None => {
                 tracing::warn!(tenant = %self.tenant, approval = approval_id, channel,
-                    "approval notice dropped: the channel is no longer configured");
+                    "approval notice dropped: the channel is not configured here");
                 Ok(())
             }
         }
@@ -1430,8 +1442,7 @@ const NOTICE_REQUESTED: &str = "requested";
 const NOTICE_DECIDED: &str = "decided";
 
 /// One job per channel, so a channel that is down is retried alone and the others are not
-/// told twice. Enqueued with the approval's change, so a notice outlives a crash; the
-/// dedupe key keeps a retried change from queueing it twice.
+/// told twice. Enqueued with the approval's change, so a notice outlives a crash.
 fn notice_jobs(channels: &[String], approval_id: &str, notice: &str) -> Vec<NewJob> {
     channels
         .iter()
@@ -1440,7 +1451,8 @@ fn notice_jobs(channels: &[String], approval_id: &str, notice: &str) -> Vec<NewJ
             payload: json!({"approval": approval_id, "channel": channel, "notice": notice}),
             dedupe_key: Some(format!("notify:{approval_id}:{notice}:{channel}")),
             run_after: OffsetDateTime::now_utc(),
-            max_attempts: 6,
+            // ≈ 17 minutes of the queue's backoff: a chat service's short outage.
+            max_attempts: 10,
         })
         .collect()
 }

@@ -1,6 +1,6 @@
 //! Telling approvers about deployment approvals: a [`Notifier`] per channel (Teams, Slack, a
-//! signed webhook, e-mail; the adapters live in `src/notify`) and [`Notifications`], which
-//! sends one notice to every configured channel.
+//! signed webhook, e-mail; the adapters live in `src/notify`) and [`Notifications`], the
+//! configured channels. The gate sends each notice to one channel per `approval.notify` job.
 //!
 //! A notification is a courtesy, never part of the decision: a channel that fails is reported
 //! back (and logged) but neither stops the other channels nor fails the approval.
