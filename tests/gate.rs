@@ -237,6 +237,14 @@ async fn a_saturday_deploy_to_production_is_denied_and_never_with_a_2xx() {
 }
 
 /// A loopback receiver that keeps every JSON body posted to it.
+/// Serve `app` on a loopback port of its own, in the background.
+async fn serve_on_loopback(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    address
+}
+
 async fn receiver() -> (String, Shared<Value>) {
     let (url, received, _) = receiver_failing(0, axum::http::StatusCode::SERVICE_UNAVAILABLE).await;
     (url, received)
@@ -275,9 +283,7 @@ async fn receiver_failing(
             }
         },
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let address = serve_on_loopback(app).await;
     (format!("http://{address}/hook"), received, requests)
 }
 
@@ -295,9 +301,7 @@ async fn trap() -> (String, Arc<AtomicUsize>) {
             axum::http::StatusCode::NO_CONTENT
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let address = serve_on_loopback(app).await;
     (format!("http://{address}/fabrikam/"), hits)
 }
 
@@ -519,9 +523,7 @@ async fn receiver_holding_the_first() -> (String, Shared<&'static str>) {
             axum::http::StatusCode::NO_CONTENT
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let address = serve_on_loopback(app).await;
     (format!("http://{address}/hook"), log)
 }
 
