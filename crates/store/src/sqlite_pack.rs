@@ -40,6 +40,23 @@ thread_local! {
     // much as packing a 2 KB payload.
     static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
         const { RefCell::new(None) };
+    // Likewise for reading: an export or a SIEM sink unpacks thousands of records in a row.
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+/// The payload of a zstd frame, bounded by `UNPACKED_LIMIT_BYTES`.
+fn decompressed(frame: &[u8]) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let mut decompressor = match slot.take() {
+            Some(decompressor) => decompressor,
+            None => zstd::bulk::Decompressor::new()?,
+        };
+        let payload = decompressor.decompress(frame, UNPACKED_LIMIT_BYTES);
+        *slot = Some(decompressor);
+        payload
+    })
 }
 
 /// `payload` packed, when it is large enough to be worth it and packing makes it smaller.
@@ -105,7 +122,7 @@ pub(crate) fn unpack(stored: Vec<u8>, what: &str) -> Result<Vec<u8>, StoreError>
     if !stored.starts_with(&ZSTD_MAGIC) {
         return Ok(stored);
     }
-    zstd::bulk::decompress(&stored, UNPACKED_LIMIT_BYTES)
+    decompressed(&stored)
         .map_err(|error| StoreError::Corrupt(format!("{what}: cannot unpack: {error}")))
 }
 
@@ -116,7 +133,7 @@ pub(crate) fn unpack_or_stored(stored: Vec<u8>, what: &str) -> Vec<u8> {
     if !stored.starts_with(&ZSTD_MAGIC) {
         return stored;
     }
-    match zstd::bulk::decompress(&stored, UNPACKED_LIMIT_BYTES) {
+    match decompressed(&stored) {
         Ok(payload) => payload,
         Err(error) => {
             tracing::warn!(%error, "{what} cannot be unpacked; read as stored");
