@@ -565,6 +565,41 @@ async fn a_slow_notice_does_not_hold_up_the_jobs_behind_it() {
     );
 }
 
+/// With the notifications capability off, an approval queues no notice: nothing is sent,
+/// and nothing waits to be sent when it is turned on again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_notifications_off_an_approval_queues_no_notice() {
+    let (hook_url, received) = receiver().await;
+    let secret_dir = tempfile::tempdir().unwrap();
+    let setup = setup_with(TUESDAY, &webhook_channel(&hook_url, secret_dir.path())).await;
+    let changed = setup
+        .client
+        .put(setup.server.url("/api/v1/capabilities/notifications"))
+        .bearer_auth(setup.server.admin_key())
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200, "{}", changed.text().await.unwrap());
+    let headers = check_headers(&org_plan_url(&setup), &setup.project_id, "plan-quiet");
+    let deployment = json!({"environment": "production", "requestedFor": "dev@fabrikam.example"});
+    let (status, body) = call_gate(&setup, "sync", &headers, deployment, GATE_PASSWORD).await;
+    assert_eq!(status, 409, "{body}");
+    // The jobs are enqueued with the decision, so the answer means the list is complete.
+    let page: Value = setup
+        .client
+        .get(setup.server.url("/api/v1/jobs?kind=approval.notify"))
+        .bearer_auth(setup.server.admin_key())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"], json!([]), "{page}");
+    assert!(received.lock().unwrap().is_empty());
+}
+
 /// A channel that rejects the notice (a 4xx) will not take it later either: the job is
 /// dead-lettered after one attempt, visibly, and the channel is not asked again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
