@@ -478,6 +478,14 @@ async fn concurrent_votes_from_two_replicas_reach_the_quorum_once(fixture: Fixtu
     assert_eq!(approval.state, ApprovalState::Approved);
     assert_eq!(approval.votes.len(), 2);
     assert_eq!(callback_jobs(&fixture).await, 1);
+    assert_eq!(
+        notices(&fixture).await,
+        [
+            ("q-approval".to_owned(), "approved".to_owned()),
+            ("q-approval".to_owned(), "requested".to_owned()),
+        ],
+        "only the vote that closed it tells approvers"
+    );
 }
 
 /// Bypass detection reads the decisions ADO's check received, per tenant, oldest first, with
