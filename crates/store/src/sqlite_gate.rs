@@ -84,9 +84,13 @@ async fn insert_decisions(
     connection: &mut SqliteConnection,
     tenant: &TenantId,
     batch: &[DecisionWrite],
+    documents: &[StoredText],
 ) -> Result<Vec<Stored>, StoreError> {
     let mut inserted: HashSet<String> = HashSet::with_capacity(batch.len());
-    for chunk in batch.chunks(DECISIONS_PER_INSERT) {
+    let chunks = batch
+        .chunks(DECISIONS_PER_INSERT)
+        .zip(documents.chunks(DECISIONS_PER_INSERT));
+    for (chunk, documents) in chunks {
         let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!(
             "INSERT INTO gate_decisions (id, tenant_id, decision_key, decided_at, environment, \
@@ -94,7 +98,7 @@ async fn insert_decisions(
              VALUES {values} ON CONFLICT (tenant_id, decision_key) DO NOTHING RETURNING id"
         );
         let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
-        for write in chunk {
+        for (write, document) in chunk.iter().zip(documents) {
             let decision = &write.new.decision;
             query = query
                 .bind(&decision.id)
@@ -106,7 +110,7 @@ async fn insert_decisions(
                 .bind(&decision.approval_id)
                 .bind(decision.callback_state.map(CallbackState::as_str))
                 .bind(&write.new.callback_token)
-                .bind(decision_document(decision)?)
+                .bind(document)
                 .bind(&decision.source)
                 .bind(decision.run_id.map(run_column).transpose()?);
         }
@@ -155,8 +159,14 @@ impl GateStore for SqliteStore {
         tenant: &TenantId,
         batch: &[DecisionWrite],
     ) -> Result<Vec<Stored>, StoreError> {
+        // Encoded and packed before the write lock is taken: it is the database's one writer
+        // lock, and other writers (job claims, syncs) wait for it.
+        let documents = batch
+            .iter()
+            .map(|write| decision_document(&write.new.decision))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut transaction = self.durable_pool().begin_with(BEGIN_WRITE).await?;
-        let recorded = insert_decisions(&mut transaction, tenant, batch).await?;
+        let recorded = insert_decisions(&mut transaction, tenant, batch, &documents).await?;
         let audit: Vec<&AuditDraft> = batch
             .iter()
             .zip(&recorded)
