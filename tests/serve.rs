@@ -216,17 +216,63 @@ async fn errors_share_one_shape_and_responses_carry_secure_headers() {
         .to_owned();
     assert!(!id.contains(' ') && !id.is_empty());
 
-    // Bad input is a 4xx in the same shape, never a 5xx.
+    // Bad input is a 4xx in the same shape, saying what is wrong, never a 5xx.
     let admin = server.admin_key().to_owned();
-    let response = client
-        .post(server.url("/api/v1/waivers"))
-        .bearer_auth(&admin)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_client_error(), "{}", response.status());
+    let refused = |request: reqwest::RequestBuilder| {
+        let admin = admin.clone();
+        async move {
+            let response = request.bearer_auth(&admin).send().await.unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or_else(|error| {
+                panic!("a {status} answer in the JSON error shape: {error}")
+            });
+            let field = |name: &str| body["error"][name].as_str().unwrap_or_default().to_owned();
+            (status, field("code"), field("message"))
+        }
+    };
+    let waivers = || client.post(server.url("/api/v1/waivers"));
+    let (status, code, message) = refused(
+        waivers()
+            .header("content-type", "application/json")
+            .body("{not json"),
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request"),
+        "{message}"
+    );
+    let (status, code, message) = refused(waivers().body("{}")).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        "{message}"
+    );
+    assert!(message.contains("application/json"), "{message}");
+    let (status, code, message) = refused(waivers().json(&json!({"control": "BP-01"}))).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+        "{message}"
+    );
+    assert!(message.contains("missing field"), "{message}");
+    // A misspelt filter is an error, not an unfiltered list.
+    let (status, code, message) =
+        refused(client.get(server.url("/api/v1/findings?severty=high"))).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request"),
+        "{message}"
+    );
+    assert!(message.contains("severty"), "{message}");
+    let (status, code, message) =
+        refused(client.get(server.url("/api/v1/findings?limit=lots"))).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request"),
+        "{message}"
+    );
+    assert!(message.contains("limit"), "{message}");
     let response = client
         .post(server.url("/api/v1/waivers"))
         .bearer_auth(&admin)
@@ -253,6 +299,8 @@ async fn errors_share_one_shape_and_responses_carry_secure_headers() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large");
     server.stop().await;
 }
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, response::IntoResponse};
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use crate::auth::{Permission, Principal, Role};
+use crate::http::extract::{JsonBody, QueryParams};
 use crate::services::tenant::{FindingFilter, TenantContext, page_size};
 
 pub(super) fn tenant_of(
@@ -193,6 +194,7 @@ pub struct ItemPage {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ItemQuery {
     /// Only this project's objects (project id).
     pub project: Option<String>,
@@ -208,7 +210,7 @@ pub async fn inventory_items(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(kind): Path<String>,
-    Query(query): Query<ItemQuery>,
+    QueryParams(query): QueryParams<ItemQuery>,
 ) -> ApiResult<Json<ItemPage>> {
     let tenant = tenant_of(&state, &principal)?;
     let kind = parse_kind(&kind)?;
@@ -228,6 +230,7 @@ pub async fn inventory_items(
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct KeyQuery {
     /// The stored key (`{scope}/{ado id}` for scoped kinds).
     pub key: String,
@@ -240,7 +243,7 @@ pub async fn inventory_item(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(kind): Path<String>,
-    Query(query): Query<KeyQuery>,
+    QueryParams(query): QueryParams<KeyQuery>,
 ) -> ApiResult<Json<Item>> {
     let tenant = tenant_of(&state, &principal)?;
     let kind = parse_kind(&kind)?;
@@ -302,6 +305,7 @@ pub struct FindingPage {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct FindingQuery {
     /// Comma-separated: open, reopened, waived, fixed (default: open,reopened).
     pub status: Option<String>,
@@ -321,7 +325,7 @@ pub struct FindingQuery {
 pub async fn findings(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(query): Query<FindingQuery>,
+    QueryParams(query): QueryParams<FindingQuery>,
 ) -> ApiResult<Json<FindingPage>> {
     let tenant = tenant_of(&state, &principal)?;
     let statuses = match query.status.as_deref() {
@@ -423,7 +427,7 @@ pub struct NewWaiverRequest {
 pub async fn add_waiver(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Json(request): Json<NewWaiverRequest>,
+    JsonBody(request): JsonBody<NewWaiverRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let tenant = tenant_of(&state, &principal)?;
     let expires_at = OffsetDateTime::parse(&request.expires_at, &Rfc3339).map_err(|_| {
@@ -567,6 +571,7 @@ pub struct SyncPage {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct SyncQuery {
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -579,7 +584,7 @@ pub struct SyncQuery {
 pub async fn syncs(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(query): Query<SyncQuery>,
+    QueryParams(query): QueryParams<SyncQuery>,
 ) -> ApiResult<Json<SyncPage>> {
     let tenant = tenant_of(&state, &principal)?;
     let before = numeric_cursor(query.cursor.as_deref(), "sync run id")?;

@@ -13,6 +13,7 @@ use super::api::rfc3339;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use crate::auth::api_keys::{ApiKeyError, ApiKeyRecord};
 use crate::auth::{Principal, Role};
+use crate::http::extract::JsonBody;
 
 #[derive(Serialize, ToSchema)]
 pub struct ApiKeyView {
@@ -94,7 +95,7 @@ pub struct NewApiKey {
 pub async fn create_api_key(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Json(request): Json<NewApiKeyRequest>,
+    JsonBody(request): JsonBody<NewApiKeyRequest>,
 ) -> ApiResult<(StatusCode, Json<NewApiKey>)> {
     let now = OffsetDateTime::now_utc();
     if request.role > principal.role {

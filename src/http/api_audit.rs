@@ -3,7 +3,7 @@
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -14,6 +14,7 @@ use super::AppState;
 use super::api::{numeric_cursor, rfc3339};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use crate::auth::Principal;
+use crate::http::extract::QueryParams;
 use crate::services::audit::{ConsistencyProof, InclusionProof, hex};
 use crate::services::tenant::{Page, page_size};
 
@@ -37,6 +38,7 @@ pub struct AuditRecordPage {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct AuditRecordQuery {
     /// Only records of this type (e.g. `waiver.created`)
     #[serde(rename = "type")]
@@ -67,7 +69,7 @@ fn audit_error(error: anyhow::Error) -> ApiError {
 pub async fn records(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(query): Query<AuditRecordQuery>,
+    QueryParams(query): QueryParams<AuditRecordQuery>,
 ) -> ApiResult<Json<AuditRecordPage>> {
     let from = numeric_cursor(query.cursor.as_deref(), "record position")?
         .map_or(0, |after| after.unsigned_abs() + 1);
@@ -140,6 +142,7 @@ pub struct CheckpointPage {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct CheckpointQuery {
     /// Signed after (RFC 3339)
     pub after: Option<String>,
@@ -151,7 +154,7 @@ pub struct CheckpointQuery {
 pub async fn checkpoints(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(query): Query<CheckpointQuery>,
+    QueryParams(query): QueryParams<CheckpointQuery>,
 ) -> ApiResult<Json<CheckpointPage>> {
     let after = time_param(query.after.as_deref(), "after")?;
     let items = state
@@ -174,6 +177,7 @@ pub async fn checkpoints(
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ConsistencyQuery {
     pub old: u64,
     pub new: u64,
@@ -184,7 +188,7 @@ pub struct ConsistencyQuery {
 pub async fn consistency_proof(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(query): Query<ConsistencyQuery>,
+    QueryParams(query): QueryParams<ConsistencyQuery>,
 ) -> ApiResult<Json<ConsistencyProof>> {
     state
         .audit

@@ -1,7 +1,7 @@
 //! `GET /api/v1/gate/backtest`: replay the inventory's past deployments against the gate as
 //! configured now (read-only; `tollgate gate backtest` from the command line).
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::Value;
@@ -11,6 +11,7 @@ use super::AppState;
 use super::api::tenant_of;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use crate::auth::Principal;
+use crate::http::extract::QueryParams;
 use crate::services::backtest::{self, BacktestQuery, Since};
 
 /// Deployments one request replays by default, and at most: each is a gate evaluation with
@@ -19,6 +20,8 @@ const DEFAULT_LIMIT: usize = 200;
 const MAX_LIMIT: usize = 1_000;
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct BacktestParams {
     /// How far back: days (30d), hours (12h) or a date (2026-10-01); default 30d
     pub since: Option<String>,
@@ -36,7 +39,7 @@ pub struct BacktestParams {
 pub async fn backtest(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(params): Query<BacktestParams>,
+    QueryParams(params): QueryParams<BacktestParams>,
 ) -> ApiResult<Json<Value>> {
     let since: Since = params
         .since

@@ -2,7 +2,7 @@
 //! and follow deployments, roll an environment back. (`POST /api/v1/deployments/validate`,
 //! the gate's dry run, lives with the gate in `api_gate`.)
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -15,6 +15,7 @@ use super::AppState;
 use super::api::tenant_of;
 use super::error::{ApiError, ErrorBody};
 use crate::auth::Principal;
+use crate::http::extract::{JsonBody, QueryParams};
 use crate::services::audit_events::Actor;
 use crate::services::deployments::{
     AdoFailure, DeployRequest, DeploymentError, Queued, RollbackRequest,
@@ -110,7 +111,7 @@ fn queued(queued: &Queued) -> Response {
 pub async fn deploy(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Json(body): Json<Value>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Response {
     let request: DeployRequest = match parse(body, "the deployment") {
         Ok(request) => request,
@@ -139,7 +140,7 @@ pub async fn deploy(
 pub async fn rollback(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Json(body): Json<Value>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Response {
     let request: RollbackRequest = match parse(body, "the rollback") {
         Ok(request) => request,
@@ -160,6 +161,8 @@ pub async fn rollback(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct DeploymentQuery {
     pub environment: Option<String>,
     /// The project's name or id
@@ -172,7 +175,7 @@ pub struct DeploymentQuery {
 pub async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(query): Query<DeploymentQuery>,
+    QueryParams(query): QueryParams<DeploymentQuery>,
 ) -> Response {
     let context = match tenant_of(&state, &principal) {
         Ok(context) => context,

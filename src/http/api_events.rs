@@ -1,7 +1,7 @@
 //! `/api/v1/events` and `/api/v1/jobs`: stored service-hook events, replay, the job queue.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::{Extension, http::StatusCode};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,7 @@ use super::AppState;
 use super::api::{numeric_cursor, rfc3339};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use crate::auth::Principal;
+use crate::http::extract::{JsonBody, QueryParams};
 use crate::services::events::EventsService;
 use crate::services::tenant::{Page, page_size};
 
@@ -93,6 +94,7 @@ pub struct EventPage {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct EventQuery {
     /// received, processed, failed, malformed or unknown
     pub status: Option<String>,
@@ -111,7 +113,7 @@ pub struct EventQuery {
 pub async fn events(
     State(state): State<AppState>,
     axum::Extension(principal): Extension<Principal>,
-    Query(query): Query<EventQuery>,
+    QueryParams(query): QueryParams<EventQuery>,
 ) -> ApiResult<Json<EventPage>> {
     let service = service(&state)?;
     let status = query
@@ -194,7 +196,7 @@ pub struct ReplayView {
 pub async fn replay(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Json(request): Json<ReplayRequest>,
+    JsonBody(request): JsonBody<ReplayRequest>,
 ) -> ApiResult<(StatusCode, Json<ReplayView>)> {
     let selection = match (request.ids.is_empty(), request.since.as_deref()) {
         (false, None) => ReplaySelection::Ids(request.ids.into_iter().map(EventId).collect()),
@@ -277,6 +279,7 @@ pub struct JobPage {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct JobQuery {
     /// queued, running, done or dead
     pub status: Option<String>,
@@ -290,7 +293,7 @@ pub struct JobQuery {
 pub async fn jobs(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(query): Query<JobQuery>,
+    QueryParams(query): QueryParams<JobQuery>,
 ) -> ApiResult<Json<JobPage>> {
     let status = query
         .status
@@ -386,7 +389,7 @@ pub struct Queued {
 pub async fn start_sync(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Json(request): Json<SyncRequest>,
+    JsonBody(request): JsonBody<SyncRequest>,
 ) -> ApiResult<(StatusCode, Json<Queued>)> {
     let kind = match request.mode.as_deref() {
         None | Some("incremental") | Some("auto") => crate::services::events::JOB_REFRESH,

@@ -1,7 +1,7 @@
 //! The gate, approvals and capabilities over the API: validate a deployment (a dry run of the
 //! gate), list decisions, list and decide approvals, read and change capability flags.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
@@ -13,6 +13,7 @@ use super::AppState;
 use super::api::tenant_of;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use crate::auth::Principal;
+use crate::http::extract::{JsonBody, QueryParams};
 use crate::services::audit_events::Actor;
 use crate::services::capabilities::Fallback;
 use crate::services::gate::{ApprovalError, DeploymentRequest, RequestSource};
@@ -31,7 +32,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> ApiResult<Json<Value>> {
 pub async fn validate(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Json(request): Json<DeploymentRequest>,
+    JsonBody(request): JsonBody<DeploymentRequest>,
 ) -> ApiResult<Json<Value>> {
     if request.project.is_empty() || request.environment.is_empty() {
         return Err(ApiError::bad_request(
@@ -49,6 +50,8 @@ pub async fn validate(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct DecisionQuery {
     pub environment: Option<String>,
     pub limit: Option<u32>,
@@ -59,7 +62,7 @@ pub struct DecisionQuery {
 pub async fn decisions(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(query): Query<DecisionQuery>,
+    QueryParams(query): QueryParams<DecisionQuery>,
 ) -> ApiResult<Json<Value>> {
     let context = tenant_of(&state, &principal)?;
     let decisions = context
@@ -75,6 +78,8 @@ pub async fn decisions(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ApprovalQuery {
     /// pending, approved, rejected, expired or cancelled
     pub state: Option<String>,
@@ -86,7 +91,7 @@ pub struct ApprovalQuery {
 pub async fn approvals(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(query): Query<ApprovalQuery>,
+    QueryParams(query): QueryParams<ApprovalQuery>,
 ) -> ApiResult<Json<Value>> {
     let state_filter = match query.state.as_deref() {
         None => None,
@@ -234,7 +239,7 @@ pub async fn set_capability(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
-    Json(change): Json<CapabilityChange>,
+    JsonBody(change): JsonBody<CapabilityChange>,
 ) -> ApiResult<Json<Value>> {
     let fallback = match change.fallback.as_deref() {
         None => None,

@@ -13,6 +13,7 @@ use super::api::rfc3339;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use crate::auth::tenancy::{TenantRoles, operator_tenant};
 use crate::auth::{Permission, Principal, Role};
+use crate::http::extract::JsonBody;
 use crate::services::audit_events::Actor;
 use crate::services::tenancy::{Membership, TenancyError, TenantEntry};
 
@@ -115,7 +116,7 @@ pub struct NewTenantRequest {
 pub async fn create_tenant(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Json(request): Json<NewTenantRequest>,
+    JsonBody(request): JsonBody<NewTenantRequest>,
 ) -> ApiResult<(StatusCode, Json<AdminTenantView>)> {
     require_operator(&principal)?;
     let id = parse_tenant(request.id.trim())?;
@@ -240,7 +241,7 @@ pub async fn put_member(
     Extension(principal): Extension<Principal>,
     Extension(roles): Extension<TenantRoles>,
     Path((id, subject)): Path<(String, String)>,
-    Json(request): Json<PutMemberRequest>,
+    JsonBody(request): JsonBody<PutMemberRequest>,
 ) -> ApiResult<(StatusCode, Json<PutMemberView>)> {
     let id = parse_tenant(&id)?;
     require_member_admin(&principal, &roles, &id)?;

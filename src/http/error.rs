@@ -16,7 +16,9 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// A stable, machine-readable code: `bad_request`, `unauthorized`, `forbidden`,
-    /// `not_found`, `conflict`, `payload_too_large`, `rate_limited`, `unavailable`, `internal`.
+    /// `not_found`, `conflict`, `payload_too_large`, `unsupported_media_type` (a body not sent
+    /// as JSON), `unprocessable` (JSON of the wrong shape), `rate_limited`, `unavailable`,
+    /// `internal`.
     pub code: String,
     pub message: String,
     /// The `X-Request-Id` of the request, also in the server's log.

@@ -15,7 +15,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -27,9 +27,11 @@ use tollgate_store::gate::CallbackTarget;
 use super::AppState;
 use super::error::ApiError;
 use super::hooks::same_secret;
+use crate::http::extract::QueryParams;
 use crate::services::gate::{CheckContext, DeploymentRequest, GateRefusal, Outcome};
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GateQuery {
     /// `sync` (default) or `callback`, as the check's completion event is configured.
     pub mode: Option<String>,
@@ -185,7 +187,7 @@ fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
 pub async fn check(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
-    Query(query): Query<GateQuery>,
+    QueryParams(query): QueryParams<GateQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {

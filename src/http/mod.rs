@@ -11,6 +11,7 @@ pub mod api_events;
 pub mod api_gate;
 pub mod api_tenancy;
 pub mod error;
+pub mod extract;
 pub mod gate;
 pub mod hooks;
 pub mod middleware;
