@@ -398,6 +398,15 @@ async fn an_unreachable_channel_is_worth_trying_later() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
+    // A plain SMTP greeting where TLS is expected: the handshake fails, nothing was sent.
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain_port = plain.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = plain.accept().await {
+            use tokio::io::AsyncWriteExt as _;
+            let _ = socket.write_all(b"220 plain.example ESMTP\r\n").await;
+        }
+    });
     let notifications = channels(
         dir.path(),
         &format!(
@@ -409,11 +418,20 @@ smtp_port = {port}
 tls = "none"
 from = "tollgate@contoso.example"
 to = ["release-managers@contoso.example"]
+
+[[notifications]]
+kind = "email"
+name = "mail-over-tls"
+smtp_host = "localhost"
+smtp_port = {plain_port}
+tls = "tls"
+from = "tollgate@contoso.example"
+to = ["release-managers@contoso.example"]
 "#,
-            webhook = webhook_config(dir.path(), &format!("http://127.0.0.1:{port}/hook"))
+            webhook = webhook_config(dir.path(), &format!("http://127.0.0.1:{port}/hook")),
         ),
     );
-    for channel in ["hub", "email"] {
+    for channel in ["hub", "email", "mail-over-tls"] {
         let error = notifications
             .send_to(channel, &notice())
             .await

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 use tollgate_domain::TenantId;
-use tollgate_store::{EventStatus, EventStore, Job, JobStatus, JobStore, NewJob, Retry};
+use tollgate_store::{EventStatus, EventStore, Job, JobId, JobStatus, JobStore, NewJob, Retry};
 
 use crate::services::FinalFailure;
 use crate::services::capabilities::Capability;
@@ -48,6 +48,61 @@ pub struct Worker {
     pub wake: Arc<Notify>,
 }
 
+/// The jobs this worker runs, each on a task of its own.
+#[derive(Default)]
+struct InFlight {
+    tasks: tokio::task::JoinSet<()>,
+    jobs: std::collections::HashMap<tokio::task::Id, JobId>,
+}
+
+impl InFlight {
+    fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    fn start(&mut self, worker: &Arc<Worker>, job: Job) {
+        // A claim can return a job this worker still runs, when its lease lapsed (a stalled
+        // clock or store): the running copy keeps it; a second would do its work twice.
+        if self.jobs.values().any(|running| *running == job.id) {
+            tracing::warn!(job = %job.id, "claimed a job that is still running here; not starting it twice");
+            return;
+        }
+        let id = job.id;
+        let worker = worker.clone();
+        let task = self.tasks.spawn(async move { worker.run_job(job).await });
+        self.jobs.insert(task.id(), id);
+    }
+
+    fn collect_finished(&mut self) {
+        while let Some(finished) = self.tasks.try_join_next_with_id() {
+            self.finished(finished);
+        }
+    }
+
+    async fn next_finished(&mut self) {
+        if let Some(finished) = self.tasks.join_next_with_id().await {
+            self.finished(finished);
+        }
+    }
+
+    fn finished(&mut self, finished: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
+        let task = match finished {
+            Ok((task, ())) => task,
+            Err(error) => {
+                let job = self.jobs.get(&error.id()).copied();
+                // Its lease runs out and a later claim runs it again.
+                tracing::error!(?job, %error, "a job's task failed");
+                error.id()
+            }
+        };
+        self.jobs.remove(&task);
+    }
+}
+
 /// Exponential backoff with jitter: 2 s, 4 s, 8 s … capped at 10 minutes.
 pub fn backoff(attempt: u32) -> Duration {
     let base = 2u64
@@ -65,13 +120,18 @@ impl Worker {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let worker = Arc::new(self);
         let slots = worker.settings.concurrency.max(1);
-        let mut running = tokio::task::JoinSet::new();
+        let mut running = InFlight::default();
         loop {
             if *shutdown.borrow() {
                 break;
             }
+            running.collect_finished();
+            // Claim for half the slots or more at a time (or when none is busy): every claim
+            // is a write transaction, and under a stream of short jobs claiming for each
+            // slot as it frees would compete with ingest for the database's writer lock. One
+            // slow job still leaves the others to claim.
             let free = slots.saturating_sub(running.len());
-            let claimed = if free == 0 {
+            let claimed = if free == 0 || (free * 2 < slots && !running.is_empty()) {
                 Vec::new()
             } else {
                 let now = OffsetDateTime::now_utc();
@@ -89,29 +149,24 @@ impl Worker {
                 }
             };
             for job in claimed {
-                let worker = worker.clone();
-                running.spawn(async move { worker.run_job(job).await });
+                running.start(&worker, job);
             }
-            // A slot still free means the queue had nothing more: wait to be woken (or
-            // poll). Either way, a job that finishes frees a slot to claim again.
+            // Wait for a job to end, or, with a slot free, to be woken or for the next poll.
             let idle_slot = running.len() < slots;
             tokio::select! {
-                Some(finished) = running.join_next(), if !running.is_empty() => {
-                    if let Err(error) = finished {
-                        // The job's lease runs out and another claim runs it again.
-                        tracing::error!(%error, "a job's task failed");
-                    }
-                }
+                () = running.next_finished(), if !running.is_empty() => {}
                 () = worker.wake.notified(), if idle_slot => {}
                 () = tokio::time::sleep(worker.settings.poll_interval), if idle_slot => {}
-                _ = shutdown.changed() => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        break; // No one can ask to stop any more: stop now, as asked last.
+                    }
+                }
             }
         }
         // In-flight jobs always finish.
-        while let Some(finished) = running.join_next().await {
-            if let Err(error) = finished {
-                tracing::error!(%error, "a job's task failed");
-            }
+        while !running.is_empty() {
+            running.next_finished().await;
         }
         tracing::info!(worker = %worker.settings.id, "worker stopped");
     }

@@ -157,27 +157,11 @@ impl Notifier for EmailNotifier {
 }
 
 /// Whether sending again later may succeed, without risk of a second copy: the server asked
-/// to come back (4xx), or the message never left because the server could not be reached
-/// or the TLS handshake failed. A timeout or a broken connection mid-session may come after
-/// the server took the message, so it is final.
+/// to come back (4xx), or the connection could not be made — refused, unanswered, a name that
+/// did not resolve, a failed TLS handshake — so the message never left. lettre reports all of
+/// those, and only those, as its connection error, which it exposes only through `Display`.
+/// A timeout or a broken connection mid-session may come after the server took the message,
+/// so it is final.
 fn may_succeed_later(error: &lettre::transport::smtp::Error) -> bool {
-    use std::io::ErrorKind;
-    if error.is_transient() || error.is_tls() {
-        return true;
-    }
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                ErrorKind::ConnectionRefused
-                    | ErrorKind::NotFound
-                    | ErrorKind::HostUnreachable
-                    | ErrorKind::NetworkUnreachable
-                    | ErrorKind::AddrNotAvailable
-            );
-        }
-        source = cause.source();
-    }
-    false
+    error.is_transient() || error.to_string().starts_with("Connection error")
 }
