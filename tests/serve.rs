@@ -273,6 +273,24 @@ async fn errors_share_one_shape_and_responses_carry_secure_headers() {
         "{message}"
     );
     assert!(message.contains("limit"), "{message}");
+    let (status, code, message) = refused(client.get(server.url("/api/v1/jobs/abc"))).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request"),
+        "{message}"
+    );
+    let (status, code, message) = refused(
+        client
+            .post(server.url("/api/v1/approvals/ap_1/approve"))
+            .header("content-type", "text/plain")
+            .body("looks good"),
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        "{message}"
+    );
     let response = client
         .post(server.url("/api/v1/waivers"))
         .bearer_auth(&admin)

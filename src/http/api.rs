@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use crate::auth::{Permission, Principal, Role};
-use crate::http::extract::{JsonBody, QueryParams};
+use crate::http::extract::{JsonBody, PathParams, QueryParams};
 use crate::services::tenant::{FindingFilter, TenantContext, page_size};
 
 pub(super) fn tenant_of(
@@ -460,7 +460,7 @@ pub async fn add_waiver(
 pub async fn remove_waiver(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(id): Path<i64>,
+    PathParams(id): PathParams<i64>,
 ) -> ApiResult<StatusCode> {
     let tenant = tenant_of(&state, &principal)?;
     let actor = crate::services::audit_events::Actor::principal(&principal);

@@ -1,7 +1,7 @@
 //! `/api/v1/events` and `/api/v1/jobs`: stored service-hook events, replay, the job queue.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::{Extension, http::StatusCode};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -18,7 +18,7 @@ use super::AppState;
 use super::api::{numeric_cursor, rfc3339};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use crate::auth::Principal;
-use crate::http::extract::{JsonBody, QueryParams};
+use crate::http::extract::{JsonBody, PathParams, QueryParams};
 use crate::services::events::EventsService;
 use crate::services::tenant::{Page, page_size};
 
@@ -163,7 +163,7 @@ pub async fn events(
 pub async fn event(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(id): Path<i64>,
+    PathParams(id): PathParams<i64>,
 ) -> ApiResult<Json<EventView>> {
     let event = service(&state)?
         .event(&principal.tenant, EventId(id))
@@ -332,7 +332,7 @@ pub async fn jobs(
 pub async fn job(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(id): Path<i64>,
+    PathParams(id): PathParams<i64>,
 ) -> ApiResult<Json<JobView>> {
     service(&state)?
         .job(&principal.tenant, JobId(id))
@@ -347,7 +347,7 @@ pub async fn job(
 pub async fn retry_job(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(id): Path<i64>,
+    PathParams(id): PathParams<i64>,
 ) -> ApiResult<StatusCode> {
     if service(&state)?
         .retry_job(

@@ -149,10 +149,10 @@ async fn vote(
     principal: Principal,
     id: String,
     approve: bool,
-    body: Option<Json<DecisionBody>>,
+    body: Option<JsonBody<DecisionBody>>,
 ) -> ApiResult<Json<Value>> {
     let context = tenant_of(&state, &principal)?;
-    let comment = body.map(|Json(b)| b.comment).unwrap_or_default();
+    let comment = body.map(|JsonBody(b)| b.comment).unwrap_or_default();
     if comment.len() > 2_000 {
         return Err(ApiError::bad_request(
             "a comment has at most 2,000 characters",
@@ -176,7 +176,7 @@ pub async fn approve(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-    body: Option<Json<DecisionBody>>,
+    body: Option<JsonBody<DecisionBody>>,
 ) -> ApiResult<Json<Value>> {
     vote(state, principal, id, true, body).await
 }
@@ -190,7 +190,7 @@ pub async fn reject(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
-    body: Option<Json<DecisionBody>>,
+    body: Option<JsonBody<DecisionBody>>,
 ) -> ApiResult<Json<Value>> {
     vote(state, principal, id, false, body).await
 }
