@@ -17,8 +17,10 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// A stable, machine-readable code: `bad_request`, `unauthorized`, `forbidden`,
     /// `not_found`, `conflict`, `payload_too_large`, `unsupported_media_type` (a body not sent
-    /// as JSON), `unprocessable` (JSON of the wrong shape), `rate_limited`, `unavailable`,
-    /// `internal`.
+    /// as JSON), `unprocessable` (JSON of the wrong shape), `request_timeout` (a service hook
+    /// body that did not arrive in time), `rate_limited`, `unavailable`, `internal`; and for
+    /// deployments `denied` (the gate said no), `not_configured`, `ado_refused`,
+    /// `ado_rejected`, `nothing_to_roll_back` (docs/DEPLOYMENTS.md).
     pub code: String,
     pub message: String,
     /// The `X-Request-Id` of the request, also in the server's log.
