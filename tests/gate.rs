@@ -127,17 +127,22 @@ fn org_plan_url(setup: &Setup) -> String {
     format!("{}/", setup.sim.org_url())
 }
 
-async fn audit_types(setup: &Setup) -> Vec<String> {
-    let records: Value = setup
+/// GET an API path with the admin key, as JSON.
+async fn admin_get(setup: &Setup, path: &str) -> Value {
+    setup
         .client
-        .get(setup.server.url("/api/v1/audit/records?limit=1000"))
+        .get(setup.server.url(path))
         .bearer_auth(setup.server.admin_key())
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn audit_types(setup: &Setup) -> Vec<String> {
+    let records = admin_get(setup, "/api/v1/audit/records?limit=1000").await;
     records["items"]
         .as_array()
         .unwrap()
@@ -586,16 +591,7 @@ async fn with_notifications_off_an_approval_queues_no_notice() {
     let (status, body) = call_gate(&setup, "sync", &headers, deployment, GATE_PASSWORD).await;
     assert_eq!(status, 409, "{body}");
     // The jobs are enqueued with the decision, so the answer means the list is complete.
-    let page: Value = setup
-        .client
-        .get(setup.server.url("/api/v1/jobs?kind=approval.notify"))
-        .bearer_auth(setup.server.admin_key())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = admin_get(&setup, "/api/v1/jobs?kind=approval.notify").await;
     assert_eq!(page["items"], json!([]), "{page}");
     assert!(received.lock().unwrap().is_empty());
 }
@@ -614,20 +610,7 @@ async fn a_notice_the_channel_rejects_is_dead_lettered_at_once() {
     assert_eq!(status, 409, "{body}");
     let deadline = Instant::now() + Duration::from_secs(30);
     let dead = loop {
-        let page: Value = setup
-            .client
-            .get(
-                setup
-                    .server
-                    .url("/api/v1/jobs?kind=approval.notify&status=dead"),
-            )
-            .bearer_auth(setup.server.admin_key())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = admin_get(&setup, "/api/v1/jobs?kind=approval.notify&status=dead").await;
         if let Some(job) = page["items"].as_array().and_then(|items| items.first()) {
             break job.clone();
         }
@@ -651,16 +634,7 @@ async fn a_notice_the_channel_rejects_is_dead_lettered_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capabilities_are_listed_changed_by_admins_and_the_gate_never_degrades_to_allow() {
     let setup = setup(TUESDAY).await;
-    let listed: Value = setup
-        .client
-        .get(setup.server.url("/api/v1/capabilities"))
-        .bearer_auth(setup.server.admin_key())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = admin_get(&setup, "/api/v1/capabilities").await;
     let names: Vec<&str> = listed["items"]
         .as_array()
         .unwrap()

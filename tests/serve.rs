@@ -218,7 +218,8 @@ async fn errors_share_one_shape_and_responses_carry_secure_headers() {
 
     // Bad input is a 4xx in the same shape, saying what is wrong, never a 5xx.
     let admin = server.admin_key().to_owned();
-    let refused = |request: reqwest::RequestBuilder| {
+    // Sends `request` as the admin, checks the answer's status and code; returns its message.
+    let refused = |request: reqwest::RequestBuilder, expected: StatusCode, expected_code| {
         let admin = admin.clone();
         async move {
             let response = request.bearer_auth(&admin).send().await.unwrap();
@@ -227,70 +228,67 @@ async fn errors_share_one_shape_and_responses_carry_secure_headers() {
                 panic!("a {status} answer in the JSON error shape: {error}")
             });
             let field = |name: &str| body["error"][name].as_str().unwrap_or_default().to_owned();
-            (status, field("code"), field("message"))
+            let (code, message) = (field("code"), field("message"));
+            assert_eq!(
+                (status, code.as_str()),
+                (expected, expected_code),
+                "{message}"
+            );
+            message
         }
     };
     let waivers = || client.post(server.url("/api/v1/waivers"));
-    let (status, code, message) = refused(
-        waivers()
-            .header("content-type", "application/json")
-            .body("{not json"),
+    let not_json = waivers()
+        .header("content-type", "application/json")
+        .body("{not json");
+    refused(not_json, StatusCode::BAD_REQUEST, "bad_request").await;
+    let message = refused(
+        waivers().body("{}"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
     )
     .await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "bad_request"),
-        "{message}"
-    );
-    let (status, code, message) = refused(waivers().body("{}")).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-        "{message}"
-    );
     assert!(message.contains("application/json"), "{message}");
-    let (status, code, message) = refused(waivers().json(&json!({"control": "BP-01"}))).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
-        "{message}"
-    );
+    let wrong_shape = waivers().json(&json!({"control": "BP-01"}));
+    let message = refused(
+        wrong_shape,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unprocessable",
+    )
+    .await;
     assert!(message.contains("missing field"), "{message}");
     // A misspelt filter is an error, not an unfiltered list.
-    let (status, code, message) =
-        refused(client.get(server.url("/api/v1/findings?severty=high"))).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "bad_request"),
-        "{message}"
-    );
-    assert!(message.contains("severty"), "{message}");
-    let (status, code, message) =
-        refused(client.get(server.url("/api/v1/findings?limit=lots"))).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "bad_request"),
-        "{message}"
-    );
-    assert!(message.contains("limit"), "{message}");
-    let (status, code, message) = refused(client.get(server.url("/api/v1/jobs/abc"))).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "bad_request"),
-        "{message}"
-    );
-    let (status, code, message) = refused(
-        client
-            .post(server.url("/api/v1/approvals/ap_1/approve"))
-            .header("content-type", "text/plain")
-            .body("looks good"),
+    let get = |path: &str| client.get(server.url(path));
+    let message = refused(
+        get("/api/v1/findings?severty=high"),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
     )
     .await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-        "{message}"
-    );
+    assert!(message.contains("severty"), "{message}");
+    let message = refused(
+        get("/api/v1/findings?limit=lots"),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    assert!(message.contains("limit"), "{message}");
+    refused(
+        get("/api/v1/jobs/abc"),
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    )
+    .await;
+    let approve_as_text = client
+        .post(server.url("/api/v1/approvals/ap_1/approve"))
+        .header("content-type", "text/plain")
+        .body("looks good");
+    refused(
+        approve_as_text,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
     let response = client
         .post(server.url("/api/v1/waivers"))
         .bearer_auth(&admin)

@@ -120,18 +120,8 @@ fn closed_notice(approval: &Approval) -> Vec<NewJob> {
 
 /// The notice jobs of one tenant's approvals, as (approval, notice) pairs.
 async fn notices(fixture: &Fixture) -> Vec<(String, String)> {
-    let mut notices: Vec<(String, String)> = fixture
-        .store
-        .jobs(
-            &tenant("contoso"),
-            &JobFilter {
-                kind: Some("approval.notify".into()),
-                limit: 100,
-                ..JobFilter::default()
-            },
-        )
+    let mut notices: Vec<(String, String)> = jobs_of_kind(fixture, "approval.notify")
         .await
-        .unwrap()
         .iter()
         .map(|job| {
             (
@@ -162,20 +152,24 @@ async fn with_approval(fixture: &Fixture, id: &str, quorum: u32) -> GateDecision
     decision
 }
 
-async fn callback_jobs(fixture: &Fixture) -> usize {
+/// The jobs of one kind queued for the contoso tenant.
+async fn jobs_of_kind(fixture: &Fixture, kind: &str) -> Vec<tollgate_store::Job> {
     fixture
         .store
         .jobs(
             &tenant("contoso"),
             &JobFilter {
-                kind: Some("gate.callback".into()),
+                kind: Some(kind.into()),
                 limit: 100,
                 ..JobFilter::default()
             },
         )
         .await
         .unwrap()
-        .len()
+}
+
+async fn callback_jobs(fixture: &Fixture) -> usize {
+    jobs_of_kind(fixture, "gate.callback").await.len()
 }
 
 async fn decisions_are_idempotent_and_keep_the_token_apart(fixture: Fixture) {
