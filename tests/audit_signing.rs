@@ -63,7 +63,8 @@ async fn checkpoints_extend_the_signed_tree_and_a_changed_leaf_is_still_caught()
         append(&store, round * 3).await;
         // Between checkpoints the signed tree is advanced by what was appended so far (a no-op
         // before the first checkpoint); the checkpoint reads only what came after.
-        audit.advance(&tenant).await.unwrap();
+        let advanced = audit.advance(&tenant).await.unwrap();
+        assert_eq!(advanced, if round == 1 { 0 } else { round * 3 } as u64);
         append(&store, round).await;
         assert!(matches!(
             audit.checkpoint(&tenant).await.unwrap(),

@@ -310,15 +310,17 @@ impl AuditService {
     /// gate decisions/s a checkpoint every 5 s otherwise reads and hashes 50,000 leaves at once,
     /// tens of milliseconds of CPU taken from the checks in one go. Nothing is signed or
     /// trusted here: signing still starts from the latest stored checkpoint (or the whole log).
-    pub async fn advance(&self, tenant: &TenantId) -> Result<()> {
+    /// Returns how many leaves it read and hashed, so that the caller can come back sooner to
+    /// a busy log and keep each pass short.
+    pub async fn advance(&self, tenant: &TenantId) -> Result<u64> {
         let kept = self.kept_tree(tenant);
         let Some(tree) = kept else {
-            return Ok(());
+            return Ok(0);
         };
         let size = self.store.audit_size(tenant).await?;
         let from = tree.frontier.size();
         if size <= from {
-            return Ok(());
+            return Ok(0);
         }
         let hashes = self.store.audit_leaf_hashes(tenant, from, size).await?;
         let frontier = extended_off_the_runtime(tree.frontier, hashes).await?;
@@ -334,7 +336,7 @@ impl AuditService {
         {
             current.frontier = frontier;
         }
-        Ok(())
+        Ok(size - from)
     }
 
     /// Read the whole log of `size` leaves and check that it extends the `previous`
