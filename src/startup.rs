@@ -744,12 +744,22 @@ async fn withhold_periodically(
     }
 }
 
-/// A log that grew by at least this many leaves since the last advance of its signed tree is
-/// advanced again after [`BUSY_ADVANCE_EVERY`] rather than a fifth of the checkpoint interval.
-/// At 10,000 gate decisions/s an advance a second read and hashed 10,000 leaves in one go,
-/// 8–20 ms of a core during which the checks waited: a spike in the gate's latency each second.
-const BUSY_ADVANCE_LEAVES: u64 = 256;
+/// How often the signed tree of a log that grows fast is advanced (AuditService::advance),
+/// rather than about five times per checkpoint interval. At 10,000 gate decisions/s an advance
+/// a second read and hashed 10,000 leaves in one go, 8–20 ms of a core during which the checks
+/// waited: a spike in the gate's latency each second. Passes of ≈ 1,000 leaves take 1–2 ms.
 const BUSY_ADVANCE_EVERY: Duration = Duration::from_millis(100);
+
+/// A log that grew by at least this many leaves per [`BUSY_ADVANCE_EVERY`] since its last
+/// advance counts as growing fast. A rate, not a count per pass: busy passes are shorter than
+/// quiet ones, and a count would flip a steady log between the two.
+const BUSY_ADVANCE_LEAVES: u64 = 256;
+
+/// When a tenant's signed audit tree was last advanced, and when it is next due.
+struct AdvanceTurn {
+    last: tokio::time::Instant,
+    due: tokio::time::Instant,
+}
 
 /// Sign each tenant's audit checkpoint when records arrived (at most every `interval`) and
 /// as an hourly heartbeat; a last one on shutdown, so every record is covered.
@@ -766,14 +776,14 @@ async fn checkpoint_periodically(
     let replica = replica_name();
     // Between checkpoints each signed tree is advanced by what was appended since
     // (AuditService::advance), so that signing has only the last few leaves to read and hash:
-    // five times an interval when a log is quiet, every BUSY_ADVANCE_EVERY while it grows fast.
+    // about every fifth of the interval when a log is quiet, every BUSY_ADVANCE_EVERY while it
+    // grows fast. (The interval is at least a second, so a quiet pass is at least 200 ms apart.)
     let quiet_every = (interval / 5).max(Duration::from_millis(200));
-    let busy_every = BUSY_ADVANCE_EVERY.min(quiet_every);
-    let mut advance_due: HashMap<TenantId, tokio::time::Instant> = HashMap::new();
+    let mut advances: HashMap<TenantId, AdvanceTurn> = HashMap::new();
     loop {
         let due = tokio::time::Instant::now() + interval;
         let stopping = loop {
-            let next = (tokio::time::Instant::now() + busy_every).min(due);
+            let next = (tokio::time::Instant::now() + BUSY_ADVANCE_EVERY).min(due);
             let stopping = tokio::select! {
                 () = tokio::time::sleep_until(next) => false,
                 _ = shutdown.changed() => *shutdown.borrow(),
@@ -783,10 +793,11 @@ async fn checkpoint_periodically(
                 break stopping;
             }
             for tenant in &tenants.ids() {
-                let tenant_due = advance_due
-                    .entry(tenant.clone())
-                    .or_insert(now + quiet_every);
-                if *tenant_due > now {
+                let turn = advances.entry(tenant.clone()).or_insert(AdvanceTurn {
+                    last: now,
+                    due: now + quiet_every,
+                });
+                if turn.due > now {
                     continue;
                 }
                 let started = std::time::Instant::now();
@@ -800,16 +811,22 @@ async fn checkpoint_periodically(
                         0
                     }
                 };
-                let every = if leaves >= BUSY_ADVANCE_LEAVES {
-                    busy_every
-                } else {
-                    quiet_every
-                };
-                *tenant_due = now + every;
+                let since = now.saturating_duration_since(turn.last);
+                let growing_fast = u128::from(leaves) * BUSY_ADVANCE_EVERY.as_micros()
+                    >= u128::from(BUSY_ADVANCE_LEAVES) * since.as_micros();
+                turn.last = now;
+                turn.due = now
+                    + if growing_fast {
+                        BUSY_ADVANCE_EVERY
+                    } else {
+                        quiet_every
+                    };
             }
         };
         // Read each time: tenants created through the API are checkpointed too.
-        for tenant in &tenants.ids() {
+        let ids = tenants.ids();
+        advances.retain(|tenant, _| ids.contains(tenant));
+        for tenant in &ids {
             let mine = stopping
                 || leases
                     .claim_lease(
