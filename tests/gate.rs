@@ -241,7 +241,6 @@ async fn a_saturday_deploy_to_production_is_denied_and_never_with_a_2xx() {
     assert!(types.iter().any(|t| t == "auth.failed"), "{types:?}");
 }
 
-/// A loopback receiver that keeps every JSON body posted to it.
 /// Serve `app` on a loopback port of its own, in the background.
 async fn serve_on_loopback(app: axum::Router) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -250,6 +249,7 @@ async fn serve_on_loopback(app: axum::Router) -> std::net::SocketAddr {
     address
 }
 
+/// A loopback receiver that keeps every JSON body posted to it.
 async fn receiver() -> (String, Shared<Value>) {
     let (url, received, _) = receiver_failing(0, axum::http::StatusCode::SERVICE_UNAVAILABLE).await;
     (url, received)

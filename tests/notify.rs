@@ -366,14 +366,16 @@ async fn slack_errors_carry_slacks_reason_and_are_not_retried() {
     assert_eq!(slack.requests().len(), 1, "a 400 is final");
 }
 
+/// A loopback port nobody listens on: bound, then released.
+fn unused_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 #[tokio::test]
 async fn an_unreachable_channel_fails_without_naming_its_url() {
     let dir = tempfile::tempdir().unwrap();
-    // A port nobody listens on: bound, then released.
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = unused_port();
     let notifications = channels(
         dir.path(),
         &format!(
@@ -394,10 +396,7 @@ async fn an_unreachable_channel_fails_without_naming_its_url() {
 #[tokio::test]
 async fn an_unreachable_channel_is_worth_trying_later() {
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = unused_port();
     // A plain SMTP greeting where TLS is expected: the handshake fails, nothing was sent.
     let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let plain_port = plain.local_addr().unwrap().port();

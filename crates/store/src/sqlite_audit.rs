@@ -77,7 +77,7 @@ fn leaf_from(row: &SqliteRow) -> Result<StoredLeaf, StoreError> {
         hash: hash_from(row.try_get("leaf_hash")?, "a leaf hash")?,
         bytes: row
             .try_get::<Option<Vec<u8>>, _>("bytes")?
-            .map(|stored| unpack_or_stored(stored, &format!("audit record {seq}"))),
+            .map(|stored| unpack_or_stored(stored, seq)),
     })
 }
 

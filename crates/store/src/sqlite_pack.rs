@@ -126,17 +126,17 @@ pub(crate) fn unpack(stored: Vec<u8>, what: &str) -> Result<Vec<u8>, StoreError>
         .map_err(|error| StoreError::Corrupt(format!("{what}: cannot unpack: {error}")))
 }
 
-/// An audit record's bytes from their stored form, or the stored bytes themselves when they
-/// cannot be unpacked: a damaged record must not stop the log from being read, exported or
-/// streamed; its hash no longer matches, which is how verification names it.
-pub(crate) fn unpack_or_stored(stored: Vec<u8>, what: &str) -> Vec<u8> {
+/// The bytes of the audit record at `seq` from their stored form, or the stored bytes
+/// themselves when they cannot be unpacked: a damaged record must not stop the log from being
+/// read, exported or streamed; its hash no longer matches, which is how verification names it.
+pub(crate) fn unpack_or_stored(stored: Vec<u8>, seq: u64) -> Vec<u8> {
     if !stored.starts_with(&ZSTD_MAGIC) {
         return stored;
     }
     match decompressed(&stored) {
         Ok(payload) => payload,
         Err(error) => {
-            tracing::warn!(%error, "{what} cannot be unpacked; read as stored");
+            tracing::warn!(%error, seq, "an audit record cannot be unpacked; read as stored");
             stored
         }
     }
@@ -199,10 +199,10 @@ mod tests {
     #[test]
     fn a_damaged_record_reads_as_stored() {
         let payload = json_payload(2_200);
-        assert_eq!(unpack_or_stored(pack(payload.clone()), "record 1"), payload);
+        assert_eq!(unpack_or_stored(pack(payload.clone()), 1), payload);
         let mut damaged = pack(payload);
         damaged.truncate(damaged.len() / 2);
-        assert_eq!(unpack_or_stored(damaged.clone(), "record 1"), damaged);
+        assert_eq!(unpack_or_stored(damaged.clone(), 1), damaged);
     }
 
     #[test]

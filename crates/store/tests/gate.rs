@@ -571,18 +571,7 @@ async fn the_migration_fills_run_and_source_of_earlier_decisions(fixture: Fixtur
     let contoso = tenant("contoso");
     let mut earlier = decision("before", "ado:before", Verdict::Deny);
     earlier.approval_id = None;
-    let new = NewDecision {
-        decision: earlier,
-        callback_token: None,
-        approval: None,
-        callback_job: None,
-        notices: Vec::new(),
-    };
-    fixture
-        .store
-        .record_decision(&contoso, &new, &[])
-        .await
-        .unwrap();
+    record_alone(&fixture, &contoso, earlier).await;
     // Back to the schema before the migration, as a database of the previous release has it:
     // without this migration and the ones after it (migrations apply above the highest
     // version recorded).
