@@ -191,8 +191,12 @@ impl SqliteStore {
             .foreign_keys(true)
             .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
             .pragma("cache_size", format!("-{CACHE_KIB}"));
+        // No ping before a connection is handed out: it is a round trip to the connection's
+        // thread on every acquire, and an in-process connection has no peer that could have
+        // gone away (a crashed worker fails its next statement and is dropped on release).
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(|source| StoreError::Open {
@@ -201,6 +205,7 @@ impl SqliteStore {
             })?;
         let durable = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone().synchronous(SqliteSynchronous::Full))
             .await
             .map_err(|source| StoreError::Open {

@@ -90,6 +90,29 @@ fn checkpoint_from(row: &SqliteRow) -> Result<StoredCheckpoint, StoreError> {
     })
 }
 
+/// The last leaf of tenant `?`'s log, read inside the write transaction that appends after
+/// it (the gate's group commit sends it in one statement with its `BEGIN`).
+pub(crate) const LOG_TIP: &str =
+    "SELECT seq, logged FROM audit_leaves WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1";
+
+/// Where a log's next leaf goes: its seq, and the `logged` time the last leaf carries (the
+/// next is never logged before it). The default is an empty log.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LogTip {
+    next: u64,
+    floor: Option<OffsetDateTime>,
+}
+
+impl LogTip {
+    /// From a row of [`LOG_TIP`].
+    pub(crate) fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            next: seq_from(row.try_get("seq")?)? + 1,
+            floor: Some(parse_stamp(&row.try_get::<String, _>("logged")?)?),
+        })
+    }
+}
+
 /// Now, to the microsecond the stored text keeps, and never before `floor`: `logged` does not
 /// go backwards within a log even if the clock does.
 fn append_time(floor: Option<OffsetDateTime>) -> OffsetDateTime {
@@ -139,61 +162,82 @@ impl SqliteStore {
         if drafts.is_empty() {
             return Ok(Vec::new());
         }
-        let encoder = self.leaf_encoder()?;
-        let last = sqlx::query(
-            "SELECT seq, logged FROM audit_leaves WHERE tenant_id = ? ORDER BY seq DESC LIMIT 1",
-        )
-        .bind(tenant.as_str())
-        .fetch_optional(&mut *connection)
-        .await?;
-        let (mut next, floor) = match last {
-            Some(row) => (
-                seq_from(row.try_get("seq")?)? + 1,
-                Some(parse_stamp(&row.try_get::<String, _>("logged")?)?),
-            ),
-            None => (0, None),
-        };
-        let logged = append_time(floor);
+        let tip = sqlx::query(LOG_TIP)
+            .bind(tenant.as_str())
+            .fetch_optional(&mut *connection)
+            .await?;
+        let tip = tip.as_ref().map(LogTip::from_row).transpose()?;
+        self.append_after(connection, tenant, tip.unwrap_or_default(), drafts, None)
+            .await
+    }
+
+    /// Append `drafts` after `tip` (read in the same write transaction), and run `then` (say,
+    /// `COMMIT`) in the last statement: each statement is a round trip to the connection's
+    /// thread. `then` runs alone when there is nothing to insert.
+    pub(crate) async fn append_after<D: Borrow<AuditDraft> + Sync>(
+        &self,
+        connection: &mut SqliteConnection,
+        tenant: &TenantId,
+        tip: LogTip,
+        drafts: &[D],
+        then: Option<&'static str>,
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        let mut next = tip.next;
+        let logged = append_time(tip.floor);
         let logged_text = stamp(logged)?;
         let mut keys_in_batch: HashSet<&str> = HashSet::new();
         let mut placed = Vec::with_capacity(drafts.len());
         let mut rows = Vec::with_capacity(drafts.len());
-        for draft in drafts {
-            let draft: &AuditDraft = draft.borrow();
-            if let Some(key) = draft.dedupe_key.as_deref() {
-                let known: Option<i64> = sqlx::query_scalar(
-                    "SELECT seq FROM audit_leaves WHERE tenant_id = ? AND dedupe_key = ?",
-                )
-                .bind(tenant.as_str())
-                .bind(key)
-                .fetch_optional(&mut *connection)
-                .await?;
-                if known.is_some() || !keys_in_batch.insert(key) {
-                    placed.push(None);
-                    continue;
+        if !drafts.is_empty() {
+            let encoder = self.leaf_encoder()?;
+            for draft in drafts {
+                let draft: &AuditDraft = draft.borrow();
+                if let Some(key) = draft.dedupe_key.as_deref() {
+                    let known: Option<i64> = sqlx::query_scalar(
+                        "SELECT seq FROM audit_leaves WHERE tenant_id = ? AND dedupe_key = ?",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(key)
+                    .fetch_optional(&mut *connection)
+                    .await?;
+                    if known.is_some() || !keys_in_batch.insert(key) {
+                        placed.push(None);
+                        continue;
+                    }
                 }
+                let mut leaf = encoder
+                    .encode(tenant, draft, next, logged)
+                    .map_err(|error| {
+                        StoreError::InvalidInput(format!(
+                            "audit record {:?}: {error}",
+                            draft.event_type
+                        ))
+                    })?;
+                // Packed here, on the writer's path, because only SQLite's pages need it.
+                let stored = pack(std::mem::take(&mut leaf.bytes));
+                rows.push((next, draft, stamp(draft.time)?, leaf, stored));
+                placed.push(Some(next));
+                next += 1;
             }
-            let mut leaf = encoder
-                .encode(tenant, draft, next, logged)
-                .map_err(|error| {
-                    StoreError::InvalidInput(format!(
-                        "audit record {:?}: {error}",
-                        draft.event_type
-                    ))
-                })?;
-            // Packed here, on the writer's path, because only SQLite's pages need it.
-            let stored = pack(std::mem::take(&mut leaf.bytes));
-            rows.push((next, draft, stamp(draft.time)?, leaf, stored));
-            placed.push(Some(next));
-            next += 1;
+        }
+        if rows.is_empty() {
+            if let Some(then) = then {
+                sqlx::raw_sql(then).execute(&mut *connection).await?;
+            }
+            return Ok(placed);
         }
         // Many rows per statement: each statement is a round trip to the connection's thread.
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let chunks = rows.chunks(ROWS_PER_INSERT).count();
+        for (index, chunk) in rows.chunks(ROWS_PER_INSERT).enumerate() {
             let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
+            let mut sql = format!(
                 "INSERT INTO audit_leaves (tenant_id, seq, record_id, event_type, time, logged, \
                  leaf_hash, bytes, dedupe_key) VALUES {values}"
             );
+            if let Some(then) = then.filter(|_| index + 1 == chunks) {
+                sql.push_str("; ");
+                sql.push_str(then);
+            }
             let mut insert = sqlx::query(AssertSqlSafe(sql));
             for (seq, draft, time, leaf, stored) in chunk {
                 insert = insert

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::SqliteConnection;
+use sqlx::pool::PoolConnection;
+use sqlx::{Row, Sqlite, SqliteConnection};
 use time::OffsetDateTime;
 use tollgate_domain::TenantId;
 
@@ -15,6 +15,7 @@ use crate::gate::{
     GateStore, SOURCE_ADO_CHECK, Stored, document, parse, run_column, verdict_column,
 };
 use crate::sqlite::SqliteStore;
+use crate::sqlite_audit::{LOG_TIP, LogTip};
 use crate::sqlite_pack::{StoredText, pack_text, unpack};
 use crate::sqlite_queue::{BEGIN_WRITE, PreparedJob, enqueue_in, parse_stamp, stamp};
 use crate::{AuditDraft, NewJob, StoreError};
@@ -76,28 +77,41 @@ async fn write_decision(
 /// Decisions per INSERT statement (12 values each, far below SQLite's 32,766 variables).
 const DECISIONS_PER_INSERT: usize = 256;
 
-/// Insert a batch's decisions, each with its approval and callback job, unless its key is
-/// stored or came earlier in the batch (then the stored decision is returned). One statement
-/// inserts the decisions and names those it inserted: every statement is a round trip to the
-/// connection's thread, and the gate's writer runs one batch at a time.
-async fn insert_decisions(
+/// Open the batch's write transaction and insert its decisions, each with its approval and
+/// callback job, unless its key is stored or came earlier in the batch (then the stored
+/// decision is returned). Returns what happened to each and where the audit log ends.
+///
+/// Every statement is a round trip to the connection's thread, and the gate's writer runs one
+/// batch at a time: so the first statement carries the transaction's `BEGIN` and the read of
+/// the audit log's tip, and each insert names the decisions it inserted (`RETURNING`).
+async fn open_and_insert_decisions(
     connection: &mut SqliteConnection,
     tenant: &TenantId,
     batch: &[DecisionWrite],
     documents: &[StoredText],
-) -> Result<Vec<Stored>, StoreError> {
+) -> Result<(Vec<Stored>, LogTip), StoreError> {
     let mut inserted: HashSet<String> = HashSet::with_capacity(batch.len());
+    let mut tip = LogTip::default();
     let chunks = batch
         .chunks(DECISIONS_PER_INSERT)
         .zip(documents.chunks(DECISIONS_PER_INSERT));
-    for (chunk, documents) in chunks {
+    for (index, (chunk, documents)) in chunks.enumerate() {
         let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        let sql = format!(
+        let insert = format!(
             "INSERT INTO gate_decisions (id, tenant_id, decision_key, decided_at, environment, \
              verdict, approval_id, callback_state, callback_token, document, source, run_id) \
              VALUES {values} ON CONFLICT (tenant_id, decision_key) DO NOTHING RETURNING id"
         );
-        let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        let opening = index == 0;
+        let sql = if opening {
+            format!("{BEGIN_WRITE}; {LOG_TIP}; {insert}")
+        } else {
+            insert
+        };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if opening {
+            query = query.bind(tenant.as_str());
+        }
         for (write, document) in chunk.iter().zip(documents) {
             let decision = &write.new.decision;
             query = query
@@ -114,7 +128,15 @@ async fn insert_decisions(
                 .bind(&decision.source)
                 .bind(decision.run_id.map(run_column).transpose()?);
         }
-        inserted.extend(query.fetch_all(&mut *connection).await?);
+        for row in query.fetch_all(&mut *connection).await? {
+            // Two shapes of row come back: the log's last leaf (seq, logged; none for an
+            // empty log) and the id of each decision inserted.
+            if row.len() == 1 {
+                inserted.insert(row.try_get("id")?);
+            } else {
+                tip = LogTip::from_row(&row)?;
+            }
+        }
     }
     let mut recorded = Vec::with_capacity(batch.len());
     for write in batch {
@@ -149,7 +171,53 @@ async fn insert_decisions(
         }
         recorded.push(Stored::Created);
     }
-    Ok(recorded)
+    Ok((recorded, tip))
+}
+
+/// A write transaction begun and committed by our own statements, sent together with the
+/// statements beside them, rather than by sqlx's `begin` and `commit` (a round trip each).
+/// sqlx does not know this transaction is open, so the guard ends it: rolled back after an
+/// error, and when even that fails, or the write is dropped half way, the connection is
+/// closed rather than returned to the pool inside a transaction (closing rolls it back).
+struct OpenWrite {
+    connection: PoolConnection<Sqlite>,
+    open: bool,
+}
+
+impl OpenWrite {
+    fn new(connection: PoolConnection<Sqlite>) -> Self {
+        Self {
+            connection,
+            open: true,
+        }
+    }
+
+    /// The last statement committed the transaction.
+    fn committed(&mut self) {
+        self.open = false;
+    }
+
+    async fn roll_back(&mut self) {
+        match sqlx::raw_sql("ROLLBACK")
+            .execute(&mut *self.connection)
+            .await
+        {
+            Ok(_) => self.open = false,
+            // Also when the transaction never began (its BEGIN failed) or ended with a failed
+            // COMMIT: the connection is closed either way, and the pool opens another.
+            Err(error) => {
+                tracing::warn!(%error, "rolling back a gate write failed; closing its connection");
+            }
+        }
+    }
+}
+
+impl Drop for OpenWrite {
+    fn drop(&mut self) {
+        if self.open {
+            self.connection.close_on_drop();
+        }
+    }
 }
 
 #[async_trait]
@@ -159,24 +227,36 @@ impl GateStore for SqliteStore {
         tenant: &TenantId,
         batch: &[DecisionWrite],
     ) -> Result<Vec<Stored>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         // Encoded and packed before the write lock is taken: it is the database's one writer
         // lock, and other writers (job claims, syncs) wait for it.
         let documents = batch
             .iter()
             .map(|write| decision_document(&write.new.decision))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut transaction = self.durable_pool().begin_with(BEGIN_WRITE).await?;
-        let recorded = insert_decisions(&mut transaction, tenant, batch, &documents).await?;
-        let audit: Vec<&AuditDraft> = batch
-            .iter()
-            .zip(&recorded)
-            .filter(|(_, stored)| stored.created())
-            .flat_map(|(write, _)| &write.audit)
-            .collect();
-        self.append_audit_in(&mut transaction, tenant, &audit)
-            .await?;
-        transaction.commit().await?;
-        Ok(recorded)
+        let mut write = OpenWrite::new(self.durable_pool().acquire().await?);
+        let written = async {
+            let connection = &mut *write.connection;
+            let (recorded, tip) =
+                open_and_insert_decisions(connection, tenant, batch, &documents).await?;
+            let audit: Vec<&AuditDraft> = batch
+                .iter()
+                .zip(&recorded)
+                .filter(|(_, stored)| stored.created())
+                .flat_map(|(write, _)| &write.audit)
+                .collect();
+            self.append_after(connection, tenant, tip, &audit, Some("COMMIT"))
+                .await?;
+            Ok(recorded)
+        }
+        .await;
+        match written {
+            Ok(_) => write.committed(),
+            Err(_) => write.roll_back().await,
+        }
+        written
     }
 
     async fn decision(

@@ -730,6 +730,20 @@ async fn a_batch_of_decisions_is_stored_together_or_not_at_all(fixture: Fixture)
             .unwrap()
             .is_empty()
     );
+
+    // The refused batch left no transaction open: the next one is stored after the last
+    // leaf that was kept.
+    let after = store
+        .record_decisions(&contoso, &[write("d5", "ado:k5", "d5")])
+        .await
+        .unwrap();
+    assert_eq!(after, [Stored::Created]);
+    assert_eq!(
+        fixture.audit_types(&tenant("contoso")).await,
+        ["d0", "d1", "d2", "d5"]
+    );
+    assert_eq!(fixture.store.audit_size(&contoso).await.unwrap(), 4);
+    assert!(store.decision(&contoso, "d5").await.unwrap().is_some());
 }
 
 /// A decision whose rules' input is ≈ 3 KB, as a real check's is.
