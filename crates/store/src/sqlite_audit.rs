@@ -167,20 +167,20 @@ impl SqliteStore {
             .fetch_optional(&mut *connection)
             .await?;
         let tip = tip.as_ref().map(LogTip::from_row).transpose()?;
-        self.append_after(connection, tenant, tip.unwrap_or_default(), drafts, None)
+        self.append_after(connection, tenant, tip.unwrap_or_default(), drafts, false)
             .await
     }
 
-    /// Append `drafts` after `tip` (read in the same write transaction), and run `then` (say,
-    /// `COMMIT`) in the last statement: each statement is a round trip to the connection's
-    /// thread. `then` runs alone when there is nothing to insert.
+    /// Append `drafts` after `tip` (read in the same write transaction); with `commit`, the
+    /// last statement also commits the transaction (each statement is a round trip to the
+    /// connection's thread), and the commit runs alone when there is nothing to insert.
     pub(crate) async fn append_after<D: Borrow<AuditDraft> + Sync>(
         &self,
         connection: &mut SqliteConnection,
         tenant: &TenantId,
         tip: LogTip,
         drafts: &[D],
-        then: Option<&'static str>,
+        commit: bool,
     ) -> Result<Vec<Option<u64>>, StoreError> {
         let mut next = tip.next;
         let logged = append_time(tip.floor);
@@ -221,22 +221,21 @@ impl SqliteStore {
             }
         }
         if rows.is_empty() {
-            if let Some(then) = then {
-                sqlx::raw_sql(then).execute(&mut *connection).await?;
+            if commit {
+                sqlx::raw_sql("COMMIT").execute(&mut *connection).await?;
             }
             return Ok(placed);
         }
         // Many rows per statement: each statement is a round trip to the connection's thread.
-        let chunks = rows.chunks(ROWS_PER_INSERT).count();
+        let chunks = rows.len().div_ceil(ROWS_PER_INSERT);
         for (index, chunk) in rows.chunks(ROWS_PER_INSERT).enumerate() {
             let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             let mut sql = format!(
                 "INSERT INTO audit_leaves (tenant_id, seq, record_id, event_type, time, logged, \
                  leaf_hash, bytes, dedupe_key) VALUES {values}"
             );
-            if let Some(then) = then.filter(|_| index + 1 == chunks) {
-                sql.push_str("; ");
-                sql.push_str(then);
+            if commit && index + 1 == chunks {
+                sql.push_str("; COMMIT");
             }
             let mut insert = sqlx::query(AssertSqlSafe(sql));
             for (seq, draft, time, leaf, stored) in chunk {

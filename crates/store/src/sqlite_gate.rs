@@ -129,9 +129,9 @@ async fn open_and_insert_decisions(
                 .bind(decision.run_id.map(run_column).transpose()?);
         }
         for row in query.fetch_all(&mut *connection).await? {
-            // Two shapes of row come back: the log's last leaf (seq, logged; none for an
-            // empty log) and the id of each decision inserted.
-            if row.len() == 1 {
+            // Two shapes of row come back: the id of each decision inserted, and the log's
+            // last leaf (seq, logged; none for an empty log).
+            if row.try_column("id").is_ok() {
                 inserted.insert(row.try_get("id")?);
             } else {
                 tip = LogTip::from_row(&row)?;
@@ -181,20 +181,20 @@ async fn open_and_insert_decisions(
 /// closed rather than returned to the pool inside a transaction (closing rolls it back).
 struct OpenWrite {
     connection: PoolConnection<Sqlite>,
-    open: bool,
+    in_transaction: bool,
 }
 
 impl OpenWrite {
     fn new(connection: PoolConnection<Sqlite>) -> Self {
         Self {
             connection,
-            open: true,
+            in_transaction: true,
         }
     }
 
     /// The last statement committed the transaction.
     fn committed(&mut self) {
-        self.open = false;
+        self.in_transaction = false;
     }
 
     async fn roll_back(&mut self) {
@@ -202,9 +202,13 @@ impl OpenWrite {
             .execute(&mut *self.connection)
             .await
         {
-            Ok(_) => self.open = false,
-            // Also when the transaction never began (its BEGIN failed) or ended with a failed
-            // COMMIT: the connection is closed either way, and the pool opens another.
+            Ok(_) => self.in_transaction = false,
+            // The transaction never began (its BEGIN waited out the busy timeout, or the
+            // statement failed before it) or SQLite ended it already (a failed COMMIT): the
+            // connection is as good as new. SQLite's own words are the only sign of that.
+            Err(error) if error.to_string().contains("no transaction is active") => {
+                self.in_transaction = false;
+            }
             Err(error) => {
                 tracing::warn!(%error, "rolling back a gate write failed; closing its connection");
             }
@@ -214,7 +218,7 @@ impl OpenWrite {
 
 impl Drop for OpenWrite {
     fn drop(&mut self) {
-        if self.open {
+        if self.in_transaction {
             self.connection.close_on_drop();
         }
     }
@@ -247,7 +251,7 @@ impl GateStore for SqliteStore {
                 .filter(|(_, stored)| stored.created())
                 .flat_map(|(write, _)| &write.audit)
                 .collect();
-            self.append_after(connection, tenant, tip, &audit, Some("COMMIT"))
+            self.append_after(connection, tenant, tip, &audit, true)
                 .await?;
             Ok(recorded)
         }

@@ -744,6 +744,23 @@ async fn a_batch_of_decisions_is_stored_together_or_not_at_all(fixture: Fixture)
     );
     assert_eq!(fixture.store.audit_size(&contoso).await.unwrap(), 4);
     assert!(store.decision(&contoso, "d5").await.unwrap().is_some());
+
+    // A batch of keys stored before inserts nothing, and still ends its transaction.
+    let again = store
+        .record_decisions(&contoso, &[write("d5-again", "ado:k5", "d5-again")])
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert!(!again[0].created());
+    let next = store
+        .record_decisions(&contoso, &[write("d6", "ado:k6", "d6")])
+        .await
+        .unwrap();
+    assert_eq!(next, [Stored::Created]);
+    assert_eq!(
+        fixture.audit_types(&tenant("contoso")).await,
+        ["d0", "d1", "d2", "d5", "d6"]
+    );
 }
 
 /// A decision whose rules' input is ≈ 3 KB, as a real check's is.
