@@ -255,16 +255,9 @@ impl AuditConfig {
     /// working directory for a PostgreSQL URL (set `key_file` there: every replica needs the
     /// same key).
     pub fn key_path(&self, database_url: &str) -> PathBuf {
-        self.key_file.clone().unwrap_or_else(|| {
-            if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
-            {
-                return PathBuf::from("tollgate.audit-key");
-            }
-            let path = database_url
-                .strip_prefix("sqlite://")
-                .unwrap_or(database_url);
-            PathBuf::from(format!("{path}.audit-key"))
-        })
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| beside_database(database_url, "audit-key"))
     }
 }
 
@@ -911,6 +904,35 @@ mod tests {
     }
 
     #[test]
+    fn the_job_token_key_lies_beside_the_database_or_the_audit_key_unless_configured() {
+        let mut gate = GateConfig::default();
+        let audit = AuditConfig::default();
+        let sqlite = "/data/tollgate.db";
+        assert_eq!(
+            gate.token_key_path(sqlite, &audit.key_path(sqlite)),
+            PathBuf::from("/data/tollgate.db.token-key")
+        );
+        assert_eq!(
+            gate.token_key_path("sqlite:///data/t.db", Path::new("x")),
+            PathBuf::from("/data/t.db.token-key")
+        );
+        let postgres = "postgres://app@db/tollgate";
+        assert_eq!(
+            gate.token_key_path(postgres, Path::new("/run/secrets/audit.key")),
+            PathBuf::from("/run/secrets/tollgate.token-key")
+        );
+        assert_eq!(
+            gate.token_key_path(postgres, &audit.key_path(postgres)),
+            PathBuf::from("tollgate.token-key")
+        );
+        gate.token_key_file = Some(PathBuf::from("/keys/token"));
+        assert_eq!(
+            gate.token_key_path(postgres, Path::new("/run/secrets/audit.key")),
+            PathBuf::from("/keys/token")
+        );
+    }
+
+    #[test]
     fn the_gate_is_expected_where_configured_or_everywhere_and_only_with_a_credential() {
         use crate::services::bypass::CheckExpectation;
         let dir = tempfile::tempdir().unwrap();
@@ -1136,6 +1158,10 @@ pub struct GateConfig {
     /// Which deployments must have a gate verdict (GATE-10): `configured` (environments named
     /// in `[[gate.environments]]`) or `all` (every environment).
     pub expect_check: String,
+    /// The key that seals ADO's job tokens (`AuthToken`) until their callback (created with
+    /// mode 0600 on first use). Default: the database path + `.token-key` on SQLite;
+    /// `tollgate.token-key` beside the audit key on PostgreSQL.
+    pub token_key_file: Option<PathBuf>,
 }
 
 impl Default for GateConfig {
@@ -1149,8 +1175,40 @@ impl Default for GateConfig {
             freezes: Vec::new(),
             environments: Vec::new(),
             expect_check: "configured".to_owned(),
+            token_key_file: None,
         }
     }
+}
+
+impl GateConfig {
+    /// The job token key file: configured, or beside a SQLite database, or for a PostgreSQL
+    /// URL `tollgate.token-key` in the directory of the audit key (`audit_key`), which every
+    /// replica already shares: each needs the same key to call back for the others.
+    pub fn token_key_path(&self, database_url: &str, audit_key: &Path) -> PathBuf {
+        self.token_key_file.clone().unwrap_or_else(|| {
+            if is_postgres_url(database_url) {
+                audit_key.with_file_name("tollgate.token-key")
+            } else {
+                beside_database(database_url, "token-key")
+            }
+        })
+    }
+}
+
+fn is_postgres_url(database_url: &str) -> bool {
+    database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
+}
+
+/// `{database}.{suffix}` beside a SQLite database, `tollgate.{suffix}` in the working
+/// directory for a PostgreSQL URL.
+fn beside_database(database_url: &str, suffix: &str) -> PathBuf {
+    if is_postgres_url(database_url) {
+        return PathBuf::from(format!("tollgate.{suffix}"));
+    }
+    let path = database_url
+        .strip_prefix("sqlite://")
+        .unwrap_or(database_url);
+    PathBuf::from(format!("{path}.{suffix}"))
 }
 
 /// `[[gate.environments]]`: the gate for environments whose name matches `name` (a glob).

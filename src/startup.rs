@@ -216,6 +216,17 @@ pub async fn configured_store(config: &Config) -> Result<Arc<dyn Store>> {
     Ok(store)
 }
 
+/// What seals the job tokens the gate keeps for callbacks (the key file loaded, or created on
+/// first use).
+fn job_token_sealer(config: &Config) -> Result<crate::services::job_tokens::JobTokenSealer> {
+    let path = config.gate.token_key_path(
+        &config.database.url,
+        &config.audit.key_path(&config.database.url),
+    );
+    crate::services::job_tokens::JobTokenSealer::load_or_create(&path)
+        .with_context(|| format!("the gate's job token key ({})", path.display()))
+}
+
 /// The audit log service over the store (keys loaded, or created on first use).
 pub async fn audit_service(config: &Config, store: Arc<dyn Store>) -> Result<AuditService> {
     let key_path = config.audit.key_path(&config.database.url);
@@ -325,6 +336,7 @@ struct ContextFactory {
     capabilities: Arc<crate::services::capabilities::Capabilities>,
     notifications: Arc<crate::services::notify::Notifications>,
     clock: crate::services::gate::Clock,
+    job_tokens: Arc<crate::services::job_tokens::JobTokenSealer>,
 }
 
 impl ContextFactory {
@@ -342,6 +354,7 @@ impl ContextFactory {
             )),
             notifications: Arc::new(notifications(config)?),
             clock: gate_clock()?,
+            job_tokens: Arc::new(job_token_sealer(config)?),
             config: config.clone(),
             store,
             policies,
@@ -438,6 +451,7 @@ impl ContextFactory {
                 id.clone(),
             ),
             memory: crate::services::gate::GateMemory::default(),
+            tokens: self.job_tokens.clone(),
         };
         let gate_credential = tenant
             .gate

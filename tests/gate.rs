@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use reqwest::Client;
 use serde_json::{Value, json};
 use server::Server;
+use sqlx::Connection as _;
 use tollgate_sim::{Profile, SimConfig, Simulator};
 
 const GATE_USER: &str = "ado-check";
@@ -343,6 +344,147 @@ async fn the_job_token_never_leaves_for_an_unregistered_host() {
         "{types:?}"
     );
     assert!(!types.iter().any(|t| t == "gate.decided"), "{types:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_token_is_kept_only_for_a_callback_and_then_sealed() {
+    let setup = setup(TUESDAY).await;
+    let headers = check_headers(&org_plan_url(&setup), &setup.project_id, "plan-sealed");
+    let (status, body) = call_gate(
+        &setup,
+        "callback",
+        &headers,
+        json!({"environment": "production"}),
+        GATE_PASSWORD,
+    )
+    .await;
+    assert_eq!(status, 200, "callback mode acknowledges: {body}");
+    // A sync check is answered by its response: its token is not kept at all.
+    let sync_headers = check_headers(&org_plan_url(&setup), &setup.project_id, "plan-sync");
+    let (status, body) = call_gate(
+        &setup,
+        "sync",
+        &sync_headers,
+        json!({"environment": "production"}),
+        GATE_PASSWORD,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+
+    // The approval keeps the callback's token until it is decided: sealed, under a key kept
+    // beside the database (owner-only), and in clear nowhere in the database's files.
+    let database = setup.server.dir.path().join("tollgate.db");
+    let mut connection =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", database.display()))
+            .await
+            .unwrap();
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT callback_token FROM gate_decisions WHERE callback_token IS NOT NULL",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .unwrap();
+    connection.close().await.unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(stored[0].starts_with("tg1."), "{stored:?}");
+    let secret = b"job-access-token-secret";
+    for entry in std::fs::read_dir(setup.server.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("tollgate.db") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes.windows(secret.len()).any(|window| window == secret),
+            "{name} holds the job token in clear"
+        );
+    }
+    let key = setup.server.dir.path().join("tollgate.db.token-key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", key.display());
+    }
+}
+
+/// A token sealed under another key (a replica given a different key file, a key file lost)
+/// cannot be opened: the callback is recorded as failed, with the reason, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_token_sealed_under_another_key_fails_its_callback_with_the_reason() {
+    let setup = setup(TUESDAY).await;
+    let manager = setup.server.key_for(&setup.client, "release_manager").await;
+    let admin = setup.server.admin_key().to_owned();
+    let headers = check_headers(&org_plan_url(&setup), &setup.project_id, "plan-rekeyed");
+    let (status, body) = call_gate(
+        &setup,
+        "callback",
+        &headers,
+        json!({"environment": "production"}),
+        GATE_PASSWORD,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The simulated organisation stays up while the server restarts.
+    let Setup {
+        server,
+        client,
+        sim: _sim,
+        ..
+    } = setup;
+    let dir = server.stop_keeping_dir().await;
+    let key = dir.path().join("tollgate.db.token-key");
+    std::fs::write(&key, format!("{}\n", "5a".repeat(32))).unwrap();
+    let config = dir.path().join("tollgate.toml");
+    let server = Server::spawn_with_env(dir, config, &[], &[("TOLLGATE_FAKE_NOW", TUESDAY)]).await;
+
+    let pending: Value = client
+        .get(server.url("/api/v1/approvals?state=pending"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let approval = pending["items"][0]["id"].as_str().unwrap().to_owned();
+    let approved = client
+        .post(server.url(&format!("/api/v1/approvals/{approval}/approve")))
+        .bearer_auth(&manager)
+        .json(&json!({"comment": "approved"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), 200);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let callback = loop {
+        let records: Value = client
+            .get(server.url("/api/v1/audit/records?limit=1000"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let found = records["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["event_type"] == "gate.callback")
+            .cloned();
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no gate.callback record");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let text = callback.to_string();
+    assert!(text.contains("sealed under key"), "{text}");
+    assert!(text.contains("failed"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

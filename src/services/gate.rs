@@ -29,6 +29,7 @@ use crate::services::FinalFailure;
 use crate::services::audit_events::{Actor, AuditEvent, Record, Target, rfc3339};
 use crate::services::capabilities::{Capabilities, Capability, Fallback, Setting};
 use crate::services::decision_writer::DecisionWriter;
+use crate::services::job_tokens::JobTokenSealer;
 use crate::services::memo::Memo;
 use crate::services::notify::{ApprovalNotice, NoticeKind, Notifications, TryLater};
 use crate::services::settings::Action;
@@ -342,6 +343,8 @@ pub struct GateService {
     pub writer: DecisionWriter,
     /// What the gate keeps between checks (`GateMemory::default()`).
     pub memory: GateMemory,
+    /// Seals the job tokens kept for callbacks (never stored in clear).
+    pub tokens: Arc<JobTokenSealer>,
 }
 
 /// What one tenant's gate keeps between checks: each run's facts while the inventory's version
@@ -771,7 +774,12 @@ impl GateService {
         }
         let new = NewDecision {
             decision,
-            callback_token: callback.map(|(_, token)| token.expose().to_owned()),
+            // Only a callback needs the job's token later; a sync check's answer is its
+            // response, so its token is not kept at all.
+            callback_token: callback
+                .filter(|_| is_callback)
+                .map(|(_, token)| self.tokens.seal(&self.tenant, &id, &token))
+                .transpose()?,
             approval: approval.clone(),
             callback_job,
             notices,
@@ -1370,19 +1378,29 @@ impl GateService {
             }
             record.draft()
         };
-        let Some(token) = self
+        let stored = self
             .gate_store
             .callback_token(&self.tenant, decision_id)
-            .await?
-        else {
-            let draft = record(
-                CallbackState::Failed,
-                Some("the job token is gone".to_owned()),
-            );
-            self.gate_store
-                .finish_callback(&self.tenant, decision_id, CallbackState::Failed, &[draft])
-                .await?;
-            return Ok(CallbackState::Failed);
+            .await?;
+        let token = match stored.map(|stored| self.tokens.open(&self.tenant, decision_id, &stored))
+        {
+            Some(Ok(token)) => Ok(token),
+            None => Err("the job token is gone".to_owned()),
+            // Another key, or a damaged value: no retry opens it, so the check is told nothing
+            // and times out in ADO; the record says why.
+            Some(Err(error)) => Err(format!("{error:#}")),
+        };
+        let token = match token {
+            Ok(token) => token,
+            Err(reason) => {
+                tracing::warn!(tenant = %self.tenant, decision = decision_id, %reason,
+                    "the gate cannot call back");
+                let draft = record(CallbackState::Failed, Some(reason));
+                self.gate_store
+                    .finish_callback(&self.tenant, decision_id, CallbackState::Failed, &[draft])
+                    .await?;
+                return Ok(CallbackState::Failed);
+            }
         };
         let ado = self
             .ado
@@ -1396,7 +1414,7 @@ impl GateService {
             task_id: target.task_instance_id.clone(),
             result: result.to_owned(),
         };
-        match ado.post_plan_event(&event, &SecretString::new(token)).await {
+        match ado.post_plan_event(&event, &token).await {
             Ok(()) => {
                 self.gate_store
                     .finish_callback(

@@ -12,6 +12,7 @@ pub mod events;
 pub mod facts;
 pub mod gate;
 pub mod inventory;
+pub mod job_tokens;
 pub mod memo;
 pub mod notify;
 pub mod scan;

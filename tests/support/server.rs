@@ -177,4 +177,12 @@ impl Server {
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+
+    /// Stop the server and keep its directory (database, keys, configuration) to start again.
+    #[allow(dead_code, reason = "not every test binary restarts a server")]
+    pub async fn stop_keeping_dir(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill().await;
+        let _ = self.child.wait().await;
+        self.dir
+    }
 }

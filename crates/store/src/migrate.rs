@@ -74,6 +74,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "audit_leaves_rowid",
         sql: include_str!("../migrations/sqlite/0013_audit_leaves_rowid.sql"),
     },
+    Migration {
+        version: 14,
+        name: "sync_job_tokens_dropped",
+        sql: include_str!("../migrations/sqlite/0014_sync_job_tokens_dropped.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -136,6 +141,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 12,
         name: "inline_rows",
         sql: include_str!("../migrations/postgres/0012_inline_rows.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "sync_job_tokens_dropped",
+        sql: include_str!("../migrations/postgres/0013_sync_job_tokens_dropped.sql"),
     },
 ];
 

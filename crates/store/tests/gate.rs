@@ -606,6 +606,55 @@ async fn the_migration_fills_run_and_source_of_earlier_decisions(fixture: Fixtur
     assert_eq!(checks[0].verdict, Verdict::Deny);
 }
 
+/// Tokens of sync-mode checks, and of callbacks already posted, were kept by earlier releases
+/// (in clear, for good); the migration drops them and keeps those a callback still waits for
+/// (SQLite 14, PostgreSQL 13).
+async fn the_migration_drops_job_tokens_no_callback_needs(fixture: Fixture) {
+    let contoso = tenant("contoso");
+    let token_of = |id: &str, state: Option<CallbackState>| NewDecision {
+        decision: GateDecision {
+            callback_state: state,
+            approval_id: None,
+            ..decision(id, &format!("ado:{id}"), Verdict::Allow)
+        },
+        callback_token: Some(format!("token-of-{id}")),
+        approval: None,
+        callback_job: None,
+        notices: Vec::new(),
+    };
+    for (id, state) in [
+        ("sync", None),
+        ("waiting", Some(CallbackState::Waiting)),
+        ("queued", Some(CallbackState::Queued)),
+        ("failed", Some(CallbackState::Failed)),
+    ] {
+        fixture
+            .store
+            .record_decision(&contoso, &token_of(id, state), &[])
+            .await
+            .unwrap();
+    }
+    let undo = |version: u32| format!("DELETE FROM schema_migrations WHERE version >= {version};");
+    fixture
+        .behind_the_store("contoso", &undo(14), &undo(13))
+        .await;
+    if let common::Backend::Postgres { app_url, owner_url } = &fixture.backend {
+        tollgate_store::PostgresStore::migrate(owner_url, &common::role_of(app_url))
+            .await
+            .unwrap();
+    }
+    let upgraded = fixture.open_again().await;
+    for (id, kept) in [
+        ("sync", false),
+        ("waiting", true),
+        ("queued", true),
+        ("failed", false),
+    ] {
+        let token = upgraded.callback_token(&contoso, id).await.unwrap();
+        assert_eq!(token, kept.then(|| format!("token-of-{id}")), "{id}");
+    }
+}
+
 fn decided(event_type: &str) -> AuditDraft {
     AuditDraft {
         encoded: Default::default(),
@@ -864,6 +913,7 @@ on_both_backends!(
     a_large_decision_reads_back_as_written,
     a_batch_of_decisions_is_stored_together_or_not_at_all,
     the_migration_fills_run_and_source_of_earlier_decisions,
+    the_migration_drops_job_tokens_no_callback_needs,
     check_decisions_list_the_checks_answers_of_one_tenant,
     decisions_are_idempotent_and_keep_the_token_apart,
     a_quorum_closes_the_approval_and_queues_one_callback,

@@ -1,0 +1,379 @@
+//! The job tokens ADO's checks hand the gate (`AuthToken`), sealed while they wait for their
+//! callback (ADR 0015).
+//!
+//! A job token is a live credential: the pipeline's build identity for up to 48 hours. The gate
+//! keeps it only until it has posted the check's result, and in between it is stored sealed
+//! with XChaCha20-Poly1305 under a key that lives in a file, never in the database: a copy of
+//! the database (a backup, a stolen disk) holds no usable token. The associated data binds each
+//! sealed token to its tenant and decision, so a sealed value copied to another row or tenant
+//! does not open.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chacha20poly1305::aead::{Aead as _, Payload};
+use chacha20poly1305::{KeyInit as _, XChaCha20Poly1305, XNonce};
+use rand::RngCore as _;
+use sha2::{Digest as _, Sha256};
+use tollgate_domain::{SecretString, TenantId};
+
+/// What a sealed token starts with: the format's version. A stored token without it was
+/// written in clear by a release before sealing (still read, so an upgrade does not strand the
+/// callbacks in flight; such a token is at most 48 hours old).
+const SEALED_PREFIX: &str = "tg1.";
+
+const KEY_BYTES: usize = 32;
+const NONCE_BYTES: usize = 24;
+
+/// The key tokens are sealed with, and a short id of it (the first 8 hex digits of its
+/// SHA-256) written beside each sealed token, so a token sealed under another key is named as
+/// such instead of failing as damaged.
+pub struct JobTokenSealer {
+    cipher: XChaCha20Poly1305,
+    key_id: String,
+}
+
+impl std::fmt::Debug for JobTokenSealer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("JobTokenSealer")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobTokenSealer {
+    pub fn new(key: &[u8; KEY_BYTES]) -> Self {
+        let digest = Sha256::digest(key);
+        Self {
+            cipher: XChaCha20Poly1305::new(key.into()),
+            key_id: digest[..4]
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect(),
+        }
+    }
+
+    /// A sealer with a random key that is never written down (tests, and databases that live
+    /// only in memory).
+    pub fn ephemeral() -> Self {
+        let mut key = [0u8; KEY_BYTES];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        Self::new(&key)
+    }
+
+    /// Load the key file at `path`, or create it (mode 0600, a random key) when missing.
+    /// Creation is atomic — written aside, then linked into place — so two processes starting
+    /// together end up with the one key, whichever linked first.
+    pub fn load_or_create(path: &Path) -> Result<Self> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(path, &text),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                create_key_file(path)?;
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the job token key {}", path.display()))?;
+                Self::parse(path, &text)
+            }
+            Err(error) => {
+                Err(error).with_context(|| format!("reading the job token key {}", path.display()))
+            }
+        }
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<Self> {
+        check_private(path)?;
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .collect();
+        let key = match lines.as_slice() {
+            [line] => decode_key(line),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: a job token key file holds one line of {} hex digits (e.g. `openssl rand \
+                 -hex 32`)",
+                path.display(),
+                KEY_BYTES * 2
+            )
+        })?;
+        Ok(Self::new(&key))
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// `token` sealed for `decision` of `tenant`: `tg1.{key id}.{nonce and ciphertext, base64url}`.
+    pub fn seal(&self, tenant: &TenantId, decision: &str, token: &SecretString) -> Result<String> {
+        let mut nonce = [0u8; NONCE_BYTES];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let aad = associated_data(tenant, decision, &self.key_id);
+        let sealed = self
+            .cipher
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: token.expose().as_bytes(),
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| anyhow!("sealing the job token of decision {decision} failed"))?;
+        let mut body = Vec::with_capacity(NONCE_BYTES + sealed.len());
+        body.extend_from_slice(&nonce);
+        body.extend_from_slice(&sealed);
+        Ok(format!(
+            "{SEALED_PREFIX}{}.{}",
+            self.key_id,
+            URL_SAFE_NO_PAD.encode(body)
+        ))
+    }
+
+    /// The token `stored` for `decision` of `tenant`: opened when sealed, as it is when stored
+    /// in clear by an earlier release.
+    pub fn open(&self, tenant: &TenantId, decision: &str, stored: &str) -> Result<SecretString> {
+        let Some(sealed) = stored.strip_prefix(SEALED_PREFIX) else {
+            return Ok(SecretString::new(stored));
+        };
+        let (key_id, body) = sealed
+            .split_once('.')
+            .ok_or_else(|| anyhow!("the sealed job token of decision {decision} is damaged"))?;
+        if key_id != self.key_id {
+            bail!(
+                "the job token of decision {decision} was sealed under key {key_id}, and this \
+                 process has key {} (every replica needs the same gate.token_key_file)",
+                self.key_id
+            );
+        }
+        let body = URL_SAFE_NO_PAD
+            .decode(body)
+            .ok()
+            .filter(|body| body.len() > NONCE_BYTES)
+            .ok_or_else(|| anyhow!("the sealed job token of decision {decision} is damaged"))?;
+        let (nonce, sealed) = body.split_at(NONCE_BYTES);
+        let nonce: [u8; NONCE_BYTES] = nonce
+            .try_into()
+            .map_err(|_| anyhow!("the sealed job token of decision {decision} is damaged"))?;
+        let aad = associated_data(tenant, decision, key_id);
+        let token = self
+            .cipher
+            .decrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| {
+                anyhow!(
+                    "the sealed job token of decision {decision} does not open: damaged, or \
+                     sealed for another decision or tenant"
+                )
+            })?;
+        let token = String::from_utf8(token)
+            .map_err(|_| anyhow!("the job token of decision {decision} is not text"))?;
+        Ok(SecretString::new(token))
+    }
+}
+
+/// What a sealed token is bound to. Each part is preceded by its length, so no two different
+/// (tenant, decision) pairs give the same bytes.
+fn associated_data(tenant: &TenantId, decision: &str, key_id: &str) -> Vec<u8> {
+    let mut aad = b"tollgate job token v1".to_vec();
+    for part in [tenant.as_str(), decision, key_id] {
+        aad.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        aad.extend_from_slice(part.as_bytes());
+    }
+    aad
+}
+
+fn decode_key(line: &str) -> Option<[u8; KEY_BYTES]> {
+    if line.len() != KEY_BYTES * 2 || !line.is_ascii() {
+        return None;
+    }
+    let mut key = [0u8; KEY_BYTES];
+    for (byte, pair) in key.iter_mut().zip(line.as_bytes().chunks_exact(2)) {
+        let pair = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(key)
+}
+
+fn create_key_file(path: &Path) -> Result<()> {
+    let context = || format!("creating the job token key {}", path.display());
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(context)?;
+    }
+    let mut key = [0u8; KEY_BYTES];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    let hex: String = key.iter().map(|byte| format!("{byte:02x}")).collect();
+    let aside = PathBuf::from(format!(
+        "{}.{}-{}",
+        path.display(),
+        std::process::id(),
+        rand::rngs::OsRng.next_u32()
+    ));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let written = options.open(&aside).and_then(|mut file| {
+        writeln!(
+            file,
+            "# tollgate job token key: keep secret; every replica needs this same file"
+        )?;
+        writeln!(file, "{hex}")?;
+        file.sync_all()
+    });
+    // Linked into place only when whole; a process that lost the race reads the winner's.
+    let linked = written.and_then(|()| match std::fs::hard_link(&aside, path) {
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    });
+    let _ = std::fs::remove_file(&aside);
+    linked.with_context(context)
+}
+
+fn check_private(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("reading the job token key {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "{}: the job token key is readable by others (mode {:o}); chmod 600 it",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(name: &str) -> TenantId {
+        TenantId::parse(name).unwrap()
+    }
+
+    #[test]
+    fn a_sealed_token_opens_for_its_decision_and_nowhere_else() {
+        let sealer = JobTokenSealer::ephemeral();
+        let token = SecretString::new("eyJ0eXAiOiJKV1QifQ.job-token");
+        let sealed = sealer.seal(&tenant("contoso"), "gd_1", &token).unwrap();
+        assert!(sealed.starts_with("tg1."), "{sealed}");
+        assert!(!sealed.contains("job-token"), "{sealed}");
+        assert_eq!(
+            sealer
+                .open(&tenant("contoso"), "gd_1", &sealed)
+                .unwrap()
+                .expose(),
+            token.expose()
+        );
+        // Another decision, another tenant, another key, a flipped character: refused.
+        assert!(sealer.open(&tenant("contoso"), "gd_2", &sealed).is_err());
+        assert!(sealer.open(&tenant("fabrikam"), "gd_1", &sealed).is_err());
+        let other = JobTokenSealer::ephemeral();
+        let error = other.open(&tenant("contoso"), "gd_1", &sealed).unwrap_err();
+        assert!(error.to_string().contains("sealed under key"), "{error}");
+        let mut damaged = sealed.clone().into_bytes();
+        let last = damaged.len() - 2;
+        damaged[last] = if damaged[last] == b'A' { b'B' } else { b'A' };
+        let damaged = String::from_utf8(damaged).unwrap();
+        assert!(sealer.open(&tenant("contoso"), "gd_1", &damaged).is_err());
+        assert!(
+            sealer
+                .open(&tenant("contoso"), "gd_1", "tg1.nodot")
+                .is_err()
+        );
+        // Two seals of one token differ (a random nonce each).
+        assert_ne!(
+            sealer.seal(&tenant("contoso"), "gd_1", &token).unwrap(),
+            sealed
+        );
+    }
+
+    #[test]
+    fn a_token_stored_in_clear_by_an_earlier_release_reads_as_it_is() {
+        let sealer = JobTokenSealer::ephemeral();
+        let opened = sealer
+            .open(&tenant("contoso"), "gd_1", "eyJ0eXAiOiJKV1QifQ.old")
+            .unwrap();
+        assert_eq!(opened.expose(), "eyJ0eXAiOiJKV1QifQ.old");
+    }
+
+    #[test]
+    fn the_key_file_is_created_private_once_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/tollgate.token-key");
+        let first = JobTokenSealer::load_or_create(&path).unwrap();
+        let again = JobTokenSealer::load_or_create(&path).unwrap();
+        assert_eq!(first.key_id(), again.key_id());
+        let sealed = first
+            .seal(&tenant("contoso"), "gd_1", &SecretString::new("t"))
+            .unwrap();
+        assert_eq!(
+            again
+                .open(&tenant("contoso"), "gd_1", &sealed)
+                .unwrap()
+                .expose(),
+            "t"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let error = JobTokenSealer::load_or_create(&path).unwrap_err();
+            assert!(error.to_string().contains("chmod 600"), "{error}");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        // Nothing was left beside it.
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from("tollgate.token-key")]);
+    }
+
+    #[test]
+    fn a_key_file_that_is_not_one_key_is_refused_with_what_it_should_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token-key");
+        for text in [
+            "",
+            "abc\n",
+            &"0".repeat(63),
+            &format!("{}\n{}", "0".repeat(64), "1".repeat(64)),
+            &"g".repeat(64),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+            let error = JobTokenSealer::load_or_create(&path).unwrap_err();
+            assert!(
+                error.to_string().contains("64 hex digits"),
+                "{text:?}: {error}"
+            );
+        }
+        std::fs::write(&path, format!("# a comment\n{}\n", "ab".repeat(32))).unwrap();
+        assert!(JobTokenSealer::load_or_create(&path).is_ok());
+    }
+}
