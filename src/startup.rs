@@ -216,15 +216,13 @@ pub async fn configured_store(config: &Config) -> Result<Arc<dyn Store>> {
     Ok(store)
 }
 
-/// What seals the job tokens the gate keeps for callbacks (the key file loaded, or created on
+/// What seals the job tokens the gate keeps for callbacks (its key file read, or created, on
 /// first use).
-fn job_token_sealer(config: &Config) -> Result<crate::services::job_tokens::JobTokenSealer> {
-    let path = config.gate.token_key_path(
+fn job_tokens(config: &Config) -> crate::services::job_tokens::JobTokens {
+    crate::services::job_tokens::JobTokens::at(config.gate.token_key_path(
         &config.database.url,
         &config.audit.key_path(&config.database.url),
-    );
-    crate::services::job_tokens::JobTokenSealer::load_or_create(&path)
-        .with_context(|| format!("the gate's job token key ({})", path.display()))
+    ))
 }
 
 /// The audit log service over the store (keys loaded, or created on first use).
@@ -336,7 +334,7 @@ struct ContextFactory {
     capabilities: Arc<crate::services::capabilities::Capabilities>,
     notifications: Arc<crate::services::notify::Notifications>,
     clock: crate::services::gate::Clock,
-    job_tokens: Arc<crate::services::job_tokens::JobTokenSealer>,
+    job_tokens: Arc<crate::services::job_tokens::JobTokens>,
 }
 
 impl ContextFactory {
@@ -354,7 +352,7 @@ impl ContextFactory {
             )),
             notifications: Arc::new(notifications(config)?),
             clock: gate_clock()?,
-            job_tokens: Arc::new(job_token_sealer(config)?),
+            job_tokens: Arc::new(job_tokens(config)),
             config: config.clone(),
             store,
             policies,
@@ -525,6 +523,8 @@ async fn server_parts(config: &Config) -> Result<ServerParts> {
         policies,
         &problems,
     )?);
+    // The server seals and opens job tokens: a key file it cannot use stops it here.
+    factory.job_tokens.load()?;
     let contexts = configured_tenants(config)
         .iter()
         .map(|tenant| factory.build(tenant))

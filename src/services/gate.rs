@@ -29,7 +29,7 @@ use crate::services::FinalFailure;
 use crate::services::audit_events::{Actor, AuditEvent, Record, Target, rfc3339};
 use crate::services::capabilities::{Capabilities, Capability, Fallback, Setting};
 use crate::services::decision_writer::DecisionWriter;
-use crate::services::job_tokens::JobTokenSealer;
+use crate::services::job_tokens::{JobTokens, TokenError};
 use crate::services::memo::Memo;
 use crate::services::notify::{ApprovalNotice, NoticeKind, Notifications, TryLater};
 use crate::services::settings::Action;
@@ -344,7 +344,7 @@ pub struct GateService {
     /// What the gate keeps between checks (`GateMemory::default()`).
     pub memory: GateMemory,
     /// Seals the job tokens kept for callbacks (never stored in clear).
-    pub tokens: Arc<JobTokenSealer>,
+    pub tokens: Arc<JobTokens>,
 }
 
 /// What one tenant's gate keeps between checks: each run's facts while the inventory's version
@@ -778,7 +778,7 @@ impl GateService {
             // response, so its token is not kept at all.
             callback_token: callback
                 .filter(|_| is_callback)
-                .map(|(_, token)| self.tokens.seal(&self.tenant, &id, &token))
+                .map(|(_, token)| self.tokens.load()?.seal(&self.tenant, &id, &token))
                 .transpose()?,
             approval: approval.clone(),
             callback_job,
@@ -1382,13 +1382,18 @@ impl GateService {
             .gate_store
             .callback_token(&self.tenant, decision_id)
             .await?;
-        let token = match stored.map(|stored| self.tokens.open(&self.tenant, decision_id, &stored))
-        {
-            Some(Ok(token)) => Ok(token),
+        let token = match stored {
             None => Err("the job token is gone".to_owned()),
-            // Another key, or a damaged value: no retry opens it, so the check is told nothing
-            // and times out in ADO; the record says why.
-            Some(Err(error)) => Err(format!("{error:#}")),
+            Some(stored) => match self.tokens.load()?.open(&self.tenant, decision_id, &stored) {
+                Ok(token) => Ok(token),
+                // Another replica's key, or this one's before its key file changed: the token
+                // is kept and the job tried again (on another replica, or after the file is put
+                // back) until its attempts run out.
+                Err(error @ TokenError::OtherKey { .. }) => return Err(error.into()),
+                // No key opens a damaged value: the check is told nothing and times out in
+                // ADO; the record says why.
+                Err(error @ TokenError::Damaged { .. }) => Err(error.to_string()),
+            },
         };
         let token = match token {
             Ok(token) => token,

@@ -27,10 +27,31 @@ const SEALED_PREFIX: &str = "tg1.";
 
 const KEY_BYTES: usize = 32;
 const NONCE_BYTES: usize = 24;
+/// Poly1305's tag, after the ciphertext.
+const TAG_BYTES: usize = 16;
 
-/// The key tokens are sealed with, and a short id of it (the first 8 hex digits of its
-/// SHA-256) written beside each sealed token, so a token sealed under another key is named as
-/// such instead of failing as damaged.
+/// Why a stored token does not open.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Sealed under another key: another replica's, or this one's before its key file changed.
+    /// Worth trying again (elsewhere, or once the key file is put back); the token is kept.
+    #[error(
+        "the job token of decision {decision} was sealed under key {sealed_with}, and this \
+         process has key {have} (every replica needs the same gate.token_key_file)"
+    )]
+    OtherKey {
+        decision: String,
+        sealed_with: String,
+        have: String,
+    },
+    /// Damaged, or moved from another decision or tenant: no key opens it.
+    #[error("the sealed job token of decision {decision} does not open: {why}")]
+    Damaged { decision: String, why: &'static str },
+}
+
+/// The key tokens are sealed with, and a short id of it (8 hex digits of a hash of the key)
+/// written beside each sealed token, so a token sealed under another key is named as such
+/// instead of failing as damaged.
 pub struct JobTokenSealer {
     cipher: XChaCha20Poly1305,
     key_id: String,
@@ -47,7 +68,11 @@ impl std::fmt::Debug for JobTokenSealer {
 
 impl JobTokenSealer {
     pub fn new(key: &[u8; KEY_BYTES]) -> Self {
-        let digest = Sha256::digest(key);
+        // A hash of its own, not the key's bare SHA-256 (the key id is stored with every token).
+        let digest = Sha256::new()
+            .chain_update(b"tollgate job token key id\0")
+            .chain_update(key)
+            .finalize();
         Self {
             cipher: XChaCha20Poly1305::new(key.into()),
             key_id: digest[..4]
@@ -57,8 +82,8 @@ impl JobTokenSealer {
         }
     }
 
-    /// A sealer with a random key that is never written down (tests, and databases that live
-    /// only in memory).
+    /// A sealer with a random key that is never written down.
+    #[cfg(test)]
     pub fn ephemeral() -> Self {
         let mut key = [0u8; KEY_BYTES];
         rand::rngs::OsRng.fill_bytes(&mut key);
@@ -136,29 +161,36 @@ impl JobTokenSealer {
 
     /// The token `stored` for `decision` of `tenant`: opened when sealed, as it is when stored
     /// in clear by an earlier release.
-    pub fn open(&self, tenant: &TenantId, decision: &str, stored: &str) -> Result<SecretString> {
+    pub fn open(
+        &self,
+        tenant: &TenantId,
+        decision: &str,
+        stored: &str,
+    ) -> Result<SecretString, TokenError> {
+        let damaged = |why| TokenError::Damaged {
+            decision: decision.to_owned(),
+            why,
+        };
         let Some(sealed) = stored.strip_prefix(SEALED_PREFIX) else {
             return Ok(SecretString::new(stored));
         };
-        let (key_id, body) = sealed
-            .split_once('.')
-            .ok_or_else(|| anyhow!("the sealed job token of decision {decision} is damaged"))?;
+        let (key_id, body) = sealed.split_once('.').ok_or(damaged("no key id"))?;
         if key_id != self.key_id {
-            bail!(
-                "the job token of decision {decision} was sealed under key {key_id}, and this \
-                 process has key {} (every replica needs the same gate.token_key_file)",
-                self.key_id
-            );
+            return Err(TokenError::OtherKey {
+                decision: decision.to_owned(),
+                sealed_with: key_id.to_owned(),
+                have: self.key_id.clone(),
+            });
         }
         let body = URL_SAFE_NO_PAD
             .decode(body)
             .ok()
-            .filter(|body| body.len() > NONCE_BYTES)
-            .ok_or_else(|| anyhow!("the sealed job token of decision {decision} is damaged"))?;
+            .filter(|body| body.len() >= NONCE_BYTES + TAG_BYTES)
+            .ok_or(damaged("not a nonce and a sealed value"))?;
         let (nonce, sealed) = body.split_at(NONCE_BYTES);
         let nonce: [u8; NONCE_BYTES] = nonce
             .try_into()
-            .map_err(|_| anyhow!("the sealed job token of decision {decision} is damaged"))?;
+            .map_err(|_| damaged("not a nonce and a sealed value"))?;
         let aad = associated_data(tenant, decision, key_id);
         let token = self
             .cipher
@@ -169,14 +201,8 @@ impl JobTokenSealer {
                     aad: &aad,
                 },
             )
-            .map_err(|_| {
-                anyhow!(
-                    "the sealed job token of decision {decision} does not open: damaged, or \
-                     sealed for another decision or tenant"
-                )
-            })?;
-        let token = String::from_utf8(token)
-            .map_err(|_| anyhow!("the job token of decision {decision} is not text"))?;
+            .map_err(|_| damaged("damaged, or sealed for another decision or tenant"))?;
+        let token = String::from_utf8(token).map_err(|_| damaged("not text"))?;
         Ok(SecretString::new(token))
     }
 }
@@ -193,13 +219,16 @@ fn associated_data(tenant: &TenantId, decision: &str, key_id: &str) -> Vec<u8> {
 }
 
 fn decode_key(line: &str) -> Option<[u8; KEY_BYTES]> {
-    if line.len() != KEY_BYTES * 2 || !line.is_ascii() {
+    if line.len() != KEY_BYTES * 2 {
         return None;
     }
+    let digits: Vec<u32> = line
+        .chars()
+        .map(|digit| digit.to_digit(16))
+        .collect::<Option<_>>()?;
     let mut key = [0u8; KEY_BYTES];
-    for (byte, pair) in key.iter_mut().zip(line.as_bytes().chunks_exact(2)) {
-        let pair = std::str::from_utf8(pair).ok()?;
-        *byte = u8::from_str_radix(pair, 16).ok()?;
+    for (byte, pair) in key.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = u8::try_from(pair[0] << 4 | pair[1]).ok()?;
     }
     Some(key)
 }
@@ -239,7 +268,48 @@ fn create_key_file(path: &Path) -> Result<()> {
         other => other,
     });
     let _ = std::fs::remove_file(&aside);
-    linked.with_context(context)
+    linked.with_context(|| {
+        format!(
+            "{} (on a file system without hard links, write the key yourself: `openssl rand \
+             -hex 32 > {}` and `chmod 600` it)",
+            context(),
+            path.display()
+        )
+    })
+}
+
+/// The gate's sealer, its key file read (or created) the first time a token is sealed or
+/// opened: commands that never touch a callback's token (`gate check`, `backtest`, `deploy`,
+/// MCP) neither need the key nor leave a key file behind. `tollgate serve` loads it at start
+/// ([`JobTokens::load`]), so a key file it cannot use stops it there.
+pub struct JobTokens {
+    path: PathBuf,
+    sealer: std::sync::OnceLock<JobTokenSealer>,
+}
+
+impl JobTokens {
+    pub fn at(path: PathBuf) -> Self {
+        Self {
+            path,
+            sealer: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The sealer, loading or creating the key file on first use.
+    pub fn load(&self) -> Result<&JobTokenSealer> {
+        if let Some(sealer) = self.sealer.get() {
+            return Ok(sealer);
+        }
+        let created = !self.path.exists();
+        let sealer = JobTokenSealer::load_or_create(&self.path)
+            .with_context(|| format!("the gate's job token key ({})", self.path.display()))?;
+        if created {
+            tracing::info!(path = %self.path.display(), key = sealer.key_id(),
+                "created the gate's job token key; every replica needs this same file");
+        }
+        // Two first uses at once both read the same file; either result will do.
+        Ok(self.sealer.get_or_init(|| sealer))
+    }
 }
 
 fn check_private(path: &Path) -> Result<()> {
@@ -360,6 +430,7 @@ mod tests {
             &"0".repeat(63),
             &format!("{}\n{}", "0".repeat(64), "1".repeat(64)),
             &"g".repeat(64),
+            &"+f".repeat(32),
         ] {
             std::fs::write(&path, text).unwrap();
             #[cfg(unix)]

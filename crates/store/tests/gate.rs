@@ -606,15 +606,17 @@ async fn the_migration_fills_run_and_source_of_earlier_decisions(fixture: Fixtur
     assert_eq!(checks[0].verdict, Verdict::Deny);
 }
 
-/// Tokens of sync-mode checks, and of callbacks already posted, were kept by earlier releases
-/// (in clear, for good); the migration drops them and keeps those a callback still waits for
-/// (SQLite 14, PostgreSQL 13).
+/// Tokens of sync-mode checks, of callbacks already posted, and tokens past ADO's 48 hours were
+/// kept by earlier releases (in clear, for good); the migration drops them and keeps those a
+/// callback still waits for (SQLite 14, PostgreSQL 13).
 async fn the_migration_drops_job_tokens_no_callback_needs(fixture: Fixture) {
     let contoso = tenant("contoso");
-    let token_of = |id: &str, state: Option<CallbackState>| NewDecision {
+    let now = OffsetDateTime::now_utc();
+    let token_of = |id: &str, state: Option<CallbackState>, decided_at| NewDecision {
         decision: GateDecision {
             callback_state: state,
             approval_id: None,
+            decided_at,
             ..decision(id, &format!("ado:{id}"), Verdict::Allow)
         },
         callback_token: Some(format!("token-of-{id}")),
@@ -622,15 +624,22 @@ async fn the_migration_drops_job_tokens_no_callback_needs(fixture: Fixture) {
         callback_job: None,
         notices: Vec::new(),
     };
-    for (id, state) in [
-        ("sync", None),
-        ("waiting", Some(CallbackState::Waiting)),
-        ("queued", Some(CallbackState::Queued)),
-        ("failed", Some(CallbackState::Failed)),
+    for (id, state, decided_at) in [
+        ("sync", None, now),
+        ("waiting", Some(CallbackState::Waiting), now),
+        ("queued", Some(CallbackState::Queued), now),
+        ("sent", Some(CallbackState::Sent), now),
+        ("failed", Some(CallbackState::Failed), now),
+        // Past ADO's 48 hours the token opens nothing.
+        (
+            "stale",
+            Some(CallbackState::Waiting),
+            now - time::Duration::days(3),
+        ),
     ] {
         fixture
             .store
-            .record_decision(&contoso, &token_of(id, state), &[])
+            .record_decision(&contoso, &token_of(id, state, decided_at), &[])
             .await
             .unwrap();
     }
@@ -648,7 +657,9 @@ async fn the_migration_drops_job_tokens_no_callback_needs(fixture: Fixture) {
         ("sync", false),
         ("waiting", true),
         ("queued", true),
+        ("sent", false),
         ("failed", false),
+        ("stale", false),
     ] {
         let token = upgraded.callback_token(&contoso, id).await.unwrap();
         assert_eq!(token, kept.then(|| format!("token-of-{id}")), "{id}");
