@@ -124,6 +124,19 @@ async fn call_gate(
     (status, body)
 }
 
+/// ADO's check, in `mode`, for a production deployment of the plan named `plan`.
+async fn check_production(setup: &Setup, mode: &str, plan: &str) -> (u16, Value) {
+    let headers = check_headers(&org_plan_url(setup), &setup.project_id, plan);
+    call_gate(
+        setup,
+        mode,
+        &headers,
+        json!({"environment": "production"}),
+        GATE_PASSWORD,
+    )
+    .await
+}
+
 fn org_plan_url(setup: &Setup) -> String {
     format!("{}/", setup.sim.org_url())
 }
@@ -349,26 +362,10 @@ async fn the_job_token_never_leaves_for_an_unregistered_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_token_is_kept_only_for_a_callback_and_then_sealed() {
     let setup = setup(TUESDAY).await;
-    let headers = check_headers(&org_plan_url(&setup), &setup.project_id, "plan-sealed");
-    let (status, body) = call_gate(
-        &setup,
-        "callback",
-        &headers,
-        json!({"environment": "production"}),
-        GATE_PASSWORD,
-    )
-    .await;
+    let (status, body) = check_production(&setup, "callback", "plan-sealed").await;
     assert_eq!(status, 200, "callback mode acknowledges: {body}");
     // A sync check is answered by its response: its token is not kept at all.
-    let sync_headers = check_headers(&org_plan_url(&setup), &setup.project_id, "plan-sync");
-    let (status, body) = call_gate(
-        &setup,
-        "sync",
-        &sync_headers,
-        json!({"environment": "production"}),
-        GATE_PASSWORD,
-    )
-    .await;
+    let (status, body) = check_production(&setup, "sync", "plan-sync").await;
     assert_eq!(status, 409, "{body}");
 
     // The approval keeps the callback's token until it is decided: sealed, under a key kept
@@ -417,15 +414,7 @@ async fn a_job_token_sealed_under_another_key_waits_for_that_key() {
     let setup = setup(TUESDAY).await;
     let manager = setup.server.key_for(&setup.client, "release_manager").await;
     let admin = setup.server.admin_key().to_owned();
-    let headers = check_headers(&org_plan_url(&setup), &setup.project_id, "plan-rekeyed");
-    let (status, body) = call_gate(
-        &setup,
-        "callback",
-        &headers,
-        json!({"environment": "production"}),
-        GATE_PASSWORD,
-    )
-    .await;
+    let (status, body) = check_production(&setup, "callback", "plan-rekeyed").await;
     assert_eq!(status, 200, "{body}");
 
     // The simulated organisation stays up while the server restarts.

@@ -309,6 +309,19 @@ pub struct DecisionWrite {
     pub audit: Vec<AuditDraft>,
 }
 
+/// The audit records of the decisions a batch created (a decision stored before brings none).
+pub(crate) fn created_audit<'a>(
+    batch: &'a [DecisionWrite],
+    recorded: &[Stored],
+) -> Vec<&'a AuditDraft> {
+    batch
+        .iter()
+        .zip(recorded)
+        .filter(|(_, stored)| stored.created())
+        .flat_map(|(write, _)| &write.audit)
+        .collect()
+}
+
 /// What storing one decision of a batch did.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stored {

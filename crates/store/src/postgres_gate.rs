@@ -13,7 +13,8 @@ use tollgate_domain::TenantId;
 use crate::gate::{
     Approval, ApprovalAudit, ApprovalChange, ApprovalNotices, ApprovalOutcome, ApprovalState,
     CallbackJob, CallbackState, CheckDecision, DecisionFilter, DecisionWrite, GateDecision,
-    GateStore, SOURCE_ADO_CHECK, Stored, document, parse, run_column, verdict_column,
+    GateStore, SOURCE_ADO_CHECK, Stored, created_audit, document, parse, run_column,
+    verdict_column,
 };
 use crate::postgres::PostgresStore;
 use crate::postgres_queue::{PreparedJob, enqueue_in};
@@ -171,12 +172,7 @@ impl GateStore for PostgresStore {
     ) -> Result<Vec<Stored>, StoreError> {
         let mut transaction = self.begin_durable_for(tenant).await?;
         let recorded = insert_decisions(&mut transaction, tenant, batch).await?;
-        let audit: Vec<&AuditDraft> = batch
-            .iter()
-            .zip(&recorded)
-            .filter(|(_, stored)| stored.created())
-            .flat_map(|(write, _)| &write.audit)
-            .collect();
+        let audit = created_audit(batch, &recorded);
         self.append_audit_in(&mut transaction, tenant, &audit)
             .await?;
         transaction.commit().await?;

@@ -12,7 +12,8 @@ use tollgate_domain::TenantId;
 use crate::gate::{
     Approval, ApprovalAudit, ApprovalChange, ApprovalNotices, ApprovalOutcome, ApprovalState,
     CallbackJob, CallbackState, CheckDecision, DecisionFilter, DecisionWrite, GateDecision,
-    GateStore, SOURCE_ADO_CHECK, Stored, document, parse, run_column, verdict_column,
+    GateStore, SOURCE_ADO_CHECK, Stored, created_audit, document, parse, run_column,
+    verdict_column,
 };
 use crate::sqlite::SqliteStore;
 use crate::sqlite_audit::{LOG_TIP, LogTip};
@@ -245,12 +246,7 @@ impl GateStore for SqliteStore {
             let connection = &mut *write.connection;
             let (recorded, tip) =
                 open_and_insert_decisions(connection, tenant, batch, &documents).await?;
-            let audit: Vec<&AuditDraft> = batch
-                .iter()
-                .zip(&recorded)
-                .filter(|(_, stored)| stored.created())
-                .flat_map(|(write, _)| &write.audit)
-                .collect();
+            let audit = created_audit(batch, &recorded);
             self.append_after(connection, tenant, tip, &audit, true)
                 .await?;
             Ok(recorded)

@@ -592,12 +592,7 @@ async fn the_migration_fills_run_and_source_of_earlier_decisions(fixture: Fixtur
     fixture
         .behind_the_store("contoso", &undo(9), &undo_postgres)
         .await;
-    if let common::Backend::Postgres { app_url, owner_url } = &fixture.backend {
-        tollgate_store::PostgresStore::migrate(owner_url, &common::role_of(app_url))
-            .await
-            .unwrap();
-    }
-    let upgraded = fixture.open_again().await;
+    let upgraded = fixture.open_upgraded().await;
     let checks = upgraded.check_decisions(&contoso).await.unwrap();
     assert_eq!(checks.len(), 1);
     assert_eq!(checks[0].decision_id, "before");
@@ -647,12 +642,7 @@ async fn the_migration_drops_job_tokens_no_callback_needs(fixture: Fixture) {
     fixture
         .behind_the_store("contoso", &undo(14), &undo(13))
         .await;
-    if let common::Backend::Postgres { app_url, owner_url } = &fixture.backend {
-        tollgate_store::PostgresStore::migrate(owner_url, &common::role_of(app_url))
-            .await
-            .unwrap();
-    }
-    let upgraded = fixture.open_again().await;
+    let upgraded = fixture.open_upgraded().await;
     for (id, kept) in [
         ("sync", false),
         ("waiting", true),

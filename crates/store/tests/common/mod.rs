@@ -211,6 +211,17 @@ impl Fixture {
         }
     }
 
+    /// A second store after the migrations run again, as at the first start of a new release
+    /// (SQLite migrates on open; PostgreSQL is migrated by its owner beforehand).
+    pub async fn open_upgraded(&self) -> Arc<dyn AnyStore> {
+        if let Backend::Postgres { app_url, owner_url } = &self.backend {
+            PostgresStore::migrate(owner_url, &role_of(app_url))
+                .await
+                .unwrap();
+        }
+        self.open_again().await
+    }
+
     /// Run SQL behind the store's back with the rights of whoever owns the data: the SQLite
     /// file directly, or the PostgreSQL owner in a transaction scoped to `tenant` (row-level
     /// security binds the owner too).
