@@ -19,6 +19,7 @@ use chacha20poly1305::{KeyInit as _, XChaCha20Poly1305, XNonce};
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 use tollgate_domain::{SecretString, TenantId};
+use zeroize::Zeroizing;
 
 /// What a sealed token starts with: the format's version. A stored token without it was
 /// written in clear by a release before sealing (still read, so an upgrade does not strand the
@@ -85,8 +86,8 @@ impl JobTokenSealer {
     /// A sealer with a random key that is never written down.
     #[cfg(test)]
     pub fn ephemeral() -> Self {
-        let mut key = [0u8; KEY_BYTES];
-        rand::rngs::OsRng.fill_bytes(&mut key);
+        let mut key = Zeroizing::new([0u8; KEY_BYTES]);
+        rand::rngs::OsRng.fill_bytes(key.as_mut_slice());
         Self::new(&key)
     }
 
@@ -94,11 +95,13 @@ impl JobTokenSealer {
     /// Creation is atomic — written aside, then linked into place — so two processes starting
     /// together end up with the one key, whichever linked first.
     pub fn load_or_create(path: &Path) -> Result<Self> {
-        match std::fs::read_to_string(path) {
+        // The key's text, like the key, is wiped when dropped (Zeroizing).
+        match std::fs::read_to_string(path).map(Zeroizing::new) {
             Ok(text) => Self::parse(path, &text),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 create_key_file(path)?;
                 let text = std::fs::read_to_string(path)
+                    .map(Zeroizing::new)
                     .with_context(|| format!("reading the job token key {}", path.display()))?;
                 Self::parse(path, &text)
             }
@@ -218,15 +221,16 @@ fn associated_data(tenant: &TenantId, decision: &str, key_id: &str) -> Vec<u8> {
     aad
 }
 
-fn decode_key(line: &str) -> Option<[u8; KEY_BYTES]> {
+fn decode_key(line: &str) -> Option<Zeroizing<[u8; KEY_BYTES]>> {
     if line.len() != KEY_BYTES * 2 {
         return None;
     }
-    let digits: Vec<u32> = line
-        .chars()
-        .map(|digit| digit.to_digit(16))
-        .collect::<Option<_>>()?;
-    let mut key = [0u8; KEY_BYTES];
+    let digits: Zeroizing<Vec<u32>> = Zeroizing::new(
+        line.chars()
+            .map(|digit| digit.to_digit(16))
+            .collect::<Option<_>>()?,
+    );
+    let mut key = Zeroizing::new([0u8; KEY_BYTES]);
     for (byte, pair) in key.iter_mut().zip(digits.chunks_exact(2)) {
         *byte = u8::try_from(pair[0] << 4 | pair[1]).ok()?;
     }
@@ -238,9 +242,10 @@ fn create_key_file(path: &Path) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(context)?;
     }
-    let mut key = [0u8; KEY_BYTES];
-    rand::rngs::OsRng.fill_bytes(&mut key);
-    let hex: String = key.iter().map(|byte| format!("{byte:02x}")).collect();
+    let mut key = Zeroizing::new([0u8; KEY_BYTES]);
+    rand::rngs::OsRng.fill_bytes(key.as_mut_slice());
+    let hex: Zeroizing<String> =
+        Zeroizing::new(key.iter().map(|byte| format!("{byte:02x}")).collect());
     let aside = PathBuf::from(format!(
         "{}.{}-{}",
         path.display(),
@@ -259,7 +264,7 @@ fn create_key_file(path: &Path) -> Result<()> {
             file,
             "# tollgate job token key: keep secret; every replica needs this same file"
         )?;
-        writeln!(file, "{hex}")?;
+        writeln!(file, "{}", hex.as_str())?;
         file.sync_all()
     });
     // Linked into place only when whole; a process that lost the race reads the winner's.

@@ -1,10 +1,17 @@
 use std::fmt;
 
-/// A secret (PAT, client secret, webhook secret) that never appears in logs, errors or Debug output.
+/// A secret (PAT, client secret, webhook secret, job token) that never appears in logs, errors
+/// or Debug output, and is wiped from memory when dropped.
 ///
 /// The only way to read it is [`SecretString::expose`], which makes every use greppable.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretString(String);
+
+impl Drop for SecretString {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
 
 impl SecretString {
     pub fn new(value: impl Into<String>) -> Self {
