@@ -280,7 +280,21 @@ fn create_key_file(path: &Path) -> Result<()> {
             context(),
             path.display()
         )
-    })
+    })?;
+    // The link and the removal are directory entries: synced, so a crash cannot lose the key
+    // that tokens are about to be sealed under.
+    #[cfg(unix)]
+    if let Some(parent) = path.parent() {
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        std::fs::File::open(parent)
+            .and_then(|directory| directory.sync_all())
+            .with_context(context)?;
+    }
+    Ok(())
 }
 
 /// The gate's sealer, its key file read (or created) the first time a token is sealed or
