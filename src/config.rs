@@ -1195,7 +1195,8 @@ impl GateConfig {
     }
 }
 
-fn is_postgres_url(database_url: &str) -> bool {
+/// Whether a `database.url` names PostgreSQL (anything else is a SQLite path).
+pub(crate) fn is_postgres_url(database_url: &str) -> bool {
     database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")
 }
 

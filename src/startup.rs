@@ -69,15 +69,11 @@ impl Store for PostgresStore {
     }
 }
 
-fn is_postgres(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
-}
-
 /// Open the store a `--db` value names: a SQLite file path or `sqlite://path` (created and
 /// migrated as needed), or a `postgres://` URL of the app role (migrated beforehand with
 /// `tollgate migrate`).
 pub async fn store(url: &str) -> Result<Arc<dyn Store>> {
-    if is_postgres(url) {
+    if crate::config::is_postgres_url(url) {
         let store = PostgresStore::connect(url)
             .await
             .context("opening the PostgreSQL database")?;
@@ -101,7 +97,7 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn InventoryStore>> {
 /// `tollgate migrate`: bring the database's schema up to this binary's. PostgreSQL: `url` is
 /// the owner's, and `app_role` is granted what the store needs; SQLite migrates on open.
 pub async fn migrate(url: &str, app_role: &str) -> Result<String> {
-    if is_postgres(url) {
+    if crate::config::is_postgres_url(url) {
         PostgresStore::migrate(url, app_role)
             .await
             .context("migrating the PostgreSQL database")?;

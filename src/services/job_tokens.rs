@@ -76,10 +76,7 @@ impl JobTokenSealer {
             .finalize();
         Self {
             cipher: XChaCha20Poly1305::new(key.into()),
-            key_id: digest[..4]
-                .iter()
-                .map(|byte| format!("{byte:02x}"))
-                .collect(),
+            key_id: tollgate_audit::to_hex(&digest[..4]),
         }
     }
 
@@ -93,22 +90,20 @@ impl JobTokenSealer {
 
     /// Load the key file at `path`, or create it (mode 0600, a random key) when missing.
     /// Creation is atomic — written aside, then linked into place — so two processes starting
-    /// together end up with the one key, whichever linked first.
+    /// together end up with the one key, whichever linked first: the file is read after it.
     pub fn load_or_create(path: &Path) -> Result<Self> {
+        let reading = || format!("reading the job token key {}", path.display());
+        let created = !path.try_exists().with_context(reading)? && create_key_file(path)?;
         // The key's text, like the key, is wiped when dropped (Zeroizing).
-        match std::fs::read_to_string(path).map(Zeroizing::new) {
-            Ok(text) => Self::parse(path, &text),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                create_key_file(path)?;
-                let text = std::fs::read_to_string(path)
-                    .map(Zeroizing::new)
-                    .with_context(|| format!("reading the job token key {}", path.display()))?;
-                Self::parse(path, &text)
-            }
-            Err(error) => {
-                Err(error).with_context(|| format!("reading the job token key {}", path.display()))
-            }
+        let text = std::fs::read_to_string(path)
+            .map(Zeroizing::new)
+            .with_context(reading)?;
+        let sealer = Self::parse(path, &text)?;
+        if created {
+            tracing::info!(path = %path.display(), key = sealer.key_id(),
+                "created the gate's job token key; every replica needs this same file");
         }
+        Ok(sealer)
     }
 
     fn parse(path: &Path, text: &str) -> Result<Self> {
@@ -237,15 +232,18 @@ fn decode_key(line: &str) -> Option<Zeroizing<[u8; KEY_BYTES]>> {
     Some(key)
 }
 
-fn create_key_file(path: &Path) -> Result<()> {
+/// Write a new key file at `path`; whether this process's key is the one in place (false when
+/// another process linked its own first).
+fn create_key_file(path: &Path) -> Result<bool> {
     let context = || format!("creating the job token key {}", path.display());
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(context)?;
-    }
+    let directory = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(directory).with_context(context)?;
     let mut key = Zeroizing::new([0u8; KEY_BYTES]);
     rand::rngs::OsRng.fill_bytes(key.as_mut_slice());
-    let hex: Zeroizing<String> =
-        Zeroizing::new(key.iter().map(|byte| format!("{byte:02x}")).collect());
+    let hex = Zeroizing::new(tollgate_audit::to_hex(key.as_slice()));
     let aside = PathBuf::from(format!(
         "{}.{}-{}",
         path.display(),
@@ -269,11 +267,12 @@ fn create_key_file(path: &Path) -> Result<()> {
     });
     // Linked into place only when whole; a process that lost the race reads the winner's.
     let linked = written.and_then(|()| match std::fs::hard_link(&aside, path) {
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        other => other,
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(error) => Err(error),
     });
     let _ = std::fs::remove_file(&aside);
-    linked.with_context(|| {
+    let linked = linked.with_context(|| {
         format!(
             "{} (on a file system without hard links, write the key yourself: `openssl rand \
              -hex 32 > {}` and `chmod 600` it)",
@@ -284,17 +283,10 @@ fn create_key_file(path: &Path) -> Result<()> {
     // The link and the removal are directory entries: synced, so a crash cannot lose the key
     // that tokens are about to be sealed under.
     #[cfg(unix)]
-    if let Some(parent) = path.parent() {
-        let parent = if parent.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            parent
-        };
-        std::fs::File::open(parent)
-            .and_then(|directory| directory.sync_all())
-            .with_context(context)?;
-    }
-    Ok(())
+    std::fs::File::open(directory)
+        .and_then(|directory| directory.sync_all())
+        .with_context(context)?;
+    Ok(linked)
 }
 
 /// The gate's sealer, its key file read (or created) the first time a token is sealed or
@@ -319,13 +311,8 @@ impl JobTokens {
         if let Some(sealer) = self.sealer.get() {
             return Ok(sealer);
         }
-        let created = !self.path.exists();
         let sealer = JobTokenSealer::load_or_create(&self.path)
             .with_context(|| format!("the gate's job token key ({})", self.path.display()))?;
-        if created {
-            tracing::info!(path = %self.path.display(), key = sealer.key_id(),
-                "created the gate's job token key; every replica needs this same file");
-        }
         // Two first uses at once both read the same file; either result will do.
         Ok(self.sealer.get_or_init(|| sealer))
     }
