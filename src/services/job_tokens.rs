@@ -11,7 +11,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead as _, Payload};
@@ -107,12 +107,7 @@ impl JobTokenSealer {
     }
 
     fn parse(path: &Path, text: &str) -> Result<Self> {
-        check_private(path)?;
-        let lines: Vec<&str> = text
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty() && !line.starts_with('#'))
-            .collect();
+        let lines = tollgate_audit::keys::private_key_lines(path, text)?;
         let key = match lines.as_slice() {
             [line] => decode_key(line),
             _ => None,
@@ -316,25 +311,6 @@ impl JobTokens {
         // Two first uses at once both read the same file; either result will do.
         Ok(self.sealer.get_or_init(|| sealer))
     }
-}
-
-fn check_private(path: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(path)
-            .with_context(|| format!("reading the job token key {}", path.display()))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            bail!(
-                "{}: the job token key is readable by others (mode {:o}); chmod 600 it",
-                path.display(),
-                mode & 0o777
-            );
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -61,12 +61,7 @@ impl LogKeys {
     }
 
     fn parse(path: &Path, text: &str) -> Result<Self, KeyError> {
-        check_private(path)?;
-        let lines: Vec<&str> = text
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty() && !line.starts_with('#'))
-            .collect();
+        let lines = private_key_lines(path, text)?;
         let [log, clock] = lines.as_slice() else {
             return Err(KeyError::Invalid {
                 path: path.to_owned(),
@@ -207,6 +202,18 @@ pub fn read_trusted(path: &Path) -> Result<Vec<NoteVerifier>, KeyError> {
 }
 
 /// A private key file others can read is refused: whoever reads it can sign history.
+/// The lines of the key file at `path` whose `text` was read, without comments (`#`) and
+/// blank lines, once it is known that only its owner can read it: how tollgate keeps every
+/// private key file (this log's keys, the gate's job token key).
+pub fn private_key_lines<'a>(path: &Path, text: &'a str) -> Result<Vec<&'a str>, KeyError> {
+    check_private(path)?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect())
+}
+
 fn check_private(path: &Path) -> Result<(), KeyError> {
     #[cfg(unix)]
     {
